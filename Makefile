@@ -1,0 +1,127 @@
+# presight - one entry point for humans and CI.
+#
+#   make deps        install missing Debian packages (fast no-op when present)
+#   make / all       build build/presight
+#   make test        deps + build + every test (unit, gradient, reference, ...)
+#   make quickstart  deps + build + a small end-to-end run on embedded data
+#   make bench       performance table (never part of make test)
+#
+# Sources are found by folder: core/ (the library), mpi/ (communicators),
+# datasets/ (data readers), cli/ (the presight binary). Each tests/test_*.c is
+# a Criterion binary; tests/f64_*.c are built against a double-precision build
+# of the model and CPU backend for finite-difference checks. mk/*.mk add
+# targets owned by one part of the project (data set-up, ...).
+
+CC      ?= gcc
+BUILD   := build
+PYTHON  := /usr/bin/python3
+
+PKGS      := hdf5-openmpi libconfig libpcre2-8 ompi-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O3 -march=native -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Icore -Impi -Idatasets $(PKG_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) -fopenmp -ldl -lm -lz
+
+# CUDA is optional: when nvcc is found, cuda/*.cu are compiled into the
+# library and PRESIGHT_CUDA is defined; otherwise the CPU backend stands alone.
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CU_SRC  := $(wildcard cuda/*.cu)
+ifneq ($(strip $(NVCC)),)
+ifneq ($(strip $(CU_SRC)),)
+HAVE_CUDA := 1
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CFLAGS    += -DPRESIGHT_CUDA -I$(CUDA_HOME)/include
+NVFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Icore -Impi
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lnccl -lstdc++
+endif
+endif
+
+LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(if $(HAVE_CUDA),$(CU_SRC:%.cu=$(BUILD)/%.o))
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libpresight.a
+BIN      := $(BUILD)/presight
+
+# The double-precision twin of the numeric core, for gradient checks.
+F64_SRC  := core/model.c core/backend_cpu.c core/blas.c core/error.c core/rng.c
+F64_OBJ  := $(F64_SRC:%.c=$(BUILD)/f64/%.o)
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+F64_TEST_SRC := $(wildcard tests/f64_*.c)
+F64_TEST_BIN := $(F64_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
+TOOL_BIN := $(patsubst %.c,$(BUILD)/%,$(TOOL_SRC))
+
+.PHONY: all deps test quickstart bench clean gpu-check format
+all: $(BIN)
+
+deps:
+	@bash mk/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/f64/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DPRESIGHT_REAL_DOUBLE -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/test_%: tests/test_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/f64_%: tests/f64_%.c $(F64_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DPRESIGHT_REAL_DOUBLE $< $(F64_OBJ) -o $@ $(LDLIBS) -lcriterion
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+tests-build: $(BIN) $(TEST_BIN) $(F64_TEST_BIN) $(TOOL_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory tests-build test-data
+	@bash tests/run.sh
+
+quickstart: deps
+	@$(MAKE) --no-print-directory $(BIN) quickstart-data
+	@bash mk/quickstart.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BIN) $(TOOL_BIN) bench-data
+	@bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i core/*.[ch] cli/*.[ch] mpi/*.[ch] datasets/*.[ch] tests/*.c
+
+# Data set-up hooks; mk/*.mk fragments add prerequisites to these.
+.PHONY: test-data quickstart-data bench-data tests-build
+test-data:
+quickstart-data:
+bench-data:
+
+-include $(wildcard mk/*.mk)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,92 @@
+/* config.h - run configuration: libconfig files plus key=value overrides.
+ *
+ * Every key presight understands is declared once, in the schema table of
+ * core/config.c (path, type, range, default, help). Loading walks the
+ * libconfig tree and rejects any setting the schema does not know; each value
+ * is type- and range-checked; every error names the file and line (or the
+ * command-line override), the key and what is allowed. The resolved config
+ * (every key, defaults filled in) is written back in libconfig syntax into the
+ * run directory, from which it loads again unchanged.
+ *
+ * A config file may pull a model preset in with libconfig's
+ *   @include "model/1b.cfg"
+ * (resolved relative to the including file's folder). */
+#ifndef PRESIGHT_CONFIG_H
+#define PRESIGHT_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "error.h"
+
+#define CONFIG_STR_MAX 1024
+
+typedef struct model_config {
+    int vocab;          /* model.vocab       vocabulary size (embedding rows) */
+    int dim;            /* model.dim         residual width */
+    int layers;         /* model.layers      transformer blocks */
+    int heads;          /* model.heads       query heads */
+    int kv_heads;       /* model.kv_heads    key/value heads; divides heads */
+    int ffn_dim;        /* model.ffn_dim     SwiGLU hidden width */
+    int context;        /* model.context     maximum sequence length (RoPE table size) */
+    double rope_theta;  /* model.rope_theta  RoPE base, default 500000 */
+    double norm_eps;    /* model.norm_eps    RMSNorm epsilon, default 1e-5 */
+    int tied_head;      /* model.tied_head   output head shares the embedding (bool) */
+    double init_std;    /* model.init_std    normal init std, default 0.02 */
+} model_config;
+
+typedef struct train_config {
+    int micro_batch;       /* train.micro_batch   sequences per micro-batch per rank */
+    int seq_len;           /* train.seq_len       tokens per sequence (<= model.context) */
+    int grad_accum;        /* train.grad_accum    micro-batches per optimizer step */
+    int64_t steps;         /* train.steps         optimizer steps; 0 = derive from train.tokens */
+    int64_t tokens;        /* train.tokens        token budget; used when train.steps = 0 */
+    double lr;             /* train.lr            peak learning rate */
+    double min_lr;         /* train.min_lr        floor of the cosine decay */
+    int64_t warmup_steps;  /* train.warmup_steps  linear warm-up from 0 to lr */
+    double beta1;          /* train.beta1 */
+    double beta2;          /* train.beta2 */
+    double adam_eps;       /* train.eps */
+    double weight_decay;   /* train.weight_decay  decoupled; never applied to norm weights */
+    double grad_clip;      /* train.grad_clip     clip by global norm; 0 = off */
+    int64_t seed;          /* train.seed */
+    int log_every;         /* train.log_every     progress line every N steps */
+} train_config;
+
+typedef struct data_config {
+    char kind[32];               /* data.kind   "text" (bytes of a UTF-8 file); later "shards", "mixture" */
+    char path[CONFIG_STR_MAX];   /* data.path   file (kind "text") */
+} data_config;
+
+typedef struct run_config {
+    model_config model;
+    train_config train;
+    data_config data;
+    char run_dir[CONFIG_STR_MAX]; /* run.dir      where config, metrics and weights go */
+    char backend[16];             /* run.backend  "cpu" (later "cuda", "auto") */
+    int threads;                  /* run.threads  CPU threads; 0 = all cores */
+    char source[CONFIG_STR_MAX];  /* the file this config was loaded from (not a key) */
+} run_config;
+
+/* Fills cfg with every default. */
+void config_defaults(run_config *cfg);
+
+/* Loads path, then applies overrides ("key=value" strings, in order), then
+ * validates the whole config (ranges and cross-key rules such as
+ * heads % kv_heads == 0 and seq_len <= context). Returns 0 or -1 with err. */
+int config_load(run_config *cfg, const char *path, int n_overrides, char **overrides, ps_error *err);
+
+/* Applies one "key=value" override to cfg (after a load). */
+int config_override(run_config *cfg, const char *assignment, ps_error *err);
+
+/* Cross-key checks; config_load calls it, callers that edit cfg by hand may too. */
+int config_validate(const run_config *cfg, ps_error *err);
+
+/* Writes every key, in libconfig syntax, loadable by config_load. */
+int config_write(const run_config *cfg, FILE *out, ps_error *err);
+int config_write_file(const run_config *cfg, const char *path, ps_error *err);
+
+/* Prints the schema (key, type, range, default, help) for --help. */
+void config_print_keys(FILE *out);
+
+#endif
