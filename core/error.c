@@ -21,7 +21,14 @@ int ps_wrap(ps_error *err, const char *fmt, ...) {
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
         memcpy(old, err->msg, sizeof old);
-        snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+        /* Truncation is fine here: the front of the message matters most. */
+        size_t at = strlen(prefix);
+        memcpy(err->msg, prefix, at);
+        size_t room = sizeof err->msg - at - 1;
+        size_t rest = strlen(old) + 2 < room ? strlen(old) + 2 : room;
+        memcpy(err->msg + at, ": ", rest < 2 ? rest : 2);
+        if (rest > 2) memcpy(err->msg + at + 2, old, rest - 2);
+        err->msg[at + rest] = 0;
     }
     return -1;
 }

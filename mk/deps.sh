@@ -12,6 +12,7 @@ packages=(
   libpcre2-dev                        # tokenizer pre-tokenisation regex
   libcriterion-dev                    # C tests
   zlib1g-dev                          # .gz sources
+  fortunes                            # quickstart corpus (literature)
   python3-torch python3-h5py python3-numpy   # the PyTorch reference test
   nodejs npm                          # reference tokenizers and vocabularies (npm)
 )

@@ -1,0 +1,60 @@
+/* cmd_train.c - presight train CONFIG [key=value ...] */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "comm.h"
+#include "config.h"
+#include "train.h"
+
+int wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+static void train_help(FILE *out) {
+    fprintf(out,
+            "usage: presight train CONFIG [key=value ...]\n\n"
+            "Pretrains the model CONFIG describes on its data, writing into run.dir:\n"
+            "  config.cfg     the resolved config (every key)\n"
+            "  metrics.jsonl  one line per step: step, loss, lr, grad_norm, tokens, tokens_per_s, elapsed_s\n"
+            "  model.h5       final weights (HDF5, Meta tensor names, full shapes)\n"
+            "  final.json     summary\n"
+            "Any key can be overridden, e.g. presight train config/quickstart.cfg train.steps=200 model.layers=4\n"
+            "Run under mpirun/srun for several ranks (data parallel).\n\nkeys:\n");
+    config_print_keys(out);
+}
+
+int cmd_train(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        train_help(stdout);
+        return 0;
+    }
+    if (argc < 2) {
+        train_help(stderr);
+        return 2;
+    }
+    run_config cfg;
+    ps_error err = {{0}};
+    comm *world = NULL;
+    if (config_load(&cfg, argv[1], argc - 2, argv + 2, &err)) {
+        fprintf(stderr, "presight train: %s\n", err.msg);
+        return 2;
+    }
+    if (comm_world(&world, &argc, &argv, &err)) {
+        fprintf(stderr, "presight train: %s\n", err.msg);
+        return 1;
+    }
+    int rc = train_run(&cfg, world, &err);
+    if (rc) fprintf(stderr, "presight train (rank %d): %s\n", comm_rank(world), err.msg);
+    comm_free(world);
+    comm_shutdown();
+    return rc ? 1 : 0;
+}
+
+int cmd_later(int argc, char **argv) {
+    fprintf(wants_help(argc, argv) ? stdout : stderr,
+            "presight %s: this stage is not part of this build yet (see README.md, \"Roadmap\").\n", argv[0]);
+    return wants_help(argc, argv) ? 0 : 2;
+}

@@ -1,0 +1,15 @@
+/* commands.h - the subcommands of the presight binary (argv[0] is the command name). */
+#ifndef PRESIGHT_COMMANDS_H
+#define PRESIGHT_COMMANDS_H
+
+#include <stdio.h>
+
+int cmd_train(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+/* Commands whose stage has not landed yet: say so plainly. */
+int cmd_later(int argc, char **argv);
+
+/* True when argv holds --help or -h. */
+int wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,41 @@
+/* main.c - the presight binary: one subcommand per stage of a study.
+ * Errors from the library arrive here as messages; only main prints them and
+ * chooses the exit code (0 ok, 1 failed, 2 bad usage). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"train", cmd_train, "pretrain a model from a config (presight train CONFIG [key=value ...])"},
+    {"plan", cmd_plan, "parameter count, FLOPs and memory of a config (presight plan CONFIG [key=value ...])"},
+    {"data", cmd_later, "tokenizers, corpora, shards, labels and mixtures"},
+    {"study", cmd_later, "expand, submit and follow a study on SLURM or locally"},
+    {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
+    {"eval", cmd_later, "language and VQA evaluation of a model"},
+    {"report", cmd_later, "tables and plots from collected results"},
+};
+static const int n_commands = sizeof commands / sizeof commands[0];
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: presight COMMAND [--help] ...\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nEvery command reads one libconfig file plus key=value overrides; `presight COMMAND --help` "
+                 "says more.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "presight: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,46 @@
+/* train.h - the training loop: data -> forward/backward -> AdamW, with
+ * progress lines, JSONL metrics and the run directory. */
+#ifndef PRESIGHT_TRAIN_H
+#define PRESIGHT_TRAIN_H
+
+#include <stdint.h>
+
+#include "comm.h"
+#include "config.h"
+#include "dataset.h"
+#include "model.h"
+
+typedef struct trainer {
+    run_config cfg;
+    model model;
+    model_params params, grads, adam_m, adam_v;
+    model_activations *acts;
+    dataset *data;
+    comm *comm;
+    int *window, *inputs, *targets; /* [micro_batch][seq+1], [micro_batch * seq] x2 */
+    int64_t total_steps;
+    int64_t step; /* optimizer steps done */
+} trainer;
+
+typedef struct train_step_stats {
+    int64_t step;        /* 1-based number of the step just done */
+    double loss;         /* mean over the global batch */
+    double lr;
+    double grad_norm;    /* before clipping */
+    double seconds;
+    double tokens;       /* tokens in the global batch */
+} train_step_stats;
+
+/* Builds the model (initialised from train.seed), optimizer state and data. */
+int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err);
+/* One optimizer step (grad_accum micro-batches on every rank). */
+int trainer_step(trainer *t, train_step_stats *stats, ps_error *err);
+void trainer_free(trainer *t);
+
+/* A whole run: writes the resolved config into run.dir, trains for the
+ * configured steps with a progress line every train.log_every steps, appends
+ * one JSON line per step to run.dir/metrics.jsonl, and writes the final
+ * weights to run.dir/model.h5 and a summary to run.dir/final.json. */
+int train_run(const run_config *cfg, comm *c, ps_error *err);
+
+#endif
