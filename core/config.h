@@ -76,6 +76,11 @@ void config_defaults(run_config *cfg);
  * heads % kv_heads == 0 and seq_len <= context). Returns 0 or -1 with err. */
 int config_load(run_config *cfg, const char *path, int n_overrides, char **overrides, ps_error *err);
 
+/* Like config_load, but validates only what describes the model: every
+ * key's range and the model.* cross-key rules (no step/token budget, data
+ * path or seq_len check), for commands such as `presight plan`. */
+int config_load_model(run_config *cfg, const char *path, int n_overrides, char **overrides, ps_error *err);
+
 /* Applies one "key=value" override to cfg (after a load). */
 int config_override(run_config *cfg, const char *assignment, ps_error *err);
 
@@ -83,8 +88,8 @@ int config_override(run_config *cfg, const char *assignment, ps_error *err);
 int config_validate(const run_config *cfg, ps_error *err);
 
 /* Writes every key, in libconfig syntax, loadable by config_load. */
-int config_write(const run_config *cfg, FILE *out, ps_error *err);
-int config_write_file(const run_config *cfg, const char *path, ps_error *err);
+int run_config_write(const run_config *cfg, FILE *out, ps_error *err);
+int run_config_write_file(const run_config *cfg, const char *path, ps_error *err);
 
 /* Prints the schema (key, type, range, default, help) for --help. */
 void config_print_keys(FILE *out);

@@ -160,7 +160,7 @@ static char *config_text(const run_config *cfg) {
     size_t size = 0;
     FILE *mem = open_memstream(&text, &size);
     if (!mem) return NULL;
-    config_write(cfg, mem, NULL);
+    run_config_write(cfg, mem, NULL);
     fclose(mem);
     return text;
 }
@@ -194,7 +194,7 @@ int train_run(const run_config *cfg, comm *c, ps_error *err) {
     trainer t;
     if (trainer_init(&t, cfg, c, err)) return -1;
     snprintf(path, sizeof path, "%s/config.cfg", dir);
-    if (root && config_write_file(cfg, path, err)) {
+    if (root && run_config_write_file(cfg, path, err)) {
         trainer_free(&t);
         return -1;
     }
