@@ -7,7 +7,7 @@
 #   make bench       performance table (never part of make test)
 #
 # Sources are found by folder: core/ (the library), mpi/ (communicators),
-# datasets/ (data readers), cli/ (the presight binary). Each tests/test_*.c is
+# datasets/ (data readers), slurm/ (studies), cli/ (the presight binary). Each tests/test_*.c is
 # a Criterion binary; tests/f64_*.c are built against a double-precision build
 # of the model and CPU backend for finite-difference checks. mk/*.mk add
 # targets owned by one part of the project (data set-up, ...).
@@ -38,7 +38,7 @@ LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lnccl -lstdc++
 endif
 endif
 
-LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c)
+LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c slurm/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(if $(HAVE_CUDA),$(CU_SRC:%.cu=$(BUILD)/%.o))
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)

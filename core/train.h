@@ -10,6 +10,10 @@
 #include "dataset.h"
 #include "model.h"
 
+/* Exit status of `presight train` when it stopped early on SIGTERM/SIGUSR1
+ * after writing a checkpoint: batch scripts requeue on it (EX_TEMPFAIL). */
+#define PRESIGHT_EXIT_PREEMPTED 75
+
 typedef struct trainer {
     run_config cfg;
     model model;

@@ -29,4 +29,8 @@ int comm_all_reduce_sum_double(comm *c, double *buf, size_t count, ps_error *err
 int comm_broadcast(comm *c, void *buf, size_t bytes, int root, ps_error *err);
 int comm_barrier(comm *c, ps_error *err);
 
+/* The MPI communicator behind c, for libraries that take one (parallel HDF5).
+ * Declared as void * so this header needs no mpi.h: cast to MPI_Comm *. */
+void *comm_mpi_handle(comm *c);
+
 #endif

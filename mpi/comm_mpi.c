@@ -68,3 +68,5 @@ int comm_barrier(comm *c, ps_error *err) {
     if (MPI_Barrier(c->mpi) != MPI_SUCCESS) return ps_fail(err, "MPI_Barrier failed");
     return 0;
 }
+
+void *comm_mpi_handle(comm *c) { return &c->mpi; }
