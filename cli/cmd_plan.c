@@ -6,7 +6,9 @@
 #include "config.h"
 #include "model.h"
 
-static void print_count(const char *what, double n) { printf("  %-28s %14.0f  (%.3g M)\n", what, n, n / 1e6); }
+static void print_count(const char *what, double n) {
+    printf("  %-28s %14.0f  (%.1f M)\n", what, n, n / 1e6);
+}
 
 int cmd_plan(int argc, char **argv) {
     if (wants_help(argc, argv) || argc < 2) {

@@ -19,8 +19,11 @@ static void train_help(FILE *out) {
             "Pretrains the model CONFIG describes on its data, writing into run.dir:\n"
             "  config.cfg     the resolved config (every key)\n"
             "  metrics.jsonl  one line per step: step, loss, lr, grad_norm, tokens, tokens_per_s, elapsed_s\n"
-            "  model.h5       final weights (HDF5, Meta tensor names, full shapes)\n"
-            "  final.json     summary\n"
+            "  checkpoints/   step_NNNNNNNN.h5: weights, AdamW moments, step (HDF5, full shapes)\n"
+            "  model.h5       final weights (the last checkpoint; /model holds Meta tensor names)\n"
+            "  final.json     summary, written last: the run is complete\n"
+            "Pointed at a run.dir holding a run of the same config, it resumes from the newest\n"
+            "valid checkpoint. On SIGTERM or SIGUSR1 it checkpoints and exits with status 75.\n"
             "Any key can be overridden, e.g. presight train config/quickstart.cfg train.steps=200 model.layers=4\n"
             "Run under mpirun/srun for several ranks (data parallel).\n\nkeys:\n");
     config_print_keys(out);
@@ -47,10 +50,10 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     int rc = train_run(&cfg, world, &err);
-    if (rc) fprintf(stderr, "presight train (rank %d): %s\n", comm_rank(world), err.msg);
+    if (rc < 0) fprintf(stderr, "presight train (rank %d): %s\n", comm_rank(world), err.msg);
     comm_free(world);
     comm_shutdown();
-    return rc ? 1 : 0;
+    return rc == PRESIGHT_EXIT_PREEMPTED ? PRESIGHT_EXIT_PREEMPTED : rc ? 1 : 0;
 }
 
 int cmd_later(int argc, char **argv) {

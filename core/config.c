@@ -68,6 +68,7 @@ typedef struct key_spec {
 /* Extend these lists as readers and backends arrive ("shards", "mixture"). */
 static const char *const data_kinds[] = {"text", NULL};
 static const char *const backends[] = {"cpu", "cuda", "auto", NULL};
+static const char *const strategies[] = {"ddp", "zero1", "fsdp", NULL};
 
 static const key_spec schema[] = {
     /* model: the defaults are the 340m preset (config/model/340m.cfg) */
@@ -102,6 +103,21 @@ static const key_spec schema[] = {
 
     KENUM("data.kind", data.kind, data_kinds, "text", "data reader (\"text\": bytes of a UTF-8 file)"),
     KSTR("data.path", data.path, 0, "", "input file (kind \"text\"), relative to the working directory"),
+
+    KENUM("parallel.strategy", parallel.strategy, strategies, "ddp",
+          "ddp: replicate everything; zero1: shard optimizer state; fsdp: shard parameters, gradients and optimizer state"),
+    KINT("parallel.shard_group", parallel.shard_group, 0, 1 << 20, 0,
+         "ranks per shard group (hybrid sharding: shard within, replicate across); 0 = all ranks"),
+    KBOOL("parallel.reshard_after_forward", parallel.reshard_after_forward, 1,
+          "fsdp: free a gathered unit after its forward and gather it again for backward"),
+    KBOOL("parallel.prefetch", parallel.prefetch, 1, "fsdp: start gathering the next unit while this one computes"),
+    KBOOL("parallel.recompute_blocks", parallel.recompute_blocks, 0,
+          "activation checkpointing: keep block inputs only, recompute the rest in backward"),
+
+    KI64("checkpoint.every_steps", checkpoint.every_steps, 0, INT64_MAX, 1000, "checkpoint every N steps; 0 = off"),
+    KFLT("checkpoint.every_minutes", checkpoint.every_minutes, 0.0, 1e9, 0, 30.0,
+         "checkpoint every N minutes of training; 0 = off"),
+    KINT("checkpoint.keep", checkpoint.keep, 1, 1 << 20, 3, "newest checkpoints kept in run.dir/checkpoints"),
 
     KSTR("run.dir", run_dir, 1, "runs/default", "where config, metrics and weights go"),
     KENUM("run.backend", backend, backends, "cpu", "compute backend"),
@@ -1046,4 +1062,44 @@ void config_print_keys(FILE *out) {
         default_text(k, d, sizeof d);
         fprintf(out, "  %-*s  %-*s  %-*s  %-*s  %s\n", wk, k->path, wt, type_name(k->type), wr, r, wd, d, k->help);
     }
+}
+
+/* ------------------------------------------------------------------ diff */
+
+static int key_in(const char *path, const char *const *list) {
+    for (; list && *list; list++) {
+        size_t n = strlen(*list);
+        /* "group." matches the whole group, anything else the exact key. */
+        if ((*list)[n - 1] == '.' ? strncmp(path, *list, n) == 0 : strcmp(path, *list) == 0) return 1;
+    }
+    return 0;
+}
+
+static void value_text(const run_config *cfg, const key_spec *k, char *buf, size_t cap) {
+    kval v;
+    fetch(cfg, k, &v);
+    switch (k->type) {
+    case K_INT:
+    case K_INT64: snprintf(buf, cap, "%lld", (long long)v.i); break;
+    case K_BOOL: snprintf(buf, cap, "%s", v.i ? "true" : "false"); break;
+    case K_FLOAT: fmt_double(buf, cap, v.f); break;
+    case K_STRING:
+    case K_ENUM: snprintf(buf, cap, "\"%s\"", v.s); break;
+    }
+}
+
+int config_diff(const run_config *a, const run_config *b, const char *const *ignore, char *out, size_t size) {
+    int differ = 0;
+    if (size) out[0] = 0;
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &schema[i];
+        if (key_in(k->path, ignore)) continue;
+        char va[CONFIG_STR_MAX + 8], vb[CONFIG_STR_MAX + 8];
+        value_text(a, k, va, sizeof va);
+        value_text(b, k, vb, sizeof vb);
+        if (strcmp(va, vb) == 0) continue;
+        cat(out, size, "%s%s = %s (was %s)", differ ? "; " : "", k->path, vb, va);
+        differ++;
+    }
+    return differ;
 }

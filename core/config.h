@@ -58,10 +58,26 @@ typedef struct data_config {
     char path[CONFIG_STR_MAX];   /* data.path   file (kind "text") */
 } data_config;
 
+typedef struct parallel_config {
+    char strategy[16];          /* parallel.strategy  "ddp" | "zero1" | "fsdp" */
+    int shard_group;            /* parallel.shard_group  ranks per shard group (hybrid); 0 = all ranks */
+    int reshard_after_forward;  /* parallel.reshard_after_forward  fsdp: free gathered units after forward */
+    int prefetch;               /* parallel.prefetch  fsdp: gather the next unit while computing this one */
+    int recompute_blocks;       /* parallel.recompute_blocks  activation checkpointing per block */
+} parallel_config;
+
+typedef struct checkpoint_config {
+    int64_t every_steps;        /* checkpoint.every_steps  0 = only by time and at the end */
+    double every_minutes;       /* checkpoint.every_minutes  0 = only by steps */
+    int keep;                   /* checkpoint.keep  newest checkpoints kept */
+} checkpoint_config;
+
 typedef struct run_config {
     model_config model;
     train_config train;
     data_config data;
+    parallel_config parallel;
+    checkpoint_config checkpoint;
     char run_dir[CONFIG_STR_MAX]; /* run.dir      where config, metrics and weights go */
     char backend[16];             /* run.backend  "cpu" (later "cuda", "auto") */
     int threads;                  /* run.threads  CPU threads; 0 = all cores */
@@ -90,6 +106,11 @@ int config_validate(const run_config *cfg, ps_error *err);
 /* Writes every key, in libconfig syntax, loadable by config_load. */
 int run_config_write(const run_config *cfg, FILE *out, ps_error *err);
 int run_config_write_file(const run_config *cfg, const char *path, ps_error *err);
+
+/* Compares every key except those in ignore (NULL-terminated; an entry
+ * ending in '.' names a whole group, e.g. "parallel."). Returns how many
+ * differ and lists them in out as "key = b-value (was a-value); ...". */
+int config_diff(const run_config *a, const run_config *b, const char *const *ignore, char *out, size_t size);
 
 /* Prints the schema (key, type, range, default, help) for --help. */
 void config_print_keys(FILE *out);

@@ -71,20 +71,44 @@ real *model_tensor_data(const model_params *p, const model_layout *layout, int t
  * 1/sqrt(2 * layers); norm weights 1. Deterministic in seed, and each tensor
  * draws from its own stream so the values do not depend on the layout order. */
 void model_init_weights(model_params *p, const model_layout *layout, uint64_t seed);
+/* The same values for elements [begin, end) of one unit only, into dst
+ * (dst[0] is element begin): how a sharded rank initialises its slice. */
+void model_init_range(const model_layout *layout, int unit, size_t begin, size_t end, real *dst, uint64_t seed);
 
 /* Saved activations of one forward pass of a [batch, seq] micro-batch. */
 typedef struct model_activations model_activations;
 
-model_activations *model_activations_alloc(const model_layout *layout, int batch, int seq, ps_error *err);
+/* With recompute_blocks set, only each block's input is kept and the block's
+ * other activations are recomputed in the backward pass (activation
+ * checkpointing): memory for one block instead of all of them. */
+model_activations *model_activations_alloc(const model_layout *layout, int batch, int seq, int recompute_blocks,
+                                           ps_error *err);
+/* Bytes model_activations_alloc would take (the memory planner uses it). */
+size_t model_activations_bytes(const model_layout *layout, int batch, int seq, int recompute_blocks);
 void model_activations_free(model_activations *a);
 /* Logits [batch*seq, vocab] of the last forward pass (before backward overwrites them). */
 const real *model_logits(const model_activations *a);
+
+/* Hooks let the distributed runtime gather a unit's parameters just before
+ * they are used and reduce its gradient as soon as it is complete. Units are
+ * acquired in forward order 0, 1..layers, last (and 0 again for a tied head),
+ * and in backward order last (and 0 when tied), layers..1, 0. After
+ * acquire(u) the params' unit[u] pointer must be valid; after release(u) the
+ * model does not touch it until the next acquire. grad_ready(u) follows the
+ * last write into the gradient of unit u in a backward pass. */
+typedef struct model_hooks {
+    void *ctx;
+    void (*acquire)(void *ctx, int unit, int backward);
+    void (*release)(void *ctx, int unit, int backward);
+    void (*grad_ready)(void *ctx, int unit);
+} model_hooks;
 
 /* The model: layout + the backend it runs on + a RoPE table. */
 typedef struct model {
     model_layout layout;
     const backend_ops *ops;
-    real *rope_cos_sin; /* [context, head_dim/2, 2] */
+    real *rope_cos_sin;        /* [context, head_dim/2, 2] */
+    const model_hooks *hooks;  /* NULL: every unit is always present */
 } model;
 
 int model_init(model *m, const model_config *cfg, const backend_ops *ops, ps_error *err);

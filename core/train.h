@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "model.h"
+#include "sharding.h"
 
 /* Exit status of `presight train` when it stopped early on SIGTERM/SIGUSR1
  * after writing a checkpoint: batch scripts requeue on it (EX_TEMPFAIL). */
@@ -17,13 +18,14 @@
 typedef struct trainer {
     run_config cfg;
     model model;
-    model_params params, grads, adam_m, adam_v;
+    sharded_state shards;           /* parameters, gradients, optimizer state */
     model_activations *acts;
     dataset *data;
     comm *comm;
     int *window, *inputs, *targets; /* [micro_batch][seq+1], [micro_batch * seq] x2 */
     int64_t total_steps;
-    int64_t step; /* optimizer steps done */
+    int64_t step;                   /* optimizer steps done */
+    double tokens;                  /* tokens trained on so far */
 } trainer;
 
 typedef struct train_step_stats {
@@ -43,8 +45,13 @@ void trainer_free(trainer *t);
 
 /* A whole run: writes the resolved config into run.dir, trains for the
  * configured steps with a progress line every train.log_every steps, appends
- * one JSON line per step to run.dir/metrics.jsonl, and writes the final
- * weights to run.dir/model.h5 and a summary to run.dir/final.json. */
+ * one JSON line per step to run.dir/metrics.jsonl, checkpoints into
+ * run.dir/checkpoints, and writes the final weights to run.dir/model.h5 and a
+ * summary to run.dir/final.json (last: it marks the run complete).
+ * Pointed at a run.dir that holds a run of the same config it resumes from
+ * the newest valid checkpoint (a complete run returns at once). Returns 0,
+ * -1 on error, or PRESIGHT_EXIT_PREEMPTED after checkpointing on SIGTERM or
+ * SIGUSR1. */
 int train_run(const run_config *cfg, comm *c, ps_error *err);
 
 #endif

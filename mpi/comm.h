@@ -23,6 +23,29 @@ void comm_shutdown(void);
 int comm_rank(const comm *c);
 int comm_size(const comm *c);
 
+/* A collective in flight; comm_wait completes and frees it. */
+typedef struct comm_request comm_request;
+
+/* recv [size * count] = every rank's send [count], in rank order. send may
+ * alias recv + rank * count (in place). */
+int comm_all_gather(comm *c, const real *send, real *recv, size_t count, ps_error *err);
+int comm_iall_gather(comm *c, const real *send, real *recv, size_t count, comm_request **req, ps_error *err);
+/* recv [count] = sum over ranks of their send [rank * count .. (rank + 1) * count). */
+int comm_reduce_scatter(comm *c, const real *send, real *recv, size_t count, ps_error *err);
+int comm_ireduce_scatter(comm *c, const real *send, real *recv, size_t count, comm_request **req, ps_error *err);
+int comm_iall_reduce_sum(comm *c, real *buf, size_t count, comm_request **req, ps_error *err);
+int comm_wait(comm_request *req, ps_error *err);
+
+/* Ranks passing the same color form a new communicator, ordered by key. */
+int comm_split(comm *c, int color, int key, comm **out, ps_error *err);
+/* Ranks that share a node (shared memory), for hybrid sharding. */
+int comm_split_node(comm *c, comm **out, ps_error *err);
+
+/* Payload bytes this rank handed to collectives through c (all-gather and
+ * reduce-scatter: the full buffer; all-reduce: twice the buffer, as a ring
+ * moves it), for the communication-volume benchmark. */
+double comm_bytes(const comm *c);
+
 /* Sum over ranks, in place. */
 int comm_all_reduce_sum(comm *c, real *buf, size_t count, ps_error *err);
 int comm_all_reduce_sum_double(comm *c, double *buf, size_t count, ps_error *err);

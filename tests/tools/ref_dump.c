@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
         model_params_alloc(&mom, L, &err) || model_params_alloc(&vel, L, &err))
         return die("allocating parameters", &err);
     model_init_weights(&params, L, (uint64_t)tc->seed);
-    model_activations *acts = model_activations_alloc(L, B, T, &err);
+    model_activations *acts = model_activations_alloc(L, B, T, 0, &err);
     if (!acts) return die("allocating activations", &err);
 
     int *tokens = malloc((size_t)n * sizeof *tokens), *targets = malloc((size_t)n * sizeof *targets);

@@ -1,0 +1,341 @@
+/* sharding.c - DDP, ZeRO-1 and FSDP over one set of slices (see sharding.h). */
+#include "sharding.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int strategy_parse(const char *name, strategy_kind *out, ps_error *err) {
+    if (!strcmp(name, "ddp")) *out = STRATEGY_DDP;
+    else if (!strcmp(name, "zero1")) *out = STRATEGY_ZERO1;
+    else if (!strcmp(name, "fsdp")) *out = STRATEGY_FSDP;
+    else return ps_fail(err, "parallel.strategy = \"%s\": allowed \"ddp\", \"zero1\", \"fsdp\"", name);
+    return 0;
+}
+
+/* ------------------------------------------------------------ allocation */
+
+static real *alloc_zeroed(sharded_state *s, size_t count) {
+    real *p = NULL;
+    if (posix_memalign((void **)&p, 64, (count ? count : 1) * sizeof(real))) return NULL;
+    memset(p, 0, count * sizeof(real));
+    s->bytes_now += count * sizeof(real);
+    if (s->bytes_now > s->bytes_peak) s->bytes_peak = s->bytes_now;
+    return p;
+}
+
+static void release_buffer(sharded_state *s, real **p, size_t count) {
+    if (!*p) return;
+    free(*p);
+    *p = NULL;
+    s->bytes_now -= count * sizeof(real);
+}
+
+static real **unit_array(int n) { return calloc((size_t)n, sizeof(real *)); }
+
+static int hook_fail(sharded_state *s) {
+    s->hook_failed = 1;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ fsdp */
+
+/* The unit the model will want after u (forward 0, 1..L, L+1; backward the reverse), or -1. */
+static int next_unit(const sharded_state *s, int u, int backward) {
+    int n = s->layout->n_units;
+    if (backward) return u > 0 ? u - 1 : -1;
+    /* A tied head takes the embedding again at the very end of the forward
+     * pass (the head is gathered then): nothing follows it. */
+    if (u == 0 && s->params.unit[n - 1]) return -1;
+    return u + 1 < n ? u + 1 : -1;
+}
+
+static int start_gather(sharded_state *s, int u) {
+    if (s->params.unit[u]) return 0;
+    if (!(s->params.unit[u] = alloc_zeroed(s, s->padded[u])))
+        return ps_fail(&s->hook_error, "out of memory gathering unit %d", u);
+    return comm_iall_gather(s->group, s->owned[u], s->params.unit[u], s->slices.shard_len[u], &s->gather_pending[u],
+                            &s->hook_error);
+}
+
+static int finish_scatter(sharded_state *s, int u) {
+    if (!s->scatter_pending[u]) return 0;
+    int rc = comm_wait(s->scatter_pending[u], &s->hook_error);
+    s->scatter_pending[u] = NULL;
+    if (rc) return -1;
+    s->ops->accumulate(s->owned_grad[u], s->scatter_recv[u], s->slices.shard_len[u]);
+    release_buffer(s, &s->scatter_recv[u], s->slices.shard_len[u]);
+    release_buffer(s, &s->grads.unit[u], s->padded[u]);
+    return 0;
+}
+
+static void fsdp_acquire(void *ctx, int u, int backward) {
+    sharded_state *s = ctx;
+    if (s->hook_failed) return;
+    if (start_gather(s, u)) {
+        hook_fail(s);
+        return;
+    }
+    if (s->gather_pending[u]) {
+        int rc = comm_wait(s->gather_pending[u], &s->hook_error);
+        s->gather_pending[u] = NULL;
+        if (rc) {
+            hook_fail(s);
+            return;
+        }
+    }
+    int next = s->prefetch ? next_unit(s, u, backward) : -1;
+    if (next >= 0 && start_gather(s, next)) hook_fail(s);
+    if (backward && !s->grads.unit[u] && !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u]))) {
+        ps_fail(&s->hook_error, "out of memory for the gradient of unit %d", u);
+        hook_fail(s);
+    }
+}
+
+static void fsdp_release(void *ctx, int u, int backward) {
+    sharded_state *s = ctx;
+    if (!backward && !s->reshard_after_forward) return;
+    if (s->gather_pending[u]) return; /* a prefetch of it is in flight: keep the buffer */
+    release_buffer(s, &s->params.unit[u], s->padded[u]);
+}
+
+static void fsdp_grad_ready(void *ctx, int u) {
+    sharded_state *s = ctx;
+    if (s->hook_failed) return;
+    /* One reduce-scatter in flight at a time bounds the gradient memory. */
+    for (int v = 0; v < s->layout->n_units; v++)
+        if (finish_scatter(s, v)) {
+            hook_fail(s);
+            return;
+        }
+    if (!(s->scatter_recv[u] = alloc_zeroed(s, s->slices.shard_len[u]))) {
+        ps_fail(&s->hook_error, "out of memory reducing unit %d", u);
+        hook_fail(s);
+        return;
+    }
+    if (comm_ireduce_scatter(s->group, s->grads.unit[u], s->scatter_recv[u], s->slices.shard_len[u],
+                             &s->scatter_pending[u], &s->hook_error))
+        hook_fail(s);
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static int make_groups(sharded_state *s, const run_config *cfg, ps_error *err) {
+    int world = comm_size(s->world), rank = comm_rank(s->world);
+    int size = s->kind == STRATEGY_DDP ? 1 : (cfg->parallel.shard_group ? cfg->parallel.shard_group : world);
+    if (world % size)
+        return ps_fail(err, "parallel.shard_group = %d does not divide the %d ranks", cfg->parallel.shard_group, world);
+    if (comm_split(s->world, rank / size, rank, &s->group, err)) return -1;
+    if (s->kind != STRATEGY_DDP && size < world && comm_split(s->world, rank % size, rank, &s->replicas, err))
+        return -1;
+    return 0;
+}
+
+static int make_slices(sharded_state *s, ps_error *err) {
+    const model_layout *L = s->layout;
+    shard_layout *sl = &s->slices;
+    sl->n_units = L->n_units;
+    sl->rank = comm_rank(s->group);
+    sl->world = comm_size(s->group);
+    sl->unit_size = calloc((size_t)L->n_units, sizeof(size_t));
+    sl->shard_len = calloc((size_t)L->n_units, sizeof(size_t));
+    s->padded = calloc((size_t)L->n_units, sizeof(size_t));
+    if (!sl->unit_size || !sl->shard_len || !s->padded) return ps_fail(err, "out of memory");
+    for (int u = 0; u < L->n_units; u++) {
+        sl->unit_size[u] = L->units[u].size;
+        sl->shard_len[u] = (L->units[u].size + sl->world - 1) / sl->world;
+        s->padded[u] = sl->shard_len[u] * sl->world;
+    }
+    return 0;
+}
+
+static int alloc_state(sharded_state *s, uint64_t seed, ps_error *err) {
+    const model_layout *L = s->layout;
+    int n = L->n_units;
+    s->params.unit = unit_array(n);
+    s->grads.unit = unit_array(n);
+    s->owned = unit_array(n);
+    s->owned_grad = unit_array(n);
+    s->adam_m = unit_array(n);
+    s->adam_v = unit_array(n);
+    s->scatter_recv = unit_array(n);
+    s->gather_pending = calloc((size_t)n, sizeof(comm_request *));
+    s->scatter_pending = calloc((size_t)n, sizeof(comm_request *));
+    if (!s->params.unit || !s->grads.unit || !s->owned || !s->owned_grad || !s->adam_m || !s->adam_v ||
+        !s->scatter_recv || !s->gather_pending || !s->scatter_pending)
+        return ps_fail(err, "out of memory");
+    for (int u = 0; u < n; u++) {
+        size_t len = s->slices.shard_len[u], start = shard_start(&s->slices, u);
+        if (!(s->adam_m[u] = alloc_zeroed(s, len)) || !(s->adam_v[u] = alloc_zeroed(s, len)))
+            return ps_fail(err, "out of memory for optimizer state (%zu elements)", len);
+        if (s->kind == STRATEGY_FSDP) {
+            if (!(s->owned[u] = alloc_zeroed(s, len)) || !(s->owned_grad[u] = alloc_zeroed(s, len)))
+                return ps_fail(err, "out of memory for unit %d's slice", u);
+            model_init_range(L, u, start, start + shard_count(&s->slices, u), s->owned[u], seed);
+            continue;
+        }
+        if (!(s->params.unit[u] = alloc_zeroed(s, s->padded[u])) || !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u])))
+            return ps_fail(err, "out of memory for unit %d (%zu elements)", u, s->padded[u]);
+        model_init_range(L, u, 0, L->units[u].size, s->params.unit[u], seed);
+        s->owned[u] = s->params.unit[u] + start;
+        if (s->kind == STRATEGY_DDP) s->owned_grad[u] = s->grads.unit[u];
+        else if (!(s->owned_grad[u] = alloc_zeroed(s, len))) return ps_fail(err, "out of memory");
+    }
+    return 0;
+}
+
+int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops, comm *world,
+                 ps_error *err) {
+    memset(s, 0, sizeof *s);
+    s->layout = L;
+    s->ops = ops;
+    s->world = world;
+    s->reshard_after_forward = cfg->parallel.reshard_after_forward;
+    s->prefetch = cfg->parallel.prefetch;
+    if (strategy_parse(cfg->parallel.strategy, &s->kind, err) || make_groups(s, cfg, err) || make_slices(s, err) ||
+        alloc_state(s, (uint64_t)cfg->train.seed, err)) {
+        sharded_free(s);
+        return -1;
+    }
+    s->hooks = (model_hooks){s, fsdp_acquire, fsdp_release, fsdp_grad_ready};
+    return 0;
+}
+
+void sharded_free(sharded_state *s) {
+    int n = s->slices.n_units;
+    for (int u = 0; u < n; u++) {
+        ps_error ignored;
+        if (s->gather_pending && s->gather_pending[u]) comm_wait(s->gather_pending[u], &ignored);
+        if (s->scatter_pending && s->scatter_pending[u]) comm_wait(s->scatter_pending[u], &ignored);
+        if (s->params.unit) free(s->params.unit[u]);
+        if (s->grads.unit) free(s->grads.unit[u]);
+        if (s->kind == STRATEGY_FSDP && s->owned) free(s->owned[u]);
+        if (s->kind != STRATEGY_DDP && s->owned_grad) free(s->owned_grad[u]);
+        if (s->adam_m) free(s->adam_m[u]);
+        if (s->adam_v) free(s->adam_v[u]);
+        if (s->scatter_recv) free(s->scatter_recv[u]);
+    }
+    free(s->params.unit);
+    free(s->grads.unit);
+    free(s->owned);
+    free(s->owned_grad);
+    free(s->adam_m);
+    free(s->adam_v);
+    free(s->scatter_recv);
+    free(s->gather_pending);
+    free(s->scatter_pending);
+    free(s->slices.unit_size);
+    free(s->slices.shard_len);
+    free(s->padded);
+    comm_free(s->group);
+    comm_free(s->replicas);
+    memset(s, 0, sizeof *s);
+}
+
+const model_hooks *sharded_hooks(sharded_state *s) { return s->kind == STRATEGY_FSDP ? &s->hooks : NULL; }
+
+/* ------------------------------------------------------------------- step */
+
+void sharded_begin_step(sharded_state *s) {
+    for (int u = 0; u < s->slices.n_units; u++) {
+        if (s->kind != STRATEGY_FSDP) s->ops->zero(s->grads.unit[u], s->padded[u]);
+        if (s->kind != STRATEGY_DDP) s->ops->zero(s->owned_grad[u], s->slices.shard_len[u]);
+    }
+}
+
+int sharded_reduce_gradients(sharded_state *s, ps_error *err) {
+    const int n = s->slices.n_units;
+    if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
+    for (int u = 0; u < n; u++) {
+        switch (s->kind) {
+        case STRATEGY_DDP:
+            if (comm_all_reduce_sum(s->world, s->grads.unit[u], s->layout->units[u].size, err)) return -1;
+            break;
+        case STRATEGY_ZERO1:
+            if (comm_reduce_scatter(s->group, s->grads.unit[u], s->owned_grad[u], s->slices.shard_len[u], err))
+                return -1;
+            break;
+        case STRATEGY_FSDP:
+            if (finish_scatter(s, u)) return ps_fail(err, "%s", s->hook_error.msg);
+            break;
+        }
+        if (s->replicas && comm_all_reduce_sum(s->replicas, s->owned_grad[u], s->slices.shard_len[u], err)) return -1;
+    }
+    return 0;
+}
+
+int sharded_grad_norm(sharded_state *s, double *norm, ps_error *err) {
+    double sum = 0;
+    for (int u = 0; u < s->slices.n_units; u++) sum += s->ops->sum_squares(s->owned_grad[u], s->slices.shard_len[u]);
+    /* Slices of one group partition the model; replicas hold the same sums. */
+    if (s->slices.world > 1 && comm_all_reduce_sum_double(s->group, &sum, 1, err)) return -1;
+    *norm = sqrt(sum);
+    return 0;
+}
+
+int sharded_optimizer_step(sharded_state *s, const train_config *t, double lr, int64_t step, double grad_scale,
+                           ps_error *err) {
+    const model_layout *L = s->layout;
+    for (int i = 0; i < L->n_tensors; i++) {
+        const model_tensor *tensor = &L->tensors[i];
+        int u = tensor->unit;
+        size_t start = shard_start(&s->slices, u), end = start + shard_count(&s->slices, u);
+        size_t t_begin = tensor->offset, t_end = t_begin + (size_t)tensor->rows * tensor->cols;
+        size_t lo = t_begin > start ? t_begin : start, hi = t_end < end ? t_end : end;
+        if (lo >= hi) continue;
+        size_t at = lo - start;
+        s->ops->adamw_update(s->owned[u] + at, s->owned_grad[u] + at, s->adam_m[u] + at, s->adam_v[u] + at, hi - lo,
+                             (float)lr, (float)t->beta1, (float)t->beta2, (float)t->adam_eps,
+                             tensor->is_norm ? 0.0f : (float)t->weight_decay, step, (float)grad_scale);
+    }
+    return sharded_after_load(s, err);
+}
+
+int sharded_after_load(sharded_state *s, ps_error *err) {
+    if (s->kind != STRATEGY_ZERO1) return 0;
+    for (int u = 0; u < s->slices.n_units; u++)
+        if (comm_all_gather(s->group, s->owned[u], s->params.unit[u], s->slices.shard_len[u], err)) return -1;
+    return 0;
+}
+
+shard_view sharded_view(sharded_state *s) {
+    shard_view v;
+    v.layout = &s->slices;
+    v.params = s->owned;
+    v.m = s->adam_m;
+    v.v = s->adam_v;
+    if (s->kind == STRATEGY_DDP) v.writer = comm_rank(s->world) == 0;
+    else v.writer = !s->replicas || comm_rank(s->replicas) == 0;
+    return v;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
+                           int prefetch) {
+    size_t owned = 0, full = 0, largest = 0, second = 0;
+    int g = kind == STRATEGY_DDP ? 1 : group_size;
+    for (int u = 0; u < L->n_units; u++) {
+        size_t len = (L->units[u].size + g - 1) / g, padded = len * g;
+        owned += len;
+        full += padded;
+        if (padded > largest) {
+            second = largest;
+            largest = padded;
+        } else if (padded > second) {
+            second = padded;
+        }
+    }
+    size_t elements;
+    if (kind == STRATEGY_DDP) elements = 4 * full;                   /* params, grads, m, v */
+    else if (kind == STRATEGY_ZERO1) elements = 2 * full + 3 * owned; /* + owned grad, m, v */
+    else {
+        /* Owned params, grads, m, v; and at the worst moment (the start of the
+         * backward pass) the head unit's parameters and gradient, the tied
+         * embedding or the prefetched block, the previous unit's gradient in
+         * its reduce-scatter and its receive slice. Without resharding after
+         * forward, every unit stays gathered through the forward pass. */
+        elements = 4 * owned + (reshard_after_forward ? 2 * largest + (prefetch ? 2 : 1) * second : full + largest + second);
+    }
+    return elements * sizeof(real);
+}
