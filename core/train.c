@@ -333,8 +333,8 @@ static int prepare_run_dir(const run_config *cfg, comm *c, int *complete, ps_err
     /* Rank 0 decides; the others follow its verdict. */
     double verdict[2] = {0, 0}; /* complete, failed */
     if (comm_rank(c) == 0) {
-        if (exists(cfg->run_dir, "final.json")) verdict[0] = 1;
-        else if (exists(cfg->run_dir, "config.cfg") && check_same_run(cfg, err)) verdict[1] = 1;
+        if (exists(cfg->run_dir, "config.cfg") && check_same_run(cfg, err)) verdict[1] = 1;
+        else if (exists(cfg->run_dir, "final.json")) verdict[0] = 1;
         else if (make_dirs(cfg->run_dir, err)) verdict[1] = 1;
         else {
             char ckpt[CONFIG_STR_MAX + 32];
