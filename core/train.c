@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -305,11 +306,31 @@ static int agree(comm *c, int *checkpoint_now, int *stop_now, ps_error *err) {
     return 0;
 }
 
+/* Peak resident memory of every rank, in MB, indexed by rank (caller frees). */
+static double *gather_peak_rss(comm *c, ps_error *err) {
+    int world = comm_size(c);
+    double *mb = calloc((size_t)world, sizeof *mb);
+    if (!mb) return NULL;
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    mb[comm_rank(c)] = usage.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+    if (comm_all_reduce_sum_double(c, mb, (size_t)world, err)) {
+        free(mb);
+        return NULL;
+    }
+    return mb;
+}
+
 static int write_final(run_state *r, const train_step_stats *s, ps_error *err) {
     trainer *t = &r->t;
     const char *dir = t->cfg.run_dir;
+    double *rss = gather_peak_rss(t->comm, err);
+    if (!rss) return -1;
     /* The last checkpoint holds /model at full shapes: model.h5 is that file. */
-    if (comm_rank(t->comm) != 0) return 0;
+    if (comm_rank(t->comm) != 0) {
+        free(rss);
+        return 0;
+    }
     char ckpt[CONFIG_STR_MAX + 64], model[CONFIG_STR_MAX + 32], final[CONFIG_STR_MAX + 32], tmp[CONFIG_STR_MAX + 40];
     snprintf(ckpt, sizeof ckpt, "%s/step_%08lld.h5", r->ckpt_dir, (long long)t->step);
     snprintf(model, sizeof model, "%s/model.h5", dir);
@@ -319,10 +340,17 @@ static int write_final(run_state *r, const train_step_stats *s, ps_error *err) {
     snprintf(final, sizeof final, "%s/final.json", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     FILE *f = fopen(tmp, "w");
-    if (!f) return ps_fail(err, "%s: cannot write", tmp);
+    if (!f) {
+        free(rss);
+        return ps_fail(err, "%s: cannot write", tmp);
+    }
     fprintf(f, "{\"steps\":%lld,\"final_loss\":%.17g,\"tokens\":%.0f,\"seconds\":%.3f,\"tokens_per_s\":%.1f,"
-               "\"params\":%zu}\n",
-            (long long)t->step, s->loss, t->tokens, elapsed, t->tokens / elapsed, t->model.layout.n_params);
+               "\"params\":%zu,\"ranks\":%d,\"strategy\":\"%s\",\"peak_rss_mb\":[",
+            (long long)t->step, s->loss, t->tokens, elapsed, t->tokens / elapsed, t->model.layout.n_params,
+            comm_size(t->comm), t->cfg.parallel.strategy);
+    for (int i = 0; i < comm_size(t->comm); i++) fprintf(f, "%s%.1f", i ? "," : "", rss[i]);
+    fprintf(f, "]}\n");
+    free(rss);
     if (fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, final)) return ps_fail(err, "%s: write failed", final);
     printf("done: %lld steps, final loss %.4f, %.0f tokens in %.1fs; weights in %s\n", (long long)t->step, s->loss,
            t->tokens, elapsed, model);
