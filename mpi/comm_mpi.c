@@ -29,7 +29,9 @@ static comm *wrap(MPI_Comm mpi) {
 int comm_world(comm **out, int *argc, char ***argv, ps_error *err) {
     int ready = 0;
     MPI_Initialized(&ready);
-    if (!ready && MPI_Init(argc, argv) != MPI_SUCCESS) return ps_fail(err, "MPI_Init failed");
+    int provided = 0; /* FUNNELED: OpenMP and the checkpoint hasher run threads, only the main one calls MPI */
+    if (!ready && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return ps_fail(err, "MPI_Init_thread failed");
     MPI_Comm dup;
     MPI_Comm_dup(MPI_COMM_WORLD, &dup);
     if (!(*out = wrap(dup))) return ps_fail(err, "out of memory");
