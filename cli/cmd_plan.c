@@ -1,47 +1,412 @@
 /* cmd_plan.c - presight plan CONFIG: what a config costs before running it. */
+#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
 #include "config.h"
 #include "model.h"
+#include "plan.h"
+
+static const char *const presets[] = {"340m", "1b", "3b", "7b", "13b"};
+#define N_PRESETS (int)(sizeof presets / sizeof *presets)
+
+static void plan_help(FILE *out) {
+    fprintf(out,
+            "usage: presight plan CONFIG [key=value ...] [options]\n"
+            "       presight plan --all [options]\n\n"
+            "Prints the parameter count of the model CONFIG describes (by part) and the training FLOPs\n"
+            "per token, then what a GPU run of it needs: memory per GPU by part (owned shards, gathered\n"
+            "units, activations with and without checkpointing, buffers), whether that fits, and the\n"
+            "step time and run time at a given MFU. --all prints one line per preset (340m-13b, from\n"
+            "config/model/) at the same settings.\n\n"
+            "options (GPU plan; defaults: the study's settings on one node of 8 H100 80GB):\n"
+            "  --nodes N            nodes (1)\n"
+            "  --gpus-per-node G    GPUs per node (8)\n"
+            "  --gpu-mem GB         memory per GPU, in 10^9 bytes (80)\n"
+            "  --global-batch SEQ   sequences per optimizer step over all GPUs (1024); the sequence\n"
+            "                       length is train.seq_len (2048 unless the config says otherwise)\n"
+            "  --micro-batch M      sequences per micro-batch per GPU (default: the largest that fits)\n"
+            "  --mfu X              model FLOPs utilisation (0.40)\n"
+            "  --peak-tflops T      peak dense bf16 TFLOP/s per GPU (989, H100 SXM datasheet)\n"
+            "  --cpu-ranks N        also the CPU trainer's peak memory per rank for this config's\n"
+            "                       train.* and parallel.* settings on N MPI ranks, ending with a line\n"
+            "                       cpu_rank_bytes=R0,R1,... (bytes, rank order)\n"
+            "The token budget is train.tokens (the study's default 30B when the config sets none).\n"
+            "The GPU model's assumptions are listed in core/plan.c.\n");
+}
 
 static void print_count(const char *what, double n) {
     printf("  %-28s %14.0f  (%.1f M)\n", what, n, n / 1e6);
 }
 
-int cmd_plan(int argc, char **argv) {
-    if (wants_help(argc, argv) || argc < 2) {
-        fprintf(argc < 2 ? stderr : stdout,
-                "usage: presight plan CONFIG [key=value ...]\n\n"
-                "Prints the parameter count of the model CONFIG describes (by part), and the\n"
-                "training FLOPs per token at the configured sequence length.\n");
-        return argc < 2 ? 2 : 0;
-    }
-    run_config cfg;
-    ps_error err = {{0}};
-    if (config_load_model(&cfg, argv[1], argc - 2, argv + 2, &err)) {
-        fprintf(stderr, "presight plan: %s\n", err.msg);
-        return 2;
-    }
-    model_layout L;
-    if (model_layout_init(&L, &cfg.model, &err)) {
-        fprintf(stderr, "presight plan: %s\n", err.msg);
-        return 2;
-    }
-    const model_config *c = &cfg.model;
-    double embed = (double)L.units[0].size, blocks = 0, head = (double)L.units[L.n_units - 1].size;
-    for (int u = 1; u < L.n_units - 1; u++) blocks += (double)L.units[u].size;
+static void print_params(const run_config *cfg, const model_layout *L) {
+    const model_config *c = &cfg->model;
+    double embed = (double)L->units[0].size, blocks = 0, head = (double)L->units[L->n_units - 1].size;
+    for (int u = 1; u < L->n_units - 1; u++) blocks += (double)L->units[u].size;
     printf("%s: %d layers, dim %d, %d heads (%d kv, head dim %d), ffn %d, vocab %d, context %d, %s head\n",
-           cfg.source, c->layers, c->dim, c->heads, c->kv_heads, L.head_dim, c->ffn_dim, c->vocab, c->context,
+           cfg->source, c->layers, c->dim, c->heads, c->kv_heads, L->head_dim, c->ffn_dim, c->vocab, c->context,
            c->tied_head ? "tied" : "untied");
     print_count("embedding", embed);
     print_count("transformer blocks", blocks);
     print_count("final norm + output head", head);
-    print_count("total parameters", (double)L.n_params);
-    int seq = cfg.train.seq_len <= c->context ? cfg.train.seq_len : c->context;
+    print_count("total parameters", (double)L->n_params);
+    int seq = cfg->train.seq_len <= c->context ? cfg->train.seq_len : c->context;
     printf("  %-28s %14.4g  (6N + attention, PaLM convention, seq %d)\n", "training FLOPs per token",
-           model_train_flops(&L, seq, 1.0), seq);
-    model_layout_free(&L);
+           model_train_flops(L, seq, 1.0), seq);
+}
+
+/* ------------------------------------------------------------- options */
+
+typedef struct plan_args {
+    const char *config;
+    int all;
+    int cpu_ranks;
+    plan_gpu_opts gpu;
+    int n_overrides;
+    char **overrides;
+} plan_args;
+
+static int parse_number(const char *flag, const char *text, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = text ? strtod(text, &end) : 0;
+    if (!text || errno || end == text || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "presight plan: %s %s: expected a number in [%g, %g]\n", flag, text ? text : "(missing)", lo, hi);
+        return -1;
+    }
+    *out = v;
     return 0;
+}
+
+static int parse_int(const char *flag, const char *text, int lo, int hi, int *out) {
+    double v;
+    if (parse_number(flag, text, lo, hi, &v)) return -1;
+    if (v != (int)v) {
+        fprintf(stderr, "presight plan: %s %s: expected a whole number\n", flag, text);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Flags take their value as the next word or after '='. key=value words
+ * are config overrides, kept in order in args->overrides (argv reused). */
+static int parse_args(int argc, char **argv, plan_args *a) {
+    memset(a, 0, sizeof *a);
+    plan_gpu_defaults(&a->gpu);
+    a->overrides = argv;
+    for (int i = 1; i < argc; i++) {
+        char *word = argv[i];
+        if (strncmp(word, "--", 2) != 0) {
+            if (strchr(word, '=')) a->overrides[a->n_overrides++] = word;
+            else if (!a->config) a->config = word;
+            else {
+                fprintf(stderr, "presight plan: unexpected argument '%s' (one CONFIG, then key=value overrides)\n", word);
+                return -1;
+            }
+            continue;
+        }
+        if (!strcmp(word, "--all")) {
+            a->all = 1;
+            continue;
+        }
+        char name[64];
+        const char *value, *eq = strchr(word, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - word), word);
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", word);
+            value = i + 1 < argc ? argv[++i] : NULL;
+        }
+        double gb, tflops;
+        int rc;
+        if (!strcmp(name, "--nodes")) rc = parse_int(name, value, 1, 1 << 20, &a->gpu.nodes);
+        else if (!strcmp(name, "--gpus-per-node")) rc = parse_int(name, value, 1, 1024, &a->gpu.gpus_per_node);
+        else if (!strcmp(name, "--global-batch")) rc = parse_int(name, value, 1, 1 << 30, &a->gpu.global_batch);
+        else if (!strcmp(name, "--micro-batch")) rc = parse_int(name, value, 1, 1 << 20, &a->gpu.micro_batch);
+        else if (!strcmp(name, "--cpu-ranks")) rc = parse_int(name, value, 1, 1 << 20, &a->cpu_ranks);
+        else if (!strcmp(name, "--mfu")) rc = parse_number(name, value, 1e-6, 1, &a->gpu.mfu);
+        else if (!strcmp(name, "--gpu-mem")) {
+            rc = parse_number(name, value, 1e-3, 1e6, &gb);
+            a->gpu.gpu_mem = gb * 1e9;
+        } else if (!strcmp(name, "--peak-tflops")) {
+            rc = parse_number(name, value, 1e-3, 1e9, &tflops);
+            a->gpu.peak_flops = tflops * 1e12;
+        } else {
+            fprintf(stderr, "presight plan: unknown option %s (see presight plan --help)\n", name);
+            return -1;
+        }
+        if (rc) return -1;
+    }
+    if (!a->config && !a->all) {
+        plan_help(stderr);
+        return -1;
+    }
+    if (a->config && a->all) {
+        fprintf(stderr, "presight plan: give a CONFIG or --all, not both\n");
+        return -1;
+    }
+    if (a->all && a->cpu_ranks) {
+        fprintf(stderr, "presight plan: --cpu-ranks needs a CONFIG (its train and parallel settings)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ printing */
+
+static void human_count(char *out, size_t size, double v) {
+    if (v >= 1e12) snprintf(out, size, "%.2fT", v / 1e12);
+    else if (v >= 1e9) snprintf(out, size, "%.2fB", v / 1e9);
+    else if (v >= 1e6) snprintf(out, size, "%.2fM", v / 1e6);
+    else if (v >= 1e3) snprintf(out, size, "%.1fk", v / 1e3);
+    else snprintf(out, size, "%.0f", v);
+}
+
+static void human_time(char *out, size_t size, double s) {
+    if (s < 120) snprintf(out, size, "%.1f s", s);
+    else if (s < 7200) snprintf(out, size, "%.1f min", s / 60);
+    else if (s < 3 * 86400) snprintf(out, size, "%.1f h", s / 3600);
+    else snprintf(out, size, "%.1f days", s / 86400);
+}
+
+/* The token budget: train.tokens, or the study's default. */
+static double budget(const run_config *cfg, const char **why) {
+    if (cfg->train.tokens > 0) {
+        *why = "train.tokens";
+        return (double)cfg->train.tokens;
+    }
+    *why = "the study's default; train.tokens is not set";
+    return 30e9;
+}
+
+#define COLS_MAX 2
+
+static void row(const char *label, const plan_gpu *g, int n, size_t offset) {
+    printf("  %-44s", label);
+    for (int i = 0; i < n; i++) printf(" %14.2f", *(const double *)((const char *)&g[i] + offset) / 1e9);
+    printf("\n");
+}
+#define ROW(label, field) row(label, g, n, offsetof(plan_gpu, field))
+
+static void yes_no_row(const char *label, const plan_gpu *g, int n, int ckpt) {
+    printf("  %-44s", label);
+    for (int i = 0; i < n; i++) printf(" %14s", (ckpt ? g[i].fits_ckpt : g[i].fits_full) ? "yes" : "no");
+    printf("\n");
+}
+
+static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gpu_opts *base) {
+    plan_gpu_opts o = *base;
+    o.seq = cfg->train.seq_len;
+    const char *why;
+    o.tokens = budget(cfg, &why);
+    plan_gpu g[COLS_MAX];
+    char head[COLS_MAX][32];
+    int n = 0, gpus = o.nodes * o.gpus_per_node;
+    ps_error err = {{0}};
+    /* FSDP over every GPU; and, with several nodes, sharded within a node and replicated across nodes. */
+    o.shard_group = 0;
+    if (plan_gpu_estimate(L, &o, &g[n], &err)) goto fail;
+    snprintf(head[n++], sizeof head[0], "fsdp over %d", gpus);
+    if (o.nodes > 1) {
+        o.shard_group = o.gpus_per_node;
+        if (plan_gpu_estimate(L, &o, &g[n], &err)) goto fail;
+        snprintf(head[n++], sizeof head[0], "hybrid %dx%d", o.gpus_per_node, o.nodes);
+    }
+    char tokens[32];
+    human_count(tokens, sizeof tokens, g[0].step_tokens);
+    printf("\nGPU plan: %d node%s x %d GPUs = %d GPUs of %.0f GB; global batch %d sequences x %d tokens = %s tokens a step\n",
+           o.nodes, o.nodes > 1 ? "s" : "", o.gpus_per_node, gpus, o.gpu_mem / 1e9, o.global_batch, o.seq, tokens);
+    printf("  %-44s", "memory per GPU, GB (10^9 bytes)");
+    for (int i = 0; i < n; i++) printf(" %14s", head[i]);
+    printf("\n  %-44s", "shard group x replicas");
+    for (int i = 0; i < n; i++) {
+        char cell[32];
+        snprintf(cell, sizeof cell, "%d x %d", g[i].shard_group, g[i].replicas);
+        printf(" %14s", cell);
+    }
+    printf("\n  %-44s", "micro_batch x grad_accum (sequences per GPU)");
+    for (int i = 0; i < n; i++) {
+        char cell[32];
+        snprintf(cell, sizeof cell, "%d x %d", g[i].micro_batch, g[i].grad_accum);
+        printf(" %14s", cell);
+    }
+    printf("\n");
+    ROW("owned shard, fp32", owned);
+    ROW("  master weights", master);
+    ROW("  gradients", grads);
+    ROW("  AdamW m", adam_m);
+    ROW("  AdamW v", adam_v);
+    ROW("gathered units, bf16 (in use + next)", gathered);
+    ROW("activations, bf16, no checkpointing", act_full);
+    ROW("activations, bf16, per-block checkpointing", act_ckpt);
+    ROW("buffers", buffers);
+    ROW("  gradient units, bf16 (+ in reduce-scatter)", grad_units);
+    ROW("  logits bf16 + cross-entropy chunk fp32", logits);
+    ROW("  cuBLASLt workspace", workspace);
+    ROW("  NCCL", nccl);
+    ROW("  CUDA context", context);
+    ROW("total, no checkpointing", total_full);
+    ROW("total, per-block checkpointing", total_ckpt);
+    char label[64];
+    snprintf(label, sizeof label, "fits in %.0f GB, no checkpointing", o.gpu_mem / 1e9);
+    yes_no_row(label, g, n, 0);
+    snprintf(label, sizeof label, "fits in %.0f GB, per-block checkpointing", o.gpu_mem / 1e9);
+    yes_no_row(label, g, n, 1);
+    for (int i = 0; i < n; i++)
+        printf("  %s: micro_batch %d (%s)\n", head[i], g[i].micro_batch, g[i].micro_batch_why);
+    printf("fits in %.0f GB: %s (with checkpointing: %s) with FSDP over %d GPU%s at micro_batch %d\n", o.gpu_mem / 1e9,
+           g[0].fits_full ? "yes" : "no", g[0].fits_ckpt ? "yes" : "no", gpus, gpus > 1 ? "s" : "", g[0].micro_batch);
+
+    char tps[32], steps[32], run[32], step[32];
+    human_count(tps, sizeof tps, g[0].tokens_per_s);
+    human_count(steps, sizeof steps, g[0].steps);
+    human_time(step, sizeof step, g[0].step_seconds);
+    human_time(run, sizeof run, g[0].run_seconds);
+    printf("\nstep: %.3g model FLOPs (%.3g per token, PaLM convention); per-block checkpointing recomputes "
+           "%.3g more (hardware FLOPs, +%.0f%%)\n",
+           g[0].step_flops, g[0].step_flops / g[0].step_tokens, g[0].recompute_flops,
+           100 * g[0].recompute_flops / g[0].step_flops);
+    printf("at MFU %.2f of %.0f TFLOP/s x %d GPUs: %s a step, %s tokens/s\n", o.mfu, o.peak_flops / 1e12, gpus, step, tps);
+    human_count(tokens, sizeof tokens, o.tokens);
+    printf("%s tokens (%s): %s steps, %s, %.0f GPU-hours\n", tokens, why, steps, run, g[0].gpu_hours);
+    return 0;
+fail:
+    fprintf(stderr, "presight plan: %s\n", err.msg);
+    return -1;
+}
+
+static int print_cpu(const run_config *cfg, const model_layout *L, int ranks) {
+    enum { SHOWN = 8 };
+    plan_cpu *p = calloc((size_t)ranks, sizeof *p);
+    ps_error err = {{0}};
+    if (!p) {
+        fprintf(stderr, "presight plan: out of memory\n");
+        return -1;
+    }
+    for (int r = 0; r < ranks; r++)
+        if (plan_cpu_rank(cfg, L, ranks, r, &p[r], &err)) {
+            fprintf(stderr, "presight plan: %s\n", err.msg);
+            free(p);
+            return -1;
+        }
+    const train_config *t = &cfg->train;
+    printf("\nCPU plan: presight's CPU trainer as it allocates today (fp32), %s over %d rank%s (shard group %d), "
+           "micro_batch %d x seq %d, recompute_blocks %s\n",
+           cfg->parallel.strategy, ranks, ranks > 1 ? "s" : "", p[0].group, t->micro_batch, t->seq_len,
+           cfg->parallel.recompute_blocks ? "on" : "off");
+    int shown = ranks < SHOWN ? ranks : SHOWN;
+    printf("  %-44s", "peak RSS per rank, MiB");
+    for (int r = 0; r < shown; r++) {
+        char cell[16];
+        snprintf(cell, sizeof cell, "rank %d", r);
+        printf(" %9s", cell);
+    }
+    printf("\n");
+    struct {
+        const char *label;
+        size_t offset;
+    } rows[] = {
+        {"owned slices (m, v; fsdp: + params, grads)", offsetof(plan_cpu, owned)},
+        {"full or gathered units + gradients in flight", offsetof(plan_cpu, units)},
+        {"activations (model_activations_bytes)", offsetof(plan_cpu, activations)},
+        {"token buffers", offsetof(plan_cpu, tokens)},
+        {"RoPE table", offsetof(plan_cpu, rope)},
+        {"MPI collective temporaries", offsetof(plan_cpu, collectives)},
+        {"process (libraries, MPI, threads; measured)", offsetof(plan_cpu, process)},
+        {"total", offsetof(plan_cpu, total)},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        printf("  %-44s", rows[i].label);
+        for (int r = 0; r < shown; r++)
+            printf(" %9.1f", *(const size_t *)((const char *)&p[r] + rows[i].offset) / 1048576.0);
+        printf("\n");
+    }
+    if (ranks > shown) printf("  (ranks %d..%d: every rank in cpu_rank_bytes)\n", shown, ranks - 1);
+    printf("  assumes buffers above malloc's mmap threshold go back to the system when freed (a fixed threshold,\n"
+           "  e.g. MALLOC_MMAP_THRESHOLD_=4194304); glibc's default dynamic threshold keeps freed units in the heap:\n"
+           "  measured +10%% to +50%% per rank (tests/t_memory.sh)\n");
+    printf("cpu_rank_bytes=");
+    for (int r = 0; r < ranks; r++) printf("%s%zu", r ? "," : "", p[r].total);
+    printf("\n");
+    free(p);
+    return 0;
+}
+
+static int load(const char *path, int n_overrides, char **overrides, run_config *cfg, model_layout *L) {
+    ps_error err = {{0}};
+    if (config_load_model(cfg, path, n_overrides, overrides, &err) || model_layout_init(L, &cfg->model, &err)) {
+        fprintf(stderr, "presight plan: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* One line per preset at the same settings: FSDP over every GPU. */
+static int print_all(const plan_args *a) {
+    plan_gpu_opts o = a->gpu;
+    int gpus = o.nodes * o.gpus_per_node;
+    for (int i = 0; i < N_PRESETS; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "config/model/%s.cfg", presets[i]);
+        run_config cfg;
+        model_layout L;
+        if (load(path, a->n_overrides, a->overrides, &cfg, &L)) return -1;
+        o.seq = cfg.train.seq_len;
+        const char *why;
+        o.tokens = budget(&cfg, &why);
+        if (i == 0) {
+            printf("presets at global batch %d x seq %d on %d x %d GPUs of %.0f GB, FSDP over all %d, MFU %.2f of %.0f "
+                   "TFLOP/s (GB = 10^9 bytes)\n",
+                   o.global_batch, o.seq, o.nodes, o.gpus_per_node, o.gpu_mem / 1e9, gpus, o.mfu, o.peak_flops / 1e12);
+            printf("%-6s %8s %10s %8s %8s %8s %8s %8s %10s %10s %12s %10s\n", "preset", "params", "FLOP/tok", "owned",
+                   "micro", "no ckpt", "ckpt", "fits", "step", "tokens/s", "budget", "GPU-hours");
+        }
+        plan_gpu g;
+        ps_error err = {{0}};
+        if (plan_gpu_estimate(&L, &o, &g, &err)) {
+            fprintf(stderr, "presight plan: %s: %s\n", path, err.msg);
+            model_layout_free(&L);
+            return -1;
+        }
+        char params[16], micro[16], step[32], tps[16], run[32], fits[16];
+        human_count(params, sizeof params, (double)L.n_params);
+        snprintf(micro, sizeof micro, "%dx%d", g.micro_batch, g.grad_accum);
+        human_time(step, sizeof step, g.step_seconds);
+        human_count(tps, sizeof tps, g.tokens_per_s);
+        human_time(run, sizeof run, g.run_seconds);
+        snprintf(fits, sizeof fits, "%s/%s", g.fits_full ? "yes" : "no", g.fits_ckpt ? "yes" : "no");
+        printf("%-6s %8s %10.3g %8.2f %8s %8.2f %8.2f %8s %10s %10s %12s %10.0f\n", presets[i], params,
+               g.step_flops / g.step_tokens, g.owned / 1e9, micro, g.total_full / 1e9, g.total_ckpt / 1e9, fits, step,
+               tps, run, g.gpu_hours);
+        model_layout_free(&L);
+    }
+    printf("owned = fp32 master weights, gradient slice, AdamW m and v (16 bytes per parameter / %d); no ckpt / ckpt =\n"
+           "total per GPU without / with per-block activation checkpointing at micro x accum; fits = in %.0f GB without /\n"
+           "with checkpointing; budget = time for 30B tokens (train.tokens=... overrides it). presight plan CONFIG shows\n"
+           "the parts.\n",
+           gpus, o.gpu_mem / 1e9);
+    return 0;
+}
+
+int cmd_plan(int argc, char **argv) {
+    if (wants_help(argc, argv)) {
+        plan_help(stdout);
+        return 0;
+    }
+    plan_args a;
+    if (parse_args(argc, argv, &a)) return 2;
+    if (a.all) return print_all(&a) ? 1 : 0;
+    run_config cfg;
+    model_layout L;
+    if (load(a.config, a.n_overrides, a.overrides, &cfg, &L)) return 2;
+    print_params(&cfg, &L);
+    int rc = print_gpu(&cfg, &L, &a.gpu);
+    if (!rc && a.cpu_ranks) rc = print_cpu(&cfg, &L, a.cpu_ranks);
+    model_layout_free(&L);
+    return rc ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 /* main.c - the presight binary: one subcommand per stage of a study.
  * Errors from the library arrive here as messages; only main prints them and
  * chooses the exit code (0 ok, 1 failed, 2 bad usage). */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,8 +14,8 @@ static const struct command {
 } commands[] = {
     {"train", cmd_train, "pretrain a model from a config (presight train CONFIG [key=value ...])"},
     {"plan", cmd_plan, "parameter count, FLOPs and memory of a config (presight plan CONFIG [key=value ...])"},
-    {"data", cmd_later, "tokenizers, corpora, shards, labels and mixtures"},
-    {"study", cmd_later, "expand, submit and follow a study on SLURM or locally"},
+    {"data", cmd_data, "tokenizers, corpora, shards, labels and mixtures"},
+    {"study", cmd_study, "expand, submit and follow a study on SLURM or locally"},
     {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
     {"eval", cmd_later, "language and VQA evaluation of a model"},
     {"report", cmd_later, "tables and plots from collected results"},
@@ -29,6 +30,10 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* Large buffers (gathered units, activations) come from mmap and go back
+     * to the system when freed: otherwise glibc keeps the holes resident and
+     * a rank's memory grows past what it uses (see tests/t_memory.sh). */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

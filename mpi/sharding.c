@@ -86,6 +86,12 @@ static void fsdp_acquire(void *ctx, int u, int backward) {
     }
     int next = s->prefetch ? next_unit(s, u, backward) : -1;
     if (next >= 0 && start_gather(s, next)) hook_fail(s);
+    /* With accumulation the previous micro-batch's reduce-scatter of this
+     * unit may still be reading its gradient buffer: finish it first. */
+    if (backward && finish_scatter(s, u)) {
+        hook_fail(s);
+        return;
+    }
     if (backward && !s->grads.unit[u] && !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u]))) {
         ps_fail(&s->hook_error, "out of memory for the gradient of unit %d", u);
         hook_fail(s);
@@ -311,31 +317,122 @@ shard_view sharded_view(sharded_state *s) {
 
 /* ---------------------------------------------------------------- memory */
 
+/* The allocations above, replayed without memory: the same buffers in the
+ * same order as sharded_init, the fsdp hooks (in the order model_forward and
+ * model_backward call them) and sharded_reduce_gradients make, with their
+ * sizes, so bytes_peak of a real run equals what this returns. */
+typedef struct mem_replay {
+    const model_layout *L;
+    int n, reshard, prefetch;
+    const size_t *len, *padded;         /* [units] slice and gathered sizes, elements */
+    char *params, *gathering, *grads, *scattering; /* [units] flags */
+    size_t now, peak;                   /* bytes */
+} mem_replay;
+
+static void replay_add(mem_replay *r, size_t elements) {
+    r->now += elements * sizeof(real);
+    if (r->now > r->peak) r->peak = r->now;
+}
+static void replay_sub(mem_replay *r, size_t elements) { r->now -= elements * sizeof(real); }
+
+static void replay_gather(mem_replay *r, int u) {
+    if (r->params[u]) return;
+    r->params[u] = r->gathering[u] = 1;
+    replay_add(r, r->padded[u]);
+}
+
+static void replay_acquire(mem_replay *r, int u, int backward) {
+    replay_gather(r, u);
+    r->gathering[u] = 0;
+    int next = -1;
+    if (r->prefetch) {
+        if (backward) next = u > 0 ? u - 1 : -1;
+        else if (!(u == 0 && r->params[r->n - 1])) next = u + 1 < r->n ? u + 1 : -1;
+    }
+    if (next >= 0) replay_gather(r, next);
+    if (backward && !r->grads[u]) {
+        r->grads[u] = 1;
+        replay_add(r, r->padded[u]);
+    }
+}
+
+static void replay_release(mem_replay *r, int u, int backward) {
+    if ((!backward && !r->reshard) || r->gathering[u] || !r->params[u]) return;
+    r->params[u] = 0;
+    replay_sub(r, r->padded[u]);
+}
+
+static void replay_finish_scatters(mem_replay *r) {
+    for (int u = 0; u < r->n; u++) {
+        if (!r->scattering[u]) continue;
+        r->scattering[u] = 0;
+        replay_sub(r, r->len[u]);
+        if (r->grads[u]) replay_sub(r, r->padded[u]);
+        r->grads[u] = 0;
+    }
+}
+
+static void replay_grad_ready(mem_replay *r, int u) {
+    replay_finish_scatters(r);
+    r->scattering[u] = 1;
+    replay_add(r, r->len[u]);
+}
+
+/* One micro-batch: model_forward then model_backward. */
+static void replay_micro_batch(mem_replay *r) {
+    int head = r->n - 1, tied = r->L->cfg.tied_head;
+    replay_acquire(r, 0, 0);
+    replay_release(r, 0, 0);
+    for (int u = 1; u < head; u++) {
+        replay_acquire(r, u, 0);
+        replay_release(r, u, 0);
+    }
+    replay_acquire(r, head, 0);
+    if (tied) replay_acquire(r, 0, 0);
+    if (tied) replay_release(r, 0, 0);
+    replay_release(r, head, 0);
+
+    replay_acquire(r, head, 1);
+    if (tied) replay_acquire(r, 0, 1);
+    replay_grad_ready(r, head);
+    replay_release(r, head, 1);
+    for (int u = head - 1; u >= 1; u--) {
+        replay_acquire(r, u, 1);
+        replay_grad_ready(r, u);
+        replay_release(r, u, 1);
+    }
+    if (!tied) replay_acquire(r, 0, 1);
+    replay_grad_ready(r, 0);
+    replay_release(r, 0, 1);
+}
+
 size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
                            int prefetch) {
-    size_t owned = 0, full = 0, largest = 0, second = 0;
-    int g = kind == STRATEGY_DDP ? 1 : group_size;
-    for (int u = 0; u < L->n_units; u++) {
-        size_t len = (L->units[u].size + g - 1) / g, padded = len * g;
-        owned += len;
-        full += padded;
-        if (padded > largest) {
-            second = largest;
-            largest = padded;
-        } else if (padded > second) {
-            second = padded;
-        }
+    int n = L->n_units, g = kind == STRATEGY_DDP || group_size < 1 ? 1 : group_size;
+    size_t *len = calloc((size_t)n, sizeof *len), *padded = calloc((size_t)n, sizeof *padded);
+    char *flags = calloc((size_t)n, 4);
+    size_t peak = 0;
+    if (!len || !padded || !flags) goto done;
+    mem_replay r = {L, n, reshard_after_forward, prefetch, len, padded, flags, flags + n, flags + 2 * n, flags + 3 * n,
+                    0, 0};
+    for (int u = 0; u < n; u++) {
+        len[u] = (L->units[u].size + (size_t)g - 1) / (size_t)g;
+        padded[u] = len[u] * (size_t)g;
+        replay_add(&r, 2 * len[u]); /* AdamW m, v */
+        if (kind == STRATEGY_FSDP) replay_add(&r, 2 * len[u]);             /* owned slice and its gradient */
+        else replay_add(&r, 2 * padded[u] + (kind == STRATEGY_ZERO1 ? len[u] : 0)); /* full units (+ owned grad) */
     }
-    size_t elements;
-    if (kind == STRATEGY_DDP) elements = 4 * full;                   /* params, grads, m, v */
-    else if (kind == STRATEGY_ZERO1) elements = 2 * full + 3 * owned; /* + owned grad, m, v */
-    else {
-        /* Owned params, grads, m, v; and at the worst moment (the start of the
-         * backward pass) the head unit's parameters and gradient, the tied
-         * embedding or the prefetched block, the previous unit's gradient in
-         * its reduce-scatter and its receive slice. Without resharding after
-         * forward, every unit stays gathered through the forward pass. */
-        elements = 4 * owned + (reshard_after_forward ? 2 * largest + (prefetch ? 2 : 1) * second : full + largest + second);
+    if (kind == STRATEGY_FSDP) {
+        /* Two micro-batches: with accumulation the last reduce-scatter of one
+         * is still in flight during the next one's forward pass. */
+        replay_micro_batch(&r);
+        replay_micro_batch(&r);
+        replay_finish_scatters(&r);
     }
-    return elements * sizeof(real);
+    peak = r.peak;
+done:
+    free(len);
+    free(padded);
+    free(flags);
+    return peak;
 }

@@ -81,9 +81,15 @@ int sharded_after_load(sharded_state *s, ps_error *err);
 /* The slices as the checkpoint module sees them. */
 shard_view sharded_view(sharded_state *s);
 
-/* Bytes per rank for parameters, gradients and optimizer state of a strategy,
- * at most (the planner and the memory test use it): owned slices + full or
- * gathered units + scatter buffers. */
+/* Bytes per rank for parameters, gradients and optimizer state of a strategy
+ * at their peak (the planner and the memory test use it): bytes_peak of a
+ * real run. It replays what sharded_init and the fsdp hooks allocate and free
+ * over a step (owned slices, full or gathered units, gradient units, scatter
+ * receive slices), in the order the model calls the hooks. Exact for any
+ * train.grad_accum under ddp and zero1, and under fsdp with resharding after
+ * forward; with parallel.reshard_after_forward = false it counts the worst
+ * case of grad_accum >= 2 (one unit's gradient more than grad_accum = 1).
+ * Returns 0 when it cannot allocate its bookkeeping. */
 size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
                            int prefetch);
 

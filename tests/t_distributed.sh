@@ -67,6 +67,10 @@ same_within "$tmp/ref" "$tmp/accum" "2 ranks x 3 accumulation x 2 vs 1 rank x 12
 run "$tmp/tied" 1 model.tied_head=true
 run "$tmp/tied-fsdp" 3 model.tied_head=true parallel.strategy=fsdp
 same_within "$tmp/tied" "$tmp/tied-fsdp" "tied head, fsdp at 3 ranks"
+mpirun -np 2 $bin train config/tiny.cfg run.dir="$tmp/tied-accum" train.steps=$STEPS train.micro_batch=3 \
+  train.grad_accum=2 model.tied_head=true parallel.strategy=fsdp >"$tmp/tied-accum.log" 2>&1 ||
+  { tail "$tmp/tied-accum.log"; fail "tied head with accumulation under fsdp"; }
+same_within "$tmp/tied" "$tmp/tied-accum" "tied head, fsdp, 2 ranks x 2 accumulation"
 
 echo "== kill -9 at random moments, then resume"
 STEPS=60

@@ -1,0 +1,267 @@
+/* test_plan.c - core/plan.c and sharded_state_bytes: preset parameter and
+ * FLOP counts against hand-computed values, the fsdp state falling as 1/N,
+ * the GPU model's parts adding up and its verdicts on the presets, the CPU
+ * model's per-rank MPI term, and sharded_state_bytes equal to what a real
+ * sharded state allocates at its peak (one rank, an MPI singleton; the
+ * multi-rank check against real RSS is tests/t_memory.sh). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "comm.h"
+#include "config.h"
+#include "model.h"
+#include "plan.h"
+#include "sharding.h"
+
+static void load_preset(const char *name, run_config *cfg, model_layout *L) {
+    char path[128];
+    snprintf(path, sizeof path, "config/model/%s.cfg", name);
+    ps_error err = {{0}};
+    cr_assert_eq(config_load_model(cfg, path, 0, NULL, &err), 0, "%s: %s", path, err.msg);
+    cr_assert_eq(model_layout_init(L, &cfg->model, &err), 0, "%s: %s", path, err.msg);
+}
+
+/* By hand (seq 2048, vocab 32000, untied head):
+ *   block = 2D + D(H + 2KV)hd + H hd D + 3DF; params = 2VD + D + layers x block
+ *   matmul weights = layers (D(H + 2KV)hd + H hd D + 3DF) + VD (the head)
+ *   FLOPs/token = 6 matmul weights + 12 layers D seq */
+static const struct {
+    const char *name;
+    double params, matmul_weights, flops_per_token;
+} presets[] = {
+    {"340m", 348701696, 315883520, 2499280896},
+    {"1b", 1104218112, 1038614528, 7036993536},
+    {"3b", 3015355392, 2916876288, 19615186944},
+    {"7b", 7241732096, 7110393856, 45883588608},
+    {"13b", 13015864320, 12851609600, 82142822400},
+};
+
+Test(plan, preset_parameters_and_flops) {
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) {
+        run_config cfg;
+        model_layout L;
+        load_preset(presets[i].name, &cfg, &L);
+        cr_expect_eq((double)L.n_params, presets[i].params, "%s: %zu parameters", presets[i].name, L.n_params);
+        double f = model_train_flops(&L, 2048, 1.0);
+        cr_expect_eq(f, presets[i].flops_per_token, "%s: %.0f FLOPs per token", presets[i].name, f);
+        cr_expect_eq(f, 6 * presets[i].matmul_weights + 12.0 * L.cfg.layers * L.cfg.dim * 2048);
+        /* A step of the study's batch: 1024 x 2048 tokens. */
+        cr_expect_float_eq(model_train_flops(&L, 2048, 1024.0 * 2048), presets[i].flops_per_token * 1024 * 2048, 1e3);
+        model_layout_free(&L);
+    }
+}
+
+/* fsdp: owned params, grads, m, v shrink as 1/N; the gathered units do not:
+ * at the peak (backward of a block) the unit in use, the next one prefetched,
+ * its gradient and the previous unit's gradient in its reduce-scatter with
+ * the receive slice, i.e. 16 P / N + 16 U + 4 U / N bytes (U the largest unit). */
+Test(plan, fsdp_state_falls_as_one_over_n) {
+    run_config cfg;
+    model_layout L;
+    load_preset("7b", &cfg, &L);
+    double P = (double)L.n_params, U = 0, prev = INFINITY;
+    for (int u = 0; u < L.n_units; u++)
+        if (L.units[u].size > U) U = (double)L.units[u].size;
+    static const int ranks[] = {1, 2, 4, 8, 16, 64, 512};
+    for (size_t i = 0; i < sizeof ranks / sizeof *ranks; i++) {
+        int N = ranks[i];
+        double got = (double)sharded_state_bytes(&L, STRATEGY_FSDP, N, 1, 1);
+        double want = 16 * P / N + 16 * U + 4 * U / N;
+        cr_expect(fabs(got - want) / want < 0.01, "%d ranks: %.4g bytes, expected about %.4g", N, got, want);
+        cr_expect(got < prev, "%d ranks: %.4g bytes, not below %.4g", N, got, prev);
+        prev = got;
+    }
+    /* Without prefetch one unit less; without resharding every unit stays gathered through forward. */
+    double base = (double)sharded_state_bytes(&L, STRATEGY_FSDP, 8, 1, 1);
+    cr_expect_float_eq(base - (double)sharded_state_bytes(&L, STRATEGY_FSDP, 8, 1, 0), 4 * U, 4 * U * 0.01);
+    cr_expect_gt((double)sharded_state_bytes(&L, STRATEGY_FSDP, 8, 0, 1), base + 4 * (P - 4 * U));
+    /* ddp holds everything 4 times over at any N; zero1 2 full copies + 3 slices. */
+    cr_expect_eq((double)sharded_state_bytes(&L, STRATEGY_DDP, 8, 1, 1), 16 * P);
+    cr_expect(fabs((double)sharded_state_bytes(&L, STRATEGY_ZERO1, 8, 1, 1) - (8 * P + 12 * P / 8)) < 4.0 * 24 * L.n_units);
+    model_layout_free(&L);
+}
+
+static plan_gpu gpu_plan(const char *preset, int nodes, int gpus_per_node) {
+    run_config cfg;
+    model_layout L;
+    load_preset(preset, &cfg, &L);
+    plan_gpu_opts o;
+    plan_gpu_defaults(&o);
+    o.nodes = nodes;
+    o.gpus_per_node = gpus_per_node;
+    plan_gpu g;
+    ps_error err = {{0}};
+    cr_assert_eq(plan_gpu_estimate(&L, &o, &g, &err), 0, "%s: %s", preset, err.msg);
+    model_layout_free(&L);
+    return g;
+}
+
+Test(plan, gpu_parts_add_up) {
+    const char *names[] = {"340m", "1b", "3b", "7b", "13b"};
+    for (int i = 0; i < 5; i++) {
+        plan_gpu g = gpu_plan(names[i], 8, 8);
+        cr_expect_float_eq(g.owned, g.master + g.grads + g.adam_m + g.adam_v, 1);
+        cr_expect_float_eq(g.buffers, g.grad_units + g.logits + g.workspace + g.nccl + g.context, 1);
+        cr_expect_float_eq(g.total_full, g.owned + g.gathered + g.act_full + g.buffers, 1);
+        cr_expect_float_eq(g.total_ckpt, g.owned + g.gathered + g.act_ckpt + g.buffers, 1);
+        cr_expect_lt(g.act_ckpt, g.act_full, "%s", names[i]);
+        cr_expect_eq(g.micro_batch * g.grad_accum * g.gpus, 1024, "%s: %d x %d x %d GPUs", names[i], g.micro_batch,
+                     g.grad_accum, g.gpus);
+        cr_expect_eq(g.fits_full, g.total_full <= 80e9);
+        cr_expect_eq(g.fits_ckpt, g.total_ckpt <= 80e9);
+        /* Step time at MFU 0.40 of 989 TFLOP/s on 64 GPUs. */
+        cr_expect_float_eq(g.step_seconds, presets[i].flops_per_token * 1024 * 2048 / (0.40 * 989e12 * 64), 1e-9);
+        cr_expect_float_eq(g.tokens_per_s * g.step_seconds, 1024.0 * 2048, 1e-3);
+    }
+}
+
+/* 7B by hand at micro-batch 1 x 2048 tokens (bf16; D 4096, q|k|v 6144, F 14336, 32 heads):
+ * a block saves 2 (4D + qkv + D + 3F) + 8 + 4 x 32 = 139400 bytes per token. */
+Test(plan, gpu_activations_by_hand) {
+    run_config cfg;
+    model_layout L;
+    load_preset("7b", &cfg, &L);
+    double block = 139400, top = 4 * 4096 + 4, scratch = 2.0 * (2 * 4096 + 6144 + 4096 + 3 * 14336);
+    cr_expect_float_eq(plan_gpu_activation_bytes(&L, 1, 2048, 0), 2048 * (32 * block + top + scratch), 1);
+    cr_expect_float_eq(plan_gpu_activation_bytes(&L, 1, 2048, 1), 2048 * (32 * 2.0 * 4096 + block + top + scratch), 1);
+    cr_expect_float_eq(plan_gpu_activation_bytes(&L, 4, 2048, 1), 4 * plan_gpu_activation_bytes(&L, 1, 2048, 1), 1);
+    model_layout_free(&L);
+}
+
+Test(plan, seven_b_fits_on_eight_gpus_with_checkpointing) {
+    plan_gpu g = gpu_plan("7b", 1, 8);
+    cr_expect(g.fits_ckpt, "7B, FSDP over 8 GPUs, checkpointing: %.1f GB", g.total_ckpt / 1e9);
+    cr_expect_eq(g.shard_group, 8);
+    /* 16 bytes per parameter over 8 GPUs: 14.5 GB owned. */
+    cr_expect_float_eq(g.owned, 16.0 * 7241732096 / 8, 16.0 * 8 * 34);
+}
+
+Test(plan, thirteen_b_does_not_fit_on_one_gpu) {
+    plan_gpu g = gpu_plan("13b", 1, 1);
+    cr_expect(!g.fits_ckpt && !g.fits_full, "13B on 1 GPU: %.1f GB with checkpointing", g.total_ckpt / 1e9);
+    cr_expect_gt(g.owned, 200e9); /* 16 x 13.0B */
+}
+
+Test(plan, gpu_rejects_uneven_batches) {
+    run_config cfg;
+    model_layout L;
+    load_preset("1b", &cfg, &L);
+    plan_gpu_opts o;
+    plan_gpu_defaults(&o);
+    o.gpus_per_node = 6; /* 1024 sequences do not split over 6 GPUs */
+    plan_gpu g;
+    ps_error err = {{0}};
+    cr_expect_eq(plan_gpu_estimate(&L, &o, &g, &err), -1);
+    cr_expect(strstr(err.msg, "1024") != NULL, "%s", err.msg);
+    plan_gpu_defaults(&o);
+    o.micro_batch = 3; /* does not divide 128 sequences per GPU */
+    cr_expect_eq(plan_gpu_estimate(&L, &o, &g, &err), -1);
+    model_layout_free(&L);
+}
+
+/* The CPU model's MPI term under fsdp: a binomial reduce-scatter touches 0, 1
+ * or 2 full units by rank (1 alone); the total is the sum of the parts. */
+Test(plan, cpu_rank_parts) {
+    run_config cfg;
+    ps_error err = {{0}};
+    char *over[] = {"parallel.strategy=fsdp", "train.micro_batch=2", "train.seq_len=64"};
+    cr_assert_eq(config_load_model(&cfg, "config/tiny.cfg", 3, over, &err), 0, "%s", err.msg);
+    model_layout L;
+    cr_assert_eq(model_layout_init(&L, &cfg.model, &err), 0);
+    size_t U = 0;
+    for (int u = 0; u < L.n_units; u++)
+        if (L.units[u].size > U) U = L.units[u].size;
+    static const struct { int ranks, units[4]; } cases[] = {{1, {1}}, {2, {1, 0}}, {3, {2, 0, 0}}, {4, {2, 0, 1, 0}}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int r = 0; r < cases[c].ranks; r++) {
+            plan_cpu p;
+            cr_assert_eq(plan_cpu_rank(&cfg, &L, cases[c].ranks, r, &p, &err), 0, "%s", err.msg);
+            size_t padded = (U + (size_t)cases[c].ranks - 1) / (size_t)cases[c].ranks * (size_t)cases[c].ranks;
+            cr_expect_eq(p.collectives, (size_t)cases[c].units[r] * padded * sizeof(real), "%d ranks, rank %d",
+                         cases[c].ranks, r);
+            cr_expect_eq(p.total, p.state + p.activations + p.tokens + p.rope + p.collectives + p.process);
+            cr_expect_eq(p.state, p.owned + p.units);
+            cr_expect_eq(p.activations, model_activations_bytes(&L, 2, 64, 0));
+        }
+    plan_cpu p;
+    cr_expect_eq(plan_cpu_rank(&cfg, &L, 3, 0, &p, &(ps_error){{0}}), 0);
+    cfg.parallel.shard_group = 2;
+    cr_expect_eq(plan_cpu_rank(&cfg, &L, 3, 0, &p, &err), -1, "a shard group of 2 does not divide 3 ranks");
+    model_layout_free(&L);
+}
+
+/* -------------------------------------- sharded_state_bytes = bytes_peak */
+
+static comm *world;
+
+static void mpi_setup(void) {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    ps_error err = {{0}};
+    cr_assert_eq(comm_world(&world, NULL, NULL, &err), 0, "comm_world: %s", err.msg);
+    cr_assert_eq(blas_init(&err), 0, "%s", err.msg);
+}
+
+static void mpi_teardown(void) {
+    comm_free(world);
+    comm_shutdown();
+}
+
+TestSuite(state_bytes, .init = mpi_setup, .fini = mpi_teardown, .timeout = 60);
+
+/* Two optimizer steps of the tiny model the way trainer_step drives the
+ * sharded state; bytes_peak must equal the replay. */
+static void check_peak(int n_over, char **over) {
+    run_config cfg;
+    ps_error err = {{0}};
+    cr_assert_eq(config_load(&cfg, "config/tiny.cfg", n_over, over, &err), 0, "%s", err.msg);
+    model m;
+    cr_assert_eq(model_init(&m, &cfg.model, backend_cpu(), &err), 0, "%s", err.msg);
+    sharded_state s;
+    cr_assert_eq(sharded_init(&s, &cfg, &m.layout, m.ops, world, &err), 0, "%s", err.msg);
+    m.hooks = sharded_hooks(&s);
+    int B = cfg.train.micro_batch, T = cfg.train.seq_len;
+    model_activations *a = model_activations_alloc(&m.layout, B, T, cfg.parallel.recompute_blocks, &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    int *tokens = malloc((size_t)B * T * sizeof *tokens), *targets = malloc((size_t)B * T * sizeof *targets);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (i * 7) % cfg.model.vocab;
+        targets[i] = (i * 7 + 3) % cfg.model.vocab;
+    }
+    for (int step = 1; step <= 2; step++) {
+        sharded_begin_step(&s);
+        for (int k = 0; k < cfg.train.grad_accum; k++) {
+            model_forward(&m, &s.params, a, tokens, targets, B, T);
+            model_backward(&m, &s.params, &s.grads, a, tokens, targets, B, T, (real)(1.0 / cfg.train.grad_accum));
+            cr_assert(!s.hook_failed, "%s", s.hook_error.msg);
+        }
+        cr_assert_eq(sharded_reduce_gradients(&s, &err), 0, "%s", err.msg);
+        cr_assert_eq(sharded_optimizer_step(&s, &cfg.train, 1e-3, step, 1.0, &err), 0, "%s", err.msg);
+    }
+    strategy_kind kind;
+    cr_assert_eq(strategy_parse(cfg.parallel.strategy, &kind, &err), 0);
+    size_t want = sharded_state_bytes(&m.layout, kind, 1, cfg.parallel.reshard_after_forward, cfg.parallel.prefetch);
+    cr_expect_eq(s.bytes_peak, want, "%s %s %s: bytes_peak %zu, sharded_state_bytes %zu", over[0],
+                 n_over > 1 ? over[1] : "", n_over > 2 ? over[2] : "", s.bytes_peak, want);
+    free(tokens);
+    free(targets);
+    model_activations_free(a);
+    sharded_free(&s);
+    model_free(&m);
+}
+
+Test(state_bytes, ddp) { check_peak(1, (char *[]){"parallel.strategy=ddp"}); }
+Test(state_bytes, zero1) { check_peak(1, (char *[]){"parallel.strategy=zero1"}); }
+Test(state_bytes, fsdp) { check_peak(1, (char *[]){"parallel.strategy=fsdp"}); }
+Test(state_bytes, fsdp_accumulating) { check_peak(2, (char *[]){"parallel.strategy=fsdp", "train.grad_accum=3"}); }
+Test(state_bytes, fsdp_no_prefetch) { check_peak(2, (char *[]){"parallel.strategy=fsdp", "parallel.prefetch=false"}); }
+Test(state_bytes, fsdp_tied) { check_peak(2, (char *[]){"parallel.strategy=fsdp", "model.tied_head=true"}); }
+Test(state_bytes, fsdp_no_reshard_accumulating) {
+    check_peak(3, (char *[]){"parallel.strategy=fsdp", "parallel.reshard_after_forward=false", "train.grad_accum=2"});
+}
+Test(state_bytes, fsdp_tied_no_reshard) {
+    check_peak(3, (char *[]){"parallel.strategy=fsdp", "model.tied_head=true", "parallel.reshard_after_forward=false"});
+}
