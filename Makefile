@@ -115,7 +115,7 @@ clean:
 	rm -rf $(BUILD)
 
 format:
-	clang-format -i core/*.[ch] cli/*.[ch] mpi/*.[ch] datasets/*.[ch] tests/*.c
+	clang-format -i core/*.[ch] cli/*.[ch] mpi/*.[ch] datasets/*.[ch] slurm/*.[ch] tests/*.c
 
 # Data set-up hooks; mk/*.mk fragments add prerequisites to these.
 .PHONY: test-data quickstart-data bench-data tests-build

@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev libblis-dev         # BLAS (chosen at run time, see README)
   libpcre2-dev                        # tokenizer pre-tokenisation regex
   libcriterion-dev                    # C tests
+  libjson-c-dev                       # reading final.json and JSONL (study collect, ingest)
   zlib1g-dev                          # .gz sources
   fortunes                            # quickstart corpus (literature)
   python3-torch python3-h5py python3-numpy   # the PyTorch reference test
