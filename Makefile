@@ -16,7 +16,7 @@ CC      ?= gcc
 BUILD   := build
 PYTHON  := /usr/bin/python3
 
-PKGS      := hdf5-openmpi libconfig libpcre2-8 ompi-c
+PKGS      := hdf5-openmpi libconfig libpcre2-8 ompi-c json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

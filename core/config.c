@@ -66,7 +66,8 @@ typedef struct key_spec {
       .sdef = def, .help = h }
 
 /* Extend these lists as readers and backends arrive ("shards", "mixture"). */
-static const char *const data_kinds[] = {"text", NULL};
+static const char *const data_kinds[] = {"text", "shards", "mixture", NULL};
+static const char *const tokenizer_kinds[] = {"plain", "llama3", "cl100k", NULL};
 static const char *const backends[] = {"cpu", "cuda", "auto", NULL};
 static const char *const strategies[] = {"ddp", "zero1", "fsdp", NULL};
 
@@ -101,8 +102,22 @@ static const key_spec schema[] = {
     KI64("train.seed", train.seed, 0, INT64_MAX, 42, "random seed (init and data order)"),
     KINT("train.log_every", train.log_every, 1, INT_MAX, 10, "progress line every N steps"),
 
-    KENUM("data.kind", data.kind, data_kinds, "text", "data reader (\"text\": bytes of a UTF-8 file)"),
-    KSTR("data.path", data.path, 0, "", "input file (kind \"text\"), relative to the working directory"),
+    KENUM("data.kind", data.kind, data_kinds, "text",
+          "data reader: \"text\" (bytes of a UTF-8 file), \"shards\" (one ingested source), \"mixture\" (sources by weight)"),
+    KSTR("data.path", data.path, 0, "",
+         "text: the file; shards: one source's folder (DIR/NAME); mixture: the shards root (DIR)"),
+    KSTR("data.mixture", data.mixture, 0, "",
+         "kind mixture: a name under config/mixtures/ (mix6, pooled, code, ...) or the path of a mixture file"),
+    KSTR("data.weights", data.weights, 0, "",
+         "kind mixture: weights that replace the mixture's, \"code:0.35,web:0.40,...\" (kinds or sources)"),
+    KFLT("data.reasoning_share", data.reasoning_share, -1.0, 1.0, 0, -1.0,
+         "target share of reasoning-labelled segments, solved from DIR/label_rates.tsv; -1 = unset"),
+    KFLT("data.visual_share", data.visual_share, -1.0, 1.0, 0, -1.0,
+         "target share of visual-labelled segments (the rest in proportion); -1 = unset"),
+    KSTR("data.tokenizer", data.tokenizer, 0, "",
+         "vocabulary file the shards must have been tokenized with (checked by SHA-256); \"\" = any"),
+    KENUM("data.tokenizer_kind", data.tokenizer_kind, tokenizer_kinds, "plain",
+          "special tokens of data.tokenizer: plain (a trained vocabulary), llama3, cl100k"),
 
     KENUM("parallel.strategy", parallel.strategy, strategies, "ddp",
           "ddp: replicate everything; zero1: shard optimizer state; fsdp: shard parameters, gradients and optimizer state"),
@@ -148,7 +163,7 @@ static const char *leaf_of(const char *path) {
     return dot ? dot + 1 : path;
 }
 
-/* Whether name is one of the schema's groups (model, train, data, run). */
+/* Whether name is one of the schema's groups (model, train, data, parallel, checkpoint, run). */
 static int is_group(const char *name) {
     size_t n = strlen(name);
     for (int i = 0; i < N_KEYS; i++)

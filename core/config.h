@@ -54,8 +54,14 @@ typedef struct train_config {
 } train_config;
 
 typedef struct data_config {
-    char kind[32];               /* data.kind   "text" (bytes of a UTF-8 file); later "shards", "mixture" */
-    char path[CONFIG_STR_MAX];   /* data.path   file (kind "text") */
+    char kind[32];               /* data.kind   "text" (bytes of a UTF-8 file) | "shards" (one source) | "mixture" */
+    char path[CONFIG_STR_MAX];   /* data.path   file (text), one source's shard folder (shards), the shards root (mixture) */
+    char mixture[CONFIG_STR_MAX];   /* data.mixture  a name under config/mixtures/ or a mixture file (kind mixture) */
+    char weights[CONFIG_STR_MAX];   /* data.weights  inline override of the mixture's weights, "code:0.35,web:0.40" */
+    double reasoning_share;         /* data.reasoning_share  target share of reasoning segments; -1 = unset */
+    double visual_share;            /* data.visual_share     target share of visual segments; -1 = unset */
+    char tokenizer[CONFIG_STR_MAX]; /* data.tokenizer  vocabulary file the shards must have been made with ("" = any) */
+    char tokenizer_kind[16];        /* data.tokenizer_kind  "plain" | "llama3" | "cl100k" */
 } data_config;
 
 typedef struct parallel_config {

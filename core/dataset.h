@@ -6,7 +6,7 @@
  * indices ((s * grad_accum + k) * w + r) * micro_batch + b, so the stream of
  * data does not depend on how it is cut up, and a resumed run needs no state
  * beyond the step. Implementations: the byte reader of a text file
- * (datasets/text.c) and, later, the mixture sampler over HDF5 shards. */
+ * (datasets/text.c) and the mixture sampler over HDF5 shards (datasets/mixture.c). */
 #ifndef PRESIGHT_DATASET_H
 #define PRESIGHT_DATASET_H
 

@@ -15,4 +15,3 @@ slurm-cluster-down:
 
 # `presight study collect` reads the runs' final.json with json-c (libjson-c-dev),
 # the JSON library the data stages use too.
-LDLIBS += $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
