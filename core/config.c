@@ -932,8 +932,17 @@ int config_validate(const run_config *cfg, ps_error *err) {
     }
     if (t->warmup_steps < 0)
         return ps_fail(err, "train.warmup_steps = %lld must be >= 0", (long long)t->warmup_steps);
-    if (strcmp(cfg->data.kind, "text") == 0 && cfg->data.path[0] == 0)
+    const data_config *d = &cfg->data;
+    if (strcmp(d->kind, "text") == 0 && d->path[0] == 0)
         return ps_fail(err, "data.path is empty: data.kind = \"text\" needs a file (data.path = \"corpus.txt\";)");
+    if (strcmp(d->kind, "text") != 0 && d->path[0] == 0)
+        return ps_fail(err, "data.path is empty: data.kind = \"%s\" needs the shards folder (data.path = \"data/shards\";)",
+                       d->kind);
+    if (strcmp(d->kind, "mixture") == 0 && d->mixture[0] == 0 && d->weights[0] == 0)
+        return ps_fail(err, "data.kind = \"mixture\" needs data.mixture (e.g. \"mix6\") or data.weights (\"code:0.5,web:0.5\")");
+    if ((d->reasoning_share != -1 && (d->reasoning_share < 0 || d->reasoning_share > 1)) ||
+        (d->visual_share != -1 && (d->visual_share < 0 || d->visual_share > 1)))
+        return ps_fail(err, "data.reasoning_share and data.visual_share are fractions in [0, 1], or -1 for unset");
     return 0;
 }
 

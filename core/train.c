@@ -18,6 +18,7 @@
 
 #include "blas.h"
 #include "checkpoint.h"
+#include "mixture.h"
 #include "optim.h"
 
 static double now_seconds(void) {
@@ -352,6 +353,10 @@ static int write_final(run_state *r, const train_step_stats *s, ps_error *err) {
     fprintf(f, "]}\n");
     free(rss);
     if (fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, final)) return ps_fail(err, "%s: write failed", final);
+    /* Tokens drawn per source over the whole run (mixtures; recomputed from the RNG, exact across resumes). */
+    const train_config *tc = &t->cfg.train;
+    mixture_log_tokens(t->data, (uint64_t)t->step * tc->grad_accum * comm_size(t->comm) * tc->micro_batch,
+                       tc->seq_len, stdout);
     printf("done: %lld steps, final loss %.4f, %.0f tokens in %.1fs; weights in %s\n", (long long)t->step, s->loss,
            t->tokens, elapsed, model);
     return 0;

@@ -1,9 +1,13 @@
-# The quickstart corpus: real text installed from Debian packages (no other
-# network). Until the tokenized default corpora land, quickstart trains
-# byte-level on this one file.
-QUICKSTART_CORPUS := data/quickstart/corpus.txt
+# Data the top-level targets need.
+#  - quickstart: the default corpora, tokenized into shards with presight's
+#    own 8192-token vocabulary, and their segment labels (mk/corpora.mk,
+#    mk/shards.mk; each cached after the first run).
+#  - bench: one real text file for the byte-level benchmark model (fortunes
+#    and a slice of the Python standard library, from Debian packages).
+BENCH_CORPUS := data/quickstart/corpus.txt
 
-quickstart-data bench-data: $(QUICKSTART_CORPUS)
+quickstart-data: shards shards-labels
+bench-data: $(BENCH_CORPUS)
 
-$(QUICKSTART_CORPUS): mk/quickstart-corpus.sh
+$(BENCH_CORPUS): mk/quickstart-corpus.sh
 	@bash mk/quickstart-corpus.sh $@

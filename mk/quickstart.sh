@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# make quickstart: trains the quickstart model (about 10M parameters) for a
-# few minutes on 2 CPU cores and shows the loss falling. The previous
-# quickstart run, if any, is kept as runs/quickstart.previous.
+# make quickstart: the default corpora (built, tokenized and labelled by
+# `make quickstart-data`, cached) -> the realised shares of mix6 -> a
+# two-run mini-study, mix0 vs mix6, trained one after another on this
+# machine -> the collected table. A rerun resumes or skips finished runs;
+# `rm -rf runs/quickstart-study` starts afresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-run=runs/quickstart
-if [ -d "$run" ]; then rm -rf "$run.previous"; mv "$run" "$run.previous"; fi
-build/presight train config/quickstart.cfg run.dir="$run" "$@"
-first=$(head -n 1 "$run/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
-last=$(tail -n 1 "$run/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
+bin=build/presight
+echo "== the mixture: mix6 over the default corpora (realised shares of 100k sequences)"
+$bin data mix config/quickstart.cfg --sequences 100000
 echo
-echo "quickstart: loss $first at step 1 -> $last at the end (uniform guess over 260 byte ids: $(awk 'BEGIN{printf "%.3f", log(260)}'))"
-echo "run directory: $run (config.cfg, metrics.jsonl, model.h5, final.json)"
+echo "== the mini-study: mix0 vs mix6"
+$bin study run config/studies/quickstart.cfg --local "$@"
