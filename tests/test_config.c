@@ -231,9 +231,11 @@ Test(config, run_presets_load_and_validate) {
     }
     run_config q, b;
     load_ok(&q, "config/quickstart.cfg", 0, NULL);
-    cr_expect_eq(q.train.steps, 300);
+    cr_expect_eq(q.train.steps, 80);
     cr_expect_eq(q.train.seq_len, 256);
-    cr_expect_str_eq(q.data.path, "data/quickstart/corpus.txt");
+    cr_expect_str_eq(q.data.kind, "mixture");
+    cr_expect_str_eq(q.data.mixture, "mix6");
+    cr_expect_str_eq(q.data.path, "data/shards");
     cr_expect_str_eq(q.run_dir, "runs/quickstart");
     load_ok(&b, "config/bench.cfg", 0, NULL);
     cr_expect_eq(b.train.steps, 10);
