@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # make bench: presight's training throughput against PyTorch on the same
-# machine, threads and BLAS, and against the best sgemm rate of that BLAS.
+# machine, threads and BLAS, and against the best sgemm rate of that BLAS;
+# the tokenizer against the npm encoders; ingest; 1 and 2 ranks under ddp
+# and fsdp with their communication volume; checkpoint write bandwidth.
 # Writes bench/results.json and prints a table last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 threads=${PRESIGHT_THREADS:-$(nproc)}
 export PRESIGHT_THREADS=$threads
 out=bench/results.json
@@ -27,6 +29,29 @@ build/bench/train_bench config/bench.cfg "$@" | tee "$tmp/presight.json"
 echo "== PyTorch training step, the same model"
 env "${torch_env[@]}" /usr/bin/python3 bench/torch_train.py "$tmp/presight.json" | tee "$tmp/torch.json"
 
+echo "== tokenizer: presight (C) and the npm encoders (node) on the same text, one thread"
+build/bench/tokenize_bench build/vocab build/bench/tokenize_mix.txt | tee "$tmp/tok_c.txt"
+node datasets/tools/bench_encoders.js build/bench/tokenize_mix.txt | tee "$tmp/tok_js.txt"
+echo "== ingest: linux-docs + python-stdlib corpora -> shards, 2 ranks"
+start=$(date +%s.%N)
+mpirun -np 2 -x PRESIGHT_THREADS=1 build/presight data ingest --source bench --input data/corpora/linux-docs \
+  data/corpora/python-stdlib --out "$tmp/shards" --tokenizer build/vocab/bpe-8192.tiktoken --tokenizer-kind plain \
+  >"$tmp/ingest.log" 2>&1 || { cat "$tmp/ingest.log"; exit 1; }
+end=$(date +%s.%N)
+bytes=$(sed -n 's/.*"bytes": *\([0-9]*\).*/\1/p' "$tmp/shards/bench/card.json" | head -n 1)
+echo "{\"bytes\":$bytes,\"seconds\":$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')}" | tee "$tmp/ingest.json"
+echo "== distributed: 1 and 2 ranks (1 thread each), ddp and fsdp, the bench model"
+for strategy in ddp fsdp; do
+  for np in 1 2; do
+    PRESIGHT_THREADS=1 mpirun -np $np build/bench/train_bench config/bench.cfg train.steps=4 \
+      train.micro_batch=$((8 / np)) parallel.strategy=$strategy | tee "$tmp/dist-$strategy-$np.json"
+  done
+done
+echo "== checkpoint write vs a plain sequential write of the same bytes, same disk"
+mkdir -p build/ckpt-bench
+mpirun -np 2 build/tests/tools/ckpt_tool bench 256 build/ckpt-bench 3 | tail -n 1 | tee "$tmp/ckpt.json"
+rm -rf build/ckpt-bench
+
 /usr/bin/python3 - "$tmp" "$out" <<'PY'
 import json, sys, platform
 tmp, out = sys.argv[1], sys.argv[2]
@@ -47,6 +72,32 @@ res = {
     "train_flops_vs_sgemm": ps["model_gflops"] / sg["best_gflops"],
     "raw": {"sgemm": sg, "presight": ps, "pytorch": pt},
 }
+
+def warm_rates(path, prefix):
+    """MB/s 'warm' of the lines starting with prefix (the encoders print one line each)."""
+    out = []
+    for line in open(path):
+        if line.startswith(prefix) and "warm" in line and "4 KiB" not in line:
+            out.append(float(line.split("warm")[1].split()[0]))
+    return out
+
+c_rate = max(warm_rates(f"{tmp}/tok_c.txt", "presight C cl100k"))
+js_rates = warm_rates(f"{tmp}/tok_js.txt", "tiktoken") + warm_rates(f"{tmp}/tok_js.txt", "gpt-tokenizer")
+res["tokenize_mb_s"] = c_rate
+res["tokenize_best_js_mb_s"] = max(js_rates)
+res["tokenize_vs_best_js"] = c_rate / max(js_rates)
+ing = json.load(open(f"{tmp}/ingest.json"))
+res["ingest_mb_s"] = ing["bytes"] / 1e6 / ing["seconds"]
+dist = {f"{st}_{n}": json.load(open(f"{tmp}/dist-{st}-{n}.json")) for st in ("ddp", "fsdp") for n in (1, 2)}
+res["distributed"] = {k: {"tokens_per_s": v["tokens_per_s"], "step_s": v["step_s"],
+                          "comm_bytes_per_step": v["comm_bytes_per_step"],
+                          "comm_theory_per_step": v["comm_theory_per_step"]} for k, v in dist.items()}
+res["fsdp_comm_vs_theory"] = dist["fsdp_2"]["comm_bytes_per_step"] / dist["fsdp_2"]["comm_theory_per_step"]
+res["ddp_comm_vs_theory"] = dist["ddp_2"]["comm_bytes_per_step"] / dist["ddp_2"]["comm_theory_per_step"]
+ck = json.load(open(f"{tmp}/ckpt.json"))
+res["ckpt_write_mb_s"] = ck["ckpt_mb_s"]
+res["disk_write_mb_s"] = ck["disk_mb_s"]
+res["ckpt_write_vs_disk"] = ck["ratio"]
 json.dump(res, open(out, "w"), indent=2)
 print()
 print(f"machine: {res['machine']}; BLAS: {res['blas']}; model: {ps['params']/1e6:.1f}M params, {ps['tokens_per_step']:.0f} tokens/step")
@@ -56,6 +107,17 @@ rows = [
     ("best sgemm", "", f"{sg['best_gflops']:.1f} GFLOP/s"),
     ("train_vs_pytorch", f"{res['train_vs_pytorch']:.2f}x", "target >= 1.0 (aim 1.5)"),
     ("train_flops_vs_sgemm", f"{res['train_flops_vs_sgemm']:.2f}", "target >= 0.5"),
+    ("tokenize (C, cl100k)", f"{c_rate:.1f} MB/s", f"best JS {max(js_rates):.1f} MB/s"),
+    ("tokenize_vs_best_js", f"{res['tokenize_vs_best_js']:.2f}x", "target >= 2"),
+    ("ingest_mb_s (2 ranks)", f"{res['ingest_mb_s']:.1f} MB/s", "end to end"),
+] + [
+    (f"{k.replace('_', ' x ')} rank(s)", f"{v['tokens_per_s']:.0f} tok/s", f"{v['step_s']:.2f} s/step")
+    for k, v in res["distributed"].items()
+] + [
+    ("fsdp_comm_vs_theory", f"{res['fsdp_comm_vs_theory']:.2f}", "payload / 3 x param bytes"),
+    ("ddp_comm_vs_theory", f"{res['ddp_comm_vs_theory']:.2f}", "payload / 2 x param bytes"),
+    ("ckpt_write_vs_disk", f"{res['ckpt_write_vs_disk']:.2f}",
+     f"{ck['ckpt_mb_s']:.0f} vs {ck['disk_mb_s']:.0f} MB/s; target >= 0.7"),
 ]
 w = max(len(r[0]) for r in rows)
 print(f"{'measure':<{w}}  {'throughput':>14}  {'rate':>24}")

@@ -7,7 +7,7 @@
 BENCH_CORPUS := data/quickstart/corpus.txt
 
 quickstart-data: shards shards-labels
-bench-data: $(BENCH_CORPUS)
+bench-data: $(BENCH_CORPUS) shards-vocab
 
 $(BENCH_CORPUS): mk/quickstart-corpus.sh
 	@bash mk/quickstart-corpus.sh $@
