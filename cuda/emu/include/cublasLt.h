@@ -1,0 +1,2 @@
+/* cublasLt.h - CPU emulator stand-in (see cuda/emu/emu.h). */
+#include "../emu.h"

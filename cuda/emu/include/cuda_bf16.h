@@ -1,0 +1,2 @@
+/* cuda_bf16.h - CPU emulator stand-in (see cuda/emu/emu.h). */
+#include "../emu.h"
