@@ -32,7 +32,7 @@ ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CU_SRC)),)
 HAVE_CUDA := 1
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CFLAGS    += -DPRESIGHT_CUDA -I$(CUDA_HOME)/include
+CFLAGS    += -DPRESIGHT_CUDA -I$(CUDA_HOME)/include -Icuda
 NVFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Icore -Impi
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lnccl -lstdc++
 endif

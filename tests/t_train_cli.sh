@@ -43,6 +43,11 @@ set -e
 grep -q "model.dimm" "$tmp/f.log" || fail "unknown key not named"
 [ ! -e "$tmp/f" ] || fail "a run directory was created for a bad config"
 
+# run.backend = "cuda" where the trainer cannot use a GPU stops plainly, before any work.
+if $bin train config/tiny.cfg run.backend=cuda run.dir="$tmp/g" >"$tmp/g.log" 2>&1; then fail "run.backend=cuda trained"; fi
+grep -q 'run.backend = "cuda"' "$tmp/g.log" || { cat "$tmp/g.log"; fail "no clear message for run.backend=cuda"; }
+[ ! -e "$tmp/g" ] || fail "a run directory was created for run.backend=cuda"
+
 # The weights file is readable by h5py at full shapes.
 if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
   /usr/bin/python3 - "$tmp/a/model.h5" <<'PY'
