@@ -73,8 +73,8 @@ rm -rf "$smoke"
 
 say "== bin/gpu_check $*"
 set -o pipefail
-timeout "${GPU_CHECK_WALL:-570}" "$B/bin/gpu_check" --json "$dest/gpu.json" "$@" 2>&1 | tee -a "$log"
+timeout "${GPU_CHECK_WALL:-540}" "$B/bin/gpu_check" --json "$dest/gpu.json" "$@" 2>&1 | tee -a "$log"
 rc=$?
-[ $rc -eq 124 ] && say "gpu_check: killed after ${GPU_CHECK_WALL:-570} s (GPU_CHECK_WALL)"
+[ $rc -eq 124 ] && say "gpu_check: killed after ${GPU_CHECK_WALL:-540} s (GPU_CHECK_WALL)"
 say "gpu_check exit status $rc; results in $dest/gpu.json, log in $log"
 exit $rc
