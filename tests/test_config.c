@@ -231,7 +231,7 @@ Test(config, run_presets_load_and_validate) {
     }
     run_config q, b;
     load_ok(&q, "config/quickstart.cfg", 0, NULL);
-    cr_expect_eq(q.train.steps, 80);
+    cr_expect_eq(q.train.steps, 200);
     cr_expect_eq(q.train.seq_len, 256);
     cr_expect_str_eq(q.data.kind, "mixture");
     cr_expect_str_eq(q.data.mixture, "mix6");
