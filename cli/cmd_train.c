@@ -1,5 +1,6 @@
 /* cmd_train.c - presight train CONFIG [key=value ...] */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -44,6 +45,11 @@ int cmd_train(int argc, char **argv) {
     if (config_load(&cfg, argv[1], argc - 2, argv + 2, &err)) {
         fprintf(stderr, "presight train: %s\n", err.msg);
         return 2;
+    }
+    if (cfg.threads > 0) { /* run.threads wins over the environment (the BLAS loader reads it) */
+        char n[16];
+        snprintf(n, sizeof n, "%d", cfg.threads);
+        setenv("PRESIGHT_THREADS", n, 1);
     }
     if (comm_world(&world, &argc, &argv, &err)) {
         fprintf(stderr, "presight train: %s\n", err.msg);

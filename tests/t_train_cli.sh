@@ -43,6 +43,10 @@ set -e
 grep -q "model.dimm" "$tmp/f.log" || fail "unknown key not named"
 [ ! -e "$tmp/f" ] || fail "a run directory was created for a bad config"
 
+# run.threads reaches the BLAS and OpenMP.
+$bin train config/tiny.cfg run.threads=1 train.steps=1 run.dir="$tmp/t1" >"$tmp/t1.log" 2>&1 || fail "run.threads=1"
+grep -q "1 thread" "$tmp/t1.log" || { cat "$tmp/t1.log"; fail "run.threads=1 was not applied"; }
+
 # run.backend = "cuda" where the trainer cannot use a GPU stops plainly, before any work.
 if $bin train config/tiny.cfg run.backend=cuda run.dir="$tmp/g" >"$tmp/g.log" 2>&1; then fail "run.backend=cuda trained"; fi
 grep -q 'run.backend = "cuda"' "$tmp/g.log" || { cat "$tmp/g.log"; fail "no clear message for run.backend=cuda"; }
