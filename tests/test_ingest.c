@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_util.h"
 #include "bpe_train.h"
 #include "ingest.h"
 #include "shards.h"
@@ -17,21 +18,7 @@
 
 #define FIX "tests/fixtures/ingest/"
 
-static void to_repo_root(void) {
-    if (access(FIX "docs.jsonl", R_OK) == 0) return;
-    char dir[4096];
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0) return;
-    dir[n] = 0;
-    for (int up = 0; up < 4; up++) {
-        char *slash = strrchr(dir, '/');
-        if (!slash || slash == dir) return;
-        *slash = 0;
-        char probe[4200];
-        snprintf(probe, sizeof probe, "%s/" FIX "docs.jsonl", dir);
-        if (access(probe, R_OK) == 0 && chdir(dir) == 0) return;
-    }
-}
+static void to_repo_root(void) { test_chdir_to_repo_root(FIX "docs.jsonl"); }
 
 typedef struct docs {
     char *text[64];
