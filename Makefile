@@ -33,7 +33,8 @@ ifneq ($(strip $(CU_SRC)),)
 HAVE_CUDA := 1
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS    += -DPRESIGHT_CUDA -I$(CUDA_HOME)/include -Icuda
-NVFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Icore -Impi
+NVFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Icore -Impi \
+             -Xcompiler -fPIC
 # --as-needed: only binaries that call into cuda/ (gpu_check) record the CUDA
 # libraries; presight itself probes for a GPU with dlopen and stays light.
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,--as-needed -lcudart -lcublasLt -lcublas -lnccl -lstdc++ -Wl,--no-as-needed

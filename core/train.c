@@ -57,19 +57,113 @@ static int cuda_device_present(char *why, size_t size) {
     return rc == 0 && count > 0;
 }
 
-/* run.backend: the trainer computes on the CPU backend in this version; the
- * GPU kernels (cuda/) are checked by `make gpu-check` but not yet driven by
- * the model. Say so rather than pretend: "cuda" stops, "auto" explains. */
-static int choose_backend(const run_config *cfg, int root, ps_error *err) {
+/* The GPU engine: build/libpresight-cuda.so next to the presight binary, or
+ * the library PRESIGHT_CUDA_ENGINE names (the CPU emulator's build, in the
+ * tests). Loaded once and never unloaded (CUDA libraries do not unload). */
+static const gpu_engine_api *load_gpu_engine(char *why, size_t size) {
+    static const gpu_engine_api *api;
+    if (api) return api;
+    char path[4096];
+    const char *forced = getenv("PRESIGHT_CUDA_ENGINE");
+    if (forced && *forced) snprintf(path, sizeof path, "%s", forced);
+    else {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 64);
+        if (n <= 0) n = 0;
+        path[n] = 0;
+        char *slash = strrchr(path, '/');
+        snprintf(slash ? slash + 1 : path, 64, "%s", GPU_ENGINE_LIBRARY);
+    }
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(why, size, "the GPU engine %.1000s does not load (%.300s); build presight where nvcc is installed", path,
+                 dlerror());
+        return NULL;
+    }
+    gpu_engine_entry entry = (gpu_engine_entry)dlsym(lib, GPU_ENGINE_SYMBOL);
+    const gpu_engine_api *found = entry ? entry() : NULL;
+    if (!found || found->abi != GPU_ENGINE_ABI) {
+        snprintf(why, size, "%.1000s is not a GPU engine of this presight (ABI %d, expected %d); rebuild", path,
+                 found ? found->abi : -1, GPU_ENGINE_ABI);
+        return NULL;
+    }
+    return api = found;
+}
+
+/* run.backend: "cpu"; "cuda" (stop with the reason when a rank has no usable
+ * GPU); "auto" (the GPU when every rank has one, else the CPU, saying why).
+ * Every rank must choose the same: one missing GPU decides for all. */
+static int select_backend(const run_config *cfg, comm *c, const gpu_engine_api **gpu, ps_error *err) {
+    *gpu = NULL;
     if (strcmp(cfg->backend, "cpu") == 0) return 0;
-    char why[512];
-    int have_gpu = cuda_device_present(why, sizeof why);
-    const char *not_wired = "a GPU is present, but presight train does not drive the GPU backend yet "
-                            "(cuda/ passes make gpu-check; wiring it into the trainer is the next step)";
+    char why[1536] = "";
+    const gpu_engine_api *api = NULL;
+    const char *forced = getenv("PRESIGHT_CUDA_ENGINE");
+    if ((forced && *forced) || cuda_device_present(why, sizeof why)) {
+        api = load_gpu_engine(why, sizeof why);
+        if (api && !api->available(why, sizeof why)) api = NULL;
+    }
+    double missing = api ? 0 : 1;
+    if (comm_all_reduce_sum_double(c, &missing, 1, err)) return -1;
+    if (missing == 0) {
+        *gpu = api;
+        return 0;
+    }
+    if (api) snprintf(why, sizeof why, "%.0f of %d ranks have no usable GPU", missing, comm_size(c));
     if (strcmp(cfg->backend, "cuda") == 0)
-        return ps_fail(err, "run.backend = \"cuda\": %s; use run.backend = \"cpu\" or \"auto\"",
-                       have_gpu ? not_wired : why);
-    if (root) fprintf(stderr, "run.backend = \"auto\": %s; using the CPU backend\n", have_gpu ? not_wired : why);
+        return ps_fail(err, "run.backend = \"cuda\": %s; use run.backend = \"cpu\" or \"auto\"", why);
+    if (comm_rank(c) == 0) fprintf(stderr, "run.backend = \"auto\": %s; using the CPU backend\n", why);
+    return 0;
+}
+
+/* Creates the engine on this rank's GPU and hands it the initial slices. The
+ * NCCL id travels from rank 0 over MPI, with a flag saying whether it exists. */
+static int start_gpu_engine(trainer *t, ps_error *err) {
+    const run_config *cfg = &t->cfg;
+    int world = comm_size(t->comm), rank = comm_rank(t->comm);
+    unsigned char id[GPU_ENGINE_ID_BYTES + 1];
+    memset(id, 0, sizeof id);
+    ps_error why;
+    if (rank == 0) id[GPU_ENGINE_ID_BYTES] = t->gpu->unique_id(id, &why) == 0;
+    if (comm_broadcast(t->comm, id, sizeof id, 0, err)) return -1;
+    int have_id = id[GPU_ENGINE_ID_BYTES];
+    if (world > 1 && !have_id)
+        return ps_fail(err, "%d GPU ranks need NCCL%s%s", world, rank == 0 ? ": " : " (see rank 0)",
+                       rank == 0 ? why.msg : "");
+    strategy_kind kind;
+    if (strategy_parse(cfg->parallel.strategy, &kind, err)) return -1;
+    gpu_engine_setup setup = {
+        .layout = &t->model.layout,
+        .slices = &t->shards.slices,
+        .strategy = kind,
+        .micro_batch = cfg->train.micro_batch,
+        .seq_len = cfg->train.seq_len,
+        .grad_accum = cfg->train.grad_accum,
+        .recompute_blocks = cfg->parallel.recompute_blocks,
+        .reshard_after_forward = cfg->parallel.reshard_after_forward,
+        .prefetch = cfg->parallel.prefetch,
+        .rank = rank,
+        .world = world,
+        .local_rank = -1,
+        .nccl_id = have_id ? id : NULL,
+        .beta1 = (float)cfg->train.beta1,
+        .beta2 = (float)cfg->train.beta2,
+        .adam_eps = (float)cfg->train.adam_eps,
+        .weight_decay = (float)cfg->train.weight_decay,
+    };
+    if (!(t->engine = t->gpu->create(&setup, err))) return -1;
+    return t->gpu->upload(t->engine, t->shards.owned, t->shards.adam_m, t->shards.adam_v, err);
+}
+
+/* The model and its training state: on the GPU engine, or on the CPU backend. */
+static int build_state(trainer *t, ps_error *err) {
+    const run_config *cfg = &t->cfg;
+    if (model_init(&t->model, &cfg->model, backend_cpu(), err)) return -1;
+    if (t->gpu) return sharded_init_host(&t->shards, cfg, &t->model.layout, t->comm, err) || start_gpu_engine(t, err);
+    if (sharded_init(&t->shards, cfg, &t->model.layout, t->model.ops, t->comm, err) ||
+        !(t->acts = model_activations_alloc(&t->model.layout, cfg->train.micro_batch, cfg->train.seq_len,
+                                            cfg->parallel.recompute_blocks, err)))
+        return -1;
+    t->model.hooks = sharded_hooks(&t->shards);
     return 0;
 }
 
@@ -78,7 +172,7 @@ int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err) {
     t->cfg = *cfg;
     t->comm = c;
     const train_config *tc = &cfg->train;
-    if (blas_init(err)) return -1;
+    if (select_backend(cfg, c, &t->gpu, err) || blas_init(err)) return -1;
     if (dataset_open(&t->data, cfg, err)) return -1;
     if (t->data->vocab_size > cfg->model.vocab) {
         ps_fail(err, "model.vocab = %d is smaller than the data's vocabulary (%d ids, %s)", cfg->model.vocab,
@@ -86,14 +180,10 @@ int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err) {
         trainer_free(t);
         return -1;
     }
-    if (model_init(&t->model, &cfg->model, backend_cpu(), err) ||
-        sharded_init(&t->shards, cfg, &t->model.layout, t->model.ops, c, err) ||
-        !(t->acts = model_activations_alloc(&t->model.layout, tc->micro_batch, tc->seq_len,
-                                            cfg->parallel.recompute_blocks, err))) {
+    if (build_state(t, err)) {
         trainer_free(t);
         return -1;
     }
-    t->model.hooks = sharded_hooks(&t->shards);
     size_t n = (size_t)tc->micro_batch * tc->seq_len;
     t->window = malloc((size_t)tc->micro_batch * (tc->seq_len + 1) * sizeof(int));
     t->inputs = malloc(n * sizeof(int));
@@ -107,6 +197,7 @@ int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err) {
 }
 
 void trainer_free(trainer *t) {
+    if (t->engine) t->gpu->destroy(t->engine);
     dataset_close(t->data);
     model_activations_free(t->acts);
     sharded_free(&t->shards);
@@ -133,28 +224,55 @@ static int load_micro_batch(trainer *t, int k, ps_error *err) {
     return 0;
 }
 
-int trainer_step(trainer *t, train_step_stats *stats, ps_error *err) {
+/* Forward and backward of this rank's micro-batches on the CPU backend, the
+ * gradients reduced to their owners; the sum of the micro-batches' mean
+ * losses and the global gradient norm. */
+static int cpu_gradients(trainer *t, double *loss, double *norm, ps_error *err) {
     const train_config *tc = &t->cfg.train;
     sharded_state *s = &t->shards;
     int world = comm_size(t->comm);
-    double start = now_seconds(), loss = 0, norm = 0;
-
     sharded_begin_step(s);
     for (int k = 0; k < tc->grad_accum; k++) {
         if (load_micro_batch(t, k, err)) return -1;
-        loss += model_forward(&t->model, &s->params, t->acts, t->inputs, t->targets, tc->micro_batch, tc->seq_len);
+        *loss += model_forward(&t->model, &s->params, t->acts, t->inputs, t->targets, tc->micro_batch, tc->seq_len);
         /* Each micro-batch's gradient counts 1/(accum * world): summed over
          * micro-batches and ranks it is the gradient of the global mean. */
         model_backward(&t->model, &s->params, &s->grads, t->acts, t->inputs, t->targets, tc->micro_batch,
                        tc->seq_len, (real)(1.0 / ((double)tc->grad_accum * world)));
         if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
     }
-    if (sharded_reduce_gradients(s, err) || comm_all_reduce_sum_double(t->comm, &loss, 1, err) ||
-        sharded_grad_norm(s, &norm, err))
+    return sharded_reduce_gradients(s, err) || sharded_grad_norm(s, norm, err);
+}
+
+/* The same on the GPU engine: the micro-batches are queued on the device as
+ * they are read; the step waits for the device once, for two numbers. */
+static int gpu_gradients(trainer *t, double *loss, double *norm, ps_error *err) {
+    const train_config *tc = &t->cfg.train;
+    float scale = (float)(1.0 / ((double)tc->grad_accum * comm_size(t->comm)));
+    for (int k = 0; k < tc->grad_accum; k++)
+        if (load_micro_batch(t, k, err) || t->gpu->micro_batch(t->engine, k, t->inputs, t->targets, scale, err))
+            return -1;
+    double sumsq = 0;
+    if (t->gpu->finish_backward(t->engine, loss, &sumsq, err)) return -1;
+    /* Slices of the shard group partition the model (ddp: a group of one). */
+    if (t->shards.slices.world > 1 && comm_all_reduce_sum_double(t->shards.group, &sumsq, 1, err)) return -1;
+    *norm = sqrt(sumsq);
+    return 0;
+}
+
+int trainer_step(trainer *t, train_step_stats *stats, ps_error *err) {
+    const train_config *tc = &t->cfg.train;
+    int world = comm_size(t->comm);
+    double start = now_seconds(), loss = 0, norm = 0;
+    if ((t->engine ? gpu_gradients(t, &loss, &norm, err) : cpu_gradients(t, &loss, &norm, err)) ||
+        comm_all_reduce_sum_double(t->comm, &loss, 1, err))
         return -1;
     loss /= (double)tc->grad_accum * world;
     double lr = lr_at(tc, t->step, t->total_steps);
-    if (sharded_optimizer_step(s, tc, lr, t->step + 1, clip_scale(norm, tc->grad_clip), err)) return -1;
+    double clip = clip_scale(norm, tc->grad_clip);
+    if (t->engine ? t->gpu->optimizer_step(t->engine, lr, t->step + 1, clip, err)
+                  : sharded_optimizer_step(&t->shards, tc, lr, t->step + 1, clip, err))
+        return -1;
     t->step++;
 
     stats->step = t->step;
@@ -308,6 +426,7 @@ static int save_checkpoint(run_state *r, ps_error *err) {
     st.world_size = comm_size(t->comm);
     snprintf(st.strategy, sizeof st.strategy, "%s", t->cfg.parallel.strategy);
     shard_view view = sharded_view(&t->shards);
+    if (t->engine && t->gpu->download(t->engine, view.params, view.m, view.v, err)) return -1;
     if (checkpoint_write(r->ckpt_dir, t->comm, &t->model.layout, &view, &st, r->config_text, err)) return -1;
     r->last_checkpoint = now_seconds();
     if (comm_rank(t->comm) == 0) return checkpoint_prune(r->ckpt_dir, t->cfg.checkpoint.keep, err);
@@ -323,7 +442,9 @@ static int resume(run_state *r, ps_error *err) {
                                        sizeof loaded, err);
     if (found < 0) return -1;
     if (found == 0) return 0;
-    if (sharded_after_load(&t->shards, err)) return -1;
+    if (sharded_after_load(&t->shards, err) ||
+        (t->engine && t->gpu->upload(t->engine, view.params, view.m, view.v, err)))
+        return -1;
     t->step = st.step;
     t->tokens = st.tokens;
     r->elapsed_before = st.elapsed_s;
@@ -344,51 +465,71 @@ static int agree(comm *c, int *checkpoint_now, int *stop_now, ps_error *err) {
     return 0;
 }
 
-/* Peak resident memory of every rank, in MB, indexed by rank (caller frees). */
-static double *gather_peak_rss(comm *c, ps_error *err) {
+/* One number of every rank, indexed by rank (caller frees). */
+static double *gather_per_rank(comm *c, double mine, ps_error *err) {
     int world = comm_size(c);
-    double *mb = calloc((size_t)world, sizeof *mb);
-    if (!mb) return NULL;
-    struct rusage usage;
-    getrusage(RUSAGE_SELF, &usage);
-    mb[comm_rank(c)] = usage.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
-    if (comm_all_reduce_sum_double(c, mb, (size_t)world, err)) {
-        free(mb);
+    double *all = calloc((size_t)world, sizeof *all);
+    if (!all) return NULL;
+    all[comm_rank(c)] = mine;
+    if (comm_all_reduce_sum_double(c, all, (size_t)world, err)) {
+        free(all);
         return NULL;
     }
-    return mb;
+    return all;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}
+
+static void write_mb_list(FILE *f, const char *key, const double *mb, int n) {
+    fprintf(f, ",\"%s\":[", key);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%.1f", i ? "," : "", mb[i]);
+    fprintf(f, "]");
 }
 
 static int write_final(run_state *r, const train_step_stats *s, ps_error *err) {
     trainer *t = &r->t;
     const char *dir = t->cfg.run_dir;
-    double *rss = gather_peak_rss(t->comm, err);
-    if (!rss) return -1;
-    /* The last checkpoint holds /model at full shapes: model.h5 is that file. */
-    if (comm_rank(t->comm) != 0) {
+    gpu_engine_memory gm = {0};
+    if (t->engine) t->gpu->memory(t->engine, &gm);
+    double *rss = gather_per_rank(t->comm, peak_rss_mb(), err);
+    double *gpu_mb = rss ? gather_per_rank(t->comm, gm.peak_bytes / 1048576.0, err) : NULL;
+    if (!gpu_mb || comm_rank(t->comm) != 0) {
         free(rss);
-        return 0;
+        free(gpu_mb);
+        return gpu_mb ? 0 : -1;
     }
+    /* The last checkpoint holds /model at full shapes: model.h5 is that file. */
     char ckpt[CONFIG_STR_MAX + 64], model[CONFIG_STR_MAX + 32], final[CONFIG_STR_MAX + 32], tmp[CONFIG_STR_MAX + 40];
     snprintf(ckpt, sizeof ckpt, "%s/step_%08lld.h5", r->ckpt_dir, (long long)t->step);
     snprintf(model, sizeof model, "%s/model.h5", dir);
     unlink(model);
-    if (link(ckpt, model) != 0) return ps_fail(err, "%s: cannot link to %s: %s", model, ckpt, strerror(errno));
     double elapsed = r->elapsed_before + now_seconds() - r->started;
     snprintf(final, sizeof final, "%s/final.json", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        free(rss);
-        return ps_fail(err, "%s: cannot write", tmp);
+    FILE *f = NULL;
+    if (link(ckpt, model) != 0) ps_fail(err, "%s: cannot link to %s: %s", model, ckpt, strerror(errno));
+    else if (!(f = fopen(tmp, "w"))) ps_fail(err, "%s: cannot write", tmp);
+    if (f) {
+        int n = comm_size(t->comm);
+        fprintf(f, "{\"steps\":%lld,\"final_loss\":%.17g,\"tokens\":%.0f,\"seconds\":%.3f,\"tokens_per_s\":%.1f,"
+                   "\"params\":%zu,\"ranks\":%d,\"strategy\":\"%s\",\"backend\":\"%s\"",
+                (long long)t->step, s->loss, t->tokens, elapsed, t->tokens / elapsed, t->model.layout.n_params, n,
+                t->cfg.parallel.strategy, t->engine ? "cuda" : "cpu");
+        write_mb_list(f, "peak_rss_mb", rss, n);
+        if (t->engine) {
+            write_mb_list(f, "gpu_peak_mb", gpu_mb, n);
+            fprintf(f, ",\"gpu_reserved_mb\":%.1f,\"gpu_step_mallocs\":%lld,\"gpu\":\"%s\"",
+                    gm.reserved_bytes / 1048576.0, gm.step_mallocs, t->gpu->describe(t->engine));
+        }
+        fprintf(f, "}\n");
     }
-    fprintf(f, "{\"steps\":%lld,\"final_loss\":%.17g,\"tokens\":%.0f,\"seconds\":%.3f,\"tokens_per_s\":%.1f,"
-               "\"params\":%zu,\"ranks\":%d,\"strategy\":\"%s\",\"peak_rss_mb\":[",
-            (long long)t->step, s->loss, t->tokens, elapsed, t->tokens / elapsed, t->model.layout.n_params,
-            comm_size(t->comm), t->cfg.parallel.strategy);
-    for (int i = 0; i < comm_size(t->comm); i++) fprintf(f, "%s%.1f", i ? "," : "", rss[i]);
-    fprintf(f, "]}\n");
     free(rss);
+    free(gpu_mb);
+    if (!f) return -1;
     if (fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, final)) return ps_fail(err, "%s: write failed", final);
     /* Tokens drawn per source over the whole run (mixtures; recomputed from the RNG, exact across resumes). */
     const train_config *tc = &t->cfg.train;
@@ -459,7 +600,7 @@ static int train_steps(run_state *r, train_step_stats *s, int *preempted, ps_err
 int train_run(const run_config *cfg, comm *c, ps_error *err) {
     int root = comm_rank(c) == 0, complete = 0;
     catch_stop_signals();
-    if (choose_backend(cfg, root, err) || prepare_run_dir(cfg, c, &complete, err)) return -1;
+    if (prepare_run_dir(cfg, c, &complete, err)) return -1;
     if (complete) {
         if (root) printf("run.dir '%s' holds a complete run (final.json); nothing to do\n", cfg->run_dir);
         return 0;
@@ -485,7 +626,8 @@ int train_run(const run_config *cfg, comm *c, ps_error *err) {
     }
     if (root) {
         printf("presight train: %s | %.2fM parameters | %s x %d ranks | %s | %lld steps of %d x %d tokens x %d accum\n",
-               cfg->source, r.t.model.layout.n_params / 1e6, cfg->parallel.strategy, comm_size(c), blas_describe(),
+               cfg->source, r.t.model.layout.n_params / 1e6, cfg->parallel.strategy, comm_size(c),
+               r.t.engine ? r.t.gpu->describe(r.t.engine) : blas_describe(),
                (long long)r.t.total_steps, cfg->train.micro_batch, cfg->train.seq_len, cfg->train.grad_accum);
         printf("data: %s\n", r.t.data->description);
         fflush(stdout);

@@ -8,6 +8,7 @@
 #include "comm.h"
 #include "config.h"
 #include "dataset.h"
+#include "gpu_engine.h"
 #include "model.h"
 #include "sharding.h"
 
@@ -23,6 +24,8 @@ typedef struct trainer {
     dataset *data;
     comm *comm;
     int *window, *inputs, *targets; /* [micro_batch][seq+1], [micro_batch * seq] x2 */
+    const gpu_engine_api *gpu;      /* the GPU engine (run.backend = cuda, or auto with a GPU); NULL: CPU */
+    gpu_engine *engine;             /* its state; shards then holds only the host copy of the owned slices */
     int64_t total_steps;
     int64_t step;                   /* optimizer steps done */
     double tokens;                  /* tokens trained on so far */
@@ -37,7 +40,8 @@ typedef struct train_step_stats {
     double tokens;       /* tokens in the global batch */
 } train_step_stats;
 
-/* Builds the model (initialised from train.seed), optimizer state and data. */
+/* Builds the model (initialised from train.seed), optimizer state and data,
+ * on the backend run.backend selects (every rank agrees on it). */
 int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err);
 /* One optimizer step (grad_accum micro-batches on every rank). */
 int trainer_step(trainer *t, train_step_stats *stats, ps_error *err);

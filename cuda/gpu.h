@@ -238,7 +238,7 @@ int gpu_attention_flash_supports(int head_dim);
 /* ------------------------------------------------------------------ NCCL */
 
 /* NCCL is loaded at run time (dlopen libnccl.so.2), so nothing else depends
- * on it being installed. Sum reductions, on the compute stream. */
+ * on it being installed. Sum reductions, on the compute stream by default. */
 typedef struct gpu_comm gpu_comm;
 #define GPU_COMM_ID_BYTES 128
 int gpu_comm_available(ps_error *err);               /* loads NCCL; 1 ok, 0 not (err says why) */
@@ -246,6 +246,9 @@ int gpu_comm_version(void);                          /* e.g. 22703, 0 if not loa
 int gpu_comm_unique_id(void *id, ps_error *err);     /* id: GPU_COMM_ID_BYTES (rank 0 makes it, all share it) */
 gpu_comm *gpu_comm_init(int world, int rank, const void *id, ps_error *err);
 void gpu_comm_free(gpu_comm *c);
+/* Runs c's collectives on stream (a cudaStream_t; NULL: the compute stream).
+ * The caller orders them against the compute stream with events. */
+void gpu_comm_set_stream(gpu_comm *c, void *stream);
 int gpu_all_reduce(gpu_comm *c, const void *send, void *recv, size_t count, int type, ps_error *err);
 int gpu_all_gather(gpu_comm *c, const void *send, void *recv, size_t send_count, int type, ps_error *err);
 int gpu_reduce_scatter(gpu_comm *c, const void *send, void *recv, size_t recv_count, int type, ps_error *err);

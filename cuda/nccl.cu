@@ -3,7 +3,8 @@
  * libnccl is dlopen()ed (PRESIGHT_NCCL=/path/libnccl.so.2 to choose one;
  * else libnccl.so.2 from the loader's path), so that programs linking this
  * library start, and run on one GPU, where NCCL is missing. nccl.h is used
- * for its types only. Collectives are sums on the compute stream. */
+ * for its types only. Collectives are sums, on the compute stream unless
+ * gpu_comm_set_stream gave the communicator a stream of its own. */
 #include <dlfcn.h>
 #include <nccl.h>
 #include <stdio.h>
@@ -19,7 +20,10 @@ static_assert(sizeof(ncclUniqueId) == GPU_COMM_ID_BYTES, "ncclUniqueId size");
 struct gpu_comm {
     ncclComm_t comm;
     int world, rank;
+    cudaStream_t stream; /* NULL: the compute stream */
 };
+
+static cudaStream_t comm_stream(const gpu_comm *c) { return c->stream ? c->stream : gpu_stream_(); }
 
 namespace {
 
@@ -131,6 +135,8 @@ gpu_comm *gpu_comm_init(int world, int rank, const void *id, ps_error *err) {
     return c;
 }
 
+void gpu_comm_set_stream(gpu_comm *c, void *stream) { c->stream = (cudaStream_t)stream; }
+
 void gpu_comm_free(gpu_comm *c) {
     if (!c) return;
     if (g_nccl.handle) g_nccl.CommDestroy(c->comm);
@@ -138,17 +144,17 @@ void gpu_comm_free(gpu_comm *c) {
 }
 
 int gpu_all_reduce(gpu_comm *c, const void *send, void *recv, size_t count, int type, ps_error *err) {
-    ncclResult_t r = g_nccl.AllReduce(send, recv, count, nccl_type(type), ncclSum, c->comm, gpu_stream_());
+    ncclResult_t r = g_nccl.AllReduce(send, recv, count, nccl_type(type), ncclSum, c->comm, comm_stream(c));
     return r == ncclSuccess ? 0 : nccl_fail(err, "ncclAllReduce", r);
 }
 
 int gpu_all_gather(gpu_comm *c, const void *send, void *recv, size_t send_count, int type, ps_error *err) {
-    ncclResult_t r = g_nccl.AllGather(send, recv, send_count, nccl_type(type), c->comm, gpu_stream_());
+    ncclResult_t r = g_nccl.AllGather(send, recv, send_count, nccl_type(type), c->comm, comm_stream(c));
     return r == ncclSuccess ? 0 : nccl_fail(err, "ncclAllGather", r);
 }
 
 int gpu_reduce_scatter(gpu_comm *c, const void *send, void *recv, size_t recv_count, int type, ps_error *err) {
     ncclResult_t r =
-        g_nccl.ReduceScatter(send, recv, recv_count, nccl_type(type), ncclSum, c->comm, gpu_stream_());
+        g_nccl.ReduceScatter(send, recv, recv_count, nccl_type(type), ncclSum, c->comm, comm_stream(c));
     return r == ncclSuccess ? 0 : nccl_fail(err, "ncclReduceScatter", r);
 }

@@ -5,6 +5,12 @@
 #   make gpu-bundle   build/gpu-bundle/: gpu_check + presight + the shared
 #                     libraries a bare GPU machine lacks + run.sh (< 60 MB)
 #
+# The trainer's GPU path is build/libpresight-cuda.so (cuda/*.cu, the engine
+# of core/gpu_engine.h), which presight dlopen()s only when run.backend asks
+# for the GPU; `make` builds it beside presight whenever nvcc is found. Its
+# CPU-emulator twin build/emu/libpresight-cuda.so lets tests/t_gpu_train.sh
+# train through the engine on machines without a GPU.
+#
 # The Makefile compiles cuda/*.cu into the library when nvcc is found
 # (HAVE_CUDA); this file adds the check program (cuda/check/, outside that
 # wildcard so that its main() never enters libpresight.a), header
@@ -29,7 +35,7 @@ GPU_EMU_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -f
 GPU_EMU_FLAGS := -std=c++17 -O1 -g -x c++ -DPRESIGHT_EMU -Icuda/emu/include -Icuda -Icore -Impi \
                  -fno-strict-aliasing -fopenmp -Wall -Wno-unused-function -Wno-unknown-pragmas $(GPU_EMU_SAN)
 
-$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh
+$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(GPU_EMU_FLAGS) -c $< -o $@
 
@@ -38,6 +44,25 @@ $(GPU_EMU): $(GPU_EMU_OBJ) $(GPU_EMU_CPU)
 
 tests-build: $(GPU_EMU)
 
+# The engine on the emulator: the same sources, position-independent, without
+# the sanitizers (they cannot load into an uninstrumented presight), -O2.
+GPU_EMU_SO     := $(BUILD)/emu/libpresight-cuda.so
+GPU_EMU_SO_OBJ := $(patsubst %.cu,$(BUILD)/emu-pic/%.o,$(wildcard cuda/*.cu)) $(BUILD)/emu-pic/core/error.o
+GPU_EMU_SO_FLAGS := $(filter-out $(GPU_EMU_SAN) -O1,$(GPU_EMU_FLAGS)) -O2 -fPIC
+
+$(BUILD)/emu-pic/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(GPU_EMU_SO_FLAGS) -c $< -o $@
+
+$(BUILD)/emu-pic/core/error.o: core/error.c core/error.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -fPIC -Icore -c $< -o $@
+
+$(GPU_EMU_SO): $(GPU_EMU_SO_OBJ)
+	$(CXX) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -ldl -lm
+
+tests-build: $(GPU_EMU_SO)
+
 gpu-emu: $(GPU_EMU)
 	@GPU_CHECK_TIMEOUT_SCALE=$${GPU_CHECK_TIMEOUT_SCALE:-4} ASAN_OPTIONS=detect_leaks=0 $(GPU_EMU) --json $(BUILD)/gpu-emu.json
 
@@ -45,7 +70,9 @@ ifeq ($(HAVE_CUDA),1)
 
 GPU_CHECK_OBJ := $(BUILD)/cuda/check/gpu_check.o
 GPU_CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
-GPU_HDRS      := cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh core/error.h
+GPU_HDRS      := cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/error.h core/gpu_engine.h \
+                 core/model.h mpi/sharding.h
+GPU_ENGINE    := $(BUILD)/libpresight-cuda.so
 GPU_LDLIBS    := -fopenmp -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static \
                  -ldl -lrt -lpthread -lm -lstdc++
 
@@ -59,15 +86,28 @@ $(GPU_CHECK_OBJ): cuda/check/gpu_check.cu $(GPU_HDRS) core/backend.h core/model.
 $(GPU_CHECK): $(GPU_CHECK_OBJ) $(LIB)
 	$(CXX) -o $@ $(GPU_CHECK_OBJ) $(LIB) $(GPU_LDLIBS)
 
-# CI compiles and links the check on every `make test` (tests/t_gpu.sh runs it).
-tests-build: $(GPU_CHECK)
+# The engine presight loads for run.backend = cuda: cuBLASLt linked
+# dynamically (found through the rpath or LD_LIBRARY_PATH), the CUDA runtime
+# statically, NCCL dlopen()ed; error.c is its only part of the C library.
+$(BUILD)/pic/core/error.o: core/error.c core/error.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -fPIC -Icore -c $< -o $@
+
+$(GPU_ENGINE): $(GPU_CU_OBJ) $(BUILD)/pic/core/error.o
+	$(CXX) -shared -Wl,--no-undefined -o $@ $^ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt \
+	    -lcudart_static -ldl -lrt -lpthread -lm -lstdc++
+
+all: $(GPU_ENGINE)
+
+# CI compiles and links the check and the engine on every `make test` (tests/t_gpu.sh runs the check).
+tests-build: $(GPU_CHECK) $(GPU_ENGINE)
 
 gpu-check: $(BIN) $(GPU_CHECK)
 	@rc=0; $(GPU_CHECK) --json bench/gpu.json || rc=$$?; \
 	if [ $$rc -eq 77 ]; then echo "$(GPU_HINT)"; exit 0; fi; exit $$rc
 
-gpu-bundle: $(BIN) $(GPU_CHECK)
-	@bash cuda/bundle.sh $(GPU_BUNDLE) $(BIN) $(GPU_CHECK)
+gpu-bundle: $(BIN) $(GPU_CHECK) $(GPU_ENGINE)
+	@bash cuda/bundle.sh $(GPU_BUNDLE) $(BIN) $(GPU_CHECK) $(GPU_ENGINE)
 
 else
 

@@ -155,7 +155,10 @@ static int make_slices(sharded_state *s, ps_error *err) {
     return 0;
 }
 
+static int alloc_host_slices(sharded_state *s, uint64_t seed, ps_error *err);
+
 static int alloc_state(sharded_state *s, uint64_t seed, ps_error *err) {
+    if (s->host_only) return alloc_host_slices(s, seed, err);
     const model_layout *L = s->layout;
     int n = L->n_units;
     s->params.unit = unit_array(n);
@@ -190,9 +193,29 @@ static int alloc_state(sharded_state *s, uint64_t seed, ps_error *err) {
     return 0;
 }
 
-int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops, comm *world,
-                 ps_error *err) {
+/* The owned slices and their AdamW moments only: the host copy of a state
+ * that lives on the GPU (checkpoints read and write it). */
+static int alloc_host_slices(sharded_state *s, uint64_t seed, ps_error *err) {
+    const model_layout *L = s->layout;
+    int n = L->n_units;
+    s->owned = unit_array(n);
+    s->adam_m = unit_array(n);
+    s->adam_v = unit_array(n);
+    if (!s->owned || !s->adam_m || !s->adam_v) return ps_fail(err, "out of memory");
+    for (int u = 0; u < n; u++) {
+        size_t len = s->slices.shard_len[u], start = shard_start(&s->slices, u);
+        if (!(s->owned[u] = alloc_zeroed(s, len)) || !(s->adam_m[u] = alloc_zeroed(s, len)) ||
+            !(s->adam_v[u] = alloc_zeroed(s, len)))
+            return ps_fail(err, "out of memory for unit %d's slice (%zu elements)", u, len);
+        model_init_range(L, u, start, start + shard_count(&s->slices, u), s->owned[u], seed);
+    }
+    return 0;
+}
+
+static int sharded_setup(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops,
+                         comm *world, int host_only, ps_error *err) {
     memset(s, 0, sizeof *s);
+    s->host_only = host_only;
     s->layout = L;
     s->ops = ops;
     s->world = world;
@@ -207,6 +230,15 @@ int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L,
     return 0;
 }
 
+int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops, comm *world,
+                 ps_error *err) {
+    return sharded_setup(s, cfg, L, ops, world, 0, err);
+}
+
+int sharded_init_host(sharded_state *s, const run_config *cfg, const model_layout *L, comm *world, ps_error *err) {
+    return sharded_setup(s, cfg, L, NULL, world, 1, err);
+}
+
 void sharded_free(sharded_state *s) {
     int n = s->slices.n_units;
     for (int u = 0; u < n; u++) {
@@ -215,7 +247,7 @@ void sharded_free(sharded_state *s) {
         if (s->scatter_pending && s->scatter_pending[u]) comm_wait(s->scatter_pending[u], &ignored);
         if (s->params.unit) free(s->params.unit[u]);
         if (s->grads.unit) free(s->grads.unit[u]);
-        if (s->kind == STRATEGY_FSDP && s->owned) free(s->owned[u]);
+        if ((s->kind == STRATEGY_FSDP || s->host_only) && s->owned) free(s->owned[u]);
         if (s->kind != STRATEGY_DDP && s->owned_grad) free(s->owned_grad[u]);
         if (s->adam_m) free(s->adam_m[u]);
         if (s->adam_v) free(s->adam_v[u]);
@@ -298,7 +330,7 @@ int sharded_optimizer_step(sharded_state *s, const train_config *t, double lr, i
 }
 
 int sharded_after_load(sharded_state *s, ps_error *err) {
-    if (s->kind != STRATEGY_ZERO1) return 0;
+    if (s->kind != STRATEGY_ZERO1 || s->host_only) return 0;
     for (int u = 0; u < s->slices.n_units; u++)
         if (comm_all_gather(s->group, s->owned[u], s->params.unit[u], s->slices.shard_len[u], err)) return -1;
     return 0;

@@ -48,6 +48,9 @@ typedef struct sharded_state {
     int hook_failed;
     model_hooks hooks;
 
+    /* Only the owned slices and moments, on the host (sharded_init_host). */
+    int host_only;
+
     /* Memory, for the planner check: bytes this state holds now and at most. */
     size_t bytes_now, bytes_peak;
 } sharded_state;
@@ -58,6 +61,10 @@ int strategy_parse(const char *name, strategy_kind *out, ps_error *err);
  * strategy gives bit-identical initial weights). */
 int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops, comm *world,
                  ps_error *err);
+/* The host side of a state that lives on the GPU (core/gpu_engine.h): the
+ * same groups and slices, but only the owned parameter slices and AdamW
+ * moments (initialised from seed as above), for upload and checkpoints. */
+int sharded_init_host(sharded_state *s, const run_config *cfg, const model_layout *L, comm *world, ps_error *err);
 void sharded_free(sharded_state *s);
 
 /* The model hooks to install (NULL for ddp and zero1, which keep full units). */

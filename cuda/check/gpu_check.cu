@@ -55,6 +55,7 @@ extern "C" {
 #include "model.h"
 #include "optim.h"
 }
+#include "block.cuh"
 #include "gpu.h"
 #include "launch.cuh"
 
@@ -357,19 +358,6 @@ static void init_f32(float *p, size_t n, uint64_t seed, float std, float mean = 
 
 static void init_bf16(gpu_bf16 *p, size_t n, uint64_t seed, float std, float mean = 0.f) {
     LAUNCH(init_bf16_kernel, init_grid(n), 256, 0, (cudaStream_t)gpu_stream(), (__nv_bfloat16 *)p, n, seed, std, mean);
-}
-
-/* RoPE table as core/model.c builds it. */
-static Vec rope_table(int max_pos, int head_dim, double theta) {
-    int half = head_dim / 2;
-    Vec t((size_t)max_pos * half * 2);
-    for (int pos = 0; pos < max_pos; pos++)
-        for (int i = 0; i < half; i++) {
-            double angle = pos * pow(theta, -2.0 * i / head_dim);
-            t[((size_t)pos * half + i) * 2 + 0] = (float)cos(angle);
-            t[((size_t)pos * half + i) * 2 + 1] = (float)sin(angle);
-        }
-    return t;
 }
 
 static void poison(void *p, size_t bytes) { gpu_memset(p, 0xff, bytes); }
@@ -914,71 +902,15 @@ static int sec_attention(void) {
 
 /* ======================================================= GPU model pieces */
 
-/* One block's weights (bf16) or gradients (fp32), at core/model.c's offsets. */
-template <class T> struct BlockW {
-    T *attn_norm, *wqkv, *wo, *ffn_norm, *w13, *w2;
-};
-
-struct Dims {
-    int B, S, n, D, H, KV, hd, QKV, HD, F, V, layers;
-    float eps;
-    const float *cos_sin;
-    const int *pos;
-};
-
-static Dims make_dims(const model_config &c, int B, int S) {
-    Dims d;
-    d.B = B;
-    d.S = S;
-    d.n = B * S;
-    d.D = c.dim;
-    d.H = c.heads;
-    d.KV = c.kv_heads;
-    d.hd = c.dim / c.heads;
-    d.QKV = (c.heads + 2 * c.kv_heads) * d.hd;
-    d.HD = c.heads * d.hd;
-    d.F = c.ffn_dim;
-    d.V = c.vocab;
-    d.layers = c.layers;
-    d.eps = (float)c.norm_eps;
-    d.cos_sin = NULL;
-    d.pos = NULL;
-    return d;
-}
-
-static size_t block_params(const Dims &d) {
-    return 2 * (size_t)d.D + (size_t)d.QKV * d.D + (size_t)d.D * d.HD + 3 * (size_t)d.F * d.D;
-}
-
-template <class T> static BlockW<T> block_view(T *u, const Dims &d) {
-    BlockW<T> b;
-    b.attn_norm = u;
-    b.wqkv = b.attn_norm + d.D;
-    b.wo = b.wqkv + (size_t)d.QKV * d.D;
-    b.ffn_norm = b.wo + (size_t)d.D * d.HD;
-    b.w13 = b.ffn_norm + d.D;
-    b.w2 = b.w13 + 2 * (size_t)d.F * d.D;
-    return b;
-}
-
-struct BlockActs {
-    gpu_bf16 *x, *x_mid, *x_out, *ln1, *ln2, *qkv, *att, *h13, *hs;
-    float *rstd1, *rstd2, *lse;
-};
-
-struct Scratch {
-    gpu_bf16 *dx, *dln, *dqkv, *datt, *dh13, *dhs;
-};
-
 /* Per-op timing of one pass: an event after each op. */
-struct Timeline {
+struct Timeline : OpMarks {
     std::vector<std::pair<std::string, gpu_event *>> marks;
     gpu_event *start = NULL;
     void begin() {
         start = gpu_event_new();
         gpu_event_record(start);
     }
-    void mark(const char *label) {
+    void mark(const char *label) override {
         gpu_event *e = gpu_event_new();
         gpu_event_record(e);
         marks.push_back(std::make_pair(std::string(label), e));
@@ -1009,98 +941,6 @@ struct Timeline {
     do {                                                                                                               \
         if (tl) tl->mark(label);                                                                                       \
     } while (0)
-
-static void block_fwd(const Dims &d, const BlockW<gpu_bf16> &w, const BlockActs &a, Timeline *tl) {
-    int n = d.n;
-    gpu_rmsnorm_forward(a.ln1, a.rstd1, a.x, w.attn_norm, n, d.D, d.eps);
-    TL("rmsnorm");
-    gpu_matmul_forward(a.qkv, a.ln1, w.wqkv, NULL, n, d.D, d.QKV);
-    TL("gemm qkv");
-    gpu_rope_forward(a.qkv, d.cos_sin, d.pos, n, d.QKV, d.H + d.KV, d.hd);
-    TL("rope");
-    gpu_attention_forward(a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);
-    TL("attention fwd");
-    gpu_matmul_forward(a.x_mid, a.att, w.wo, a.x, n, d.HD, d.D);
-    TL("gemm wo (+residual)");
-    gpu_rmsnorm_forward(a.ln2, a.rstd2, a.x_mid, w.ffn_norm, n, d.D, d.eps);
-    TL("rmsnorm");
-    gpu_matmul_forward(a.h13, a.ln2, w.w13, NULL, n, d.D, 2 * d.F);
-    TL("gemm w13");
-    gpu_swiglu_forward(a.hs, a.h13, n, d.F);
-    TL("swiglu");
-    gpu_matmul_forward(a.x_out, a.hs, w.w2, a.x_mid, n, d.F, d.D);
-    TL("gemm w2 (+residual)");
-}
-
-/* s.dx: d(block output) on entry, d(block input) on exit. */
-static void block_bwd(const Dims &d, const BlockW<gpu_bf16> &w, const BlockW<float> &g, const BlockActs &a,
-                      const Scratch &s, Timeline *tl) {
-    int n = d.n;
-    gpu_matmul_backward(s.dhs, g.w2, s.dx, a.hs, w.w2, n, d.F, d.D);
-    TL("gemm w2 bwd");
-    gpu_swiglu_backward(s.dh13, s.dhs, a.h13, n, d.F);
-    TL("swiglu bwd");
-    gpu_matmul_backward(s.dln, g.w13, s.dh13, a.ln2, w.w13, n, d.D, 2 * d.F);
-    TL("gemm w13 bwd");
-    gpu_rmsnorm_backward(s.dx, g.ffn_norm, s.dln, a.x_mid, w.ffn_norm, a.rstd2, n, d.D);
-    TL("rmsnorm bwd");
-    gpu_matmul_backward(s.datt, g.wo, s.dx, a.att, w.wo, n, d.HD, d.D);
-    TL("gemm wo bwd");
-    gpu_attention_backward(s.dqkv, s.datt, a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);
-    TL("attention bwd");
-    gpu_rope_backward(s.dqkv, d.cos_sin, d.pos, n, d.QKV, d.H + d.KV, d.hd);
-    TL("rope bwd");
-    gpu_matmul_backward(s.dln, g.wqkv, s.dqkv, a.ln1, w.wqkv, n, d.D, d.QKV);
-    TL("gemm qkv bwd");
-    gpu_rmsnorm_backward(s.dx, g.attn_norm, s.dln, a.x, w.attn_norm, a.rstd1, n, d.D);
-    TL("rmsnorm bwd");
-}
-
-/* Allocates one block's activations (x given: the block input) and scratch. */
-static int alloc_block_acts(const Dims &d, BlockActs &a, gpu_bf16 *x, gpu_bf16 *x_out, int with_x_out) {
-    size_t n = d.n;
-    memset(&a, 0, sizeof a);
-    a.x = x;
-    a.x_out = with_x_out ? dalloc<gpu_bf16>(n * d.D, "x_out") : x_out;
-    a.x_mid = dalloc<gpu_bf16>(n * d.D, "x_mid");
-    a.ln1 = dalloc<gpu_bf16>(n * d.D, "ln1");
-    a.ln2 = dalloc<gpu_bf16>(n * d.D, "ln2");
-    a.qkv = dalloc<gpu_bf16>(n * d.QKV, "qkv");
-    a.att = dalloc<gpu_bf16>(n * d.HD, "att");
-    a.h13 = dalloc<gpu_bf16>(n * 2 * d.F, "h13");
-    a.hs = dalloc<gpu_bf16>(n * d.F, "hs");
-    a.rstd1 = dalloc<float>(n, "rstd1");
-    a.rstd2 = dalloc<float>(n, "rstd2");
-    a.lse = dalloc<float>((size_t)d.B * d.H * d.S, "lse");
-    return a.x_out && a.x_mid && a.ln1 && a.ln2 && a.qkv && a.att && a.h13 && a.hs && a.rstd1 && a.rstd2 && a.lse
-               ? 0
-               : -1;
-}
-
-static void free_block_acts(BlockActs &a, int with_x_out) {
-    if (with_x_out) gpu_free(a.x_out);
-    for (void *p : {(void *)a.x_mid, (void *)a.ln1, (void *)a.ln2, (void *)a.qkv, (void *)a.att, (void *)a.h13,
-                    (void *)a.hs, (void *)a.rstd1, (void *)a.rstd2, (void *)a.lse})
-        gpu_free(p);
-    memset(&a, 0, sizeof a);
-}
-
-static int alloc_scratch(const Dims &d, Scratch &s) {
-    size_t n = d.n;
-    s.dx = dalloc<gpu_bf16>(n * d.D, "dx");
-    s.dln = dalloc<gpu_bf16>(n * d.D, "dln");
-    s.dqkv = dalloc<gpu_bf16>(n * d.QKV, "dqkv");
-    s.datt = dalloc<gpu_bf16>(n * d.HD, "datt");
-    s.dh13 = dalloc<gpu_bf16>(n * 2 * d.F, "dh13");
-    s.dhs = dalloc<gpu_bf16>(n * d.F, "dhs");
-    return s.dx && s.dln && s.dqkv && s.datt && s.dh13 && s.dhs ? 0 : -1;
-}
-
-static void free_scratch(Scratch &s) {
-    for (void *p : {(void *)s.dx, (void *)s.dln, (void *)s.dqkv, (void *)s.datt, (void *)s.dh13, (void *)s.dhs})
-        gpu_free(p);
-    memset(&s, 0, sizeof s);
-}
 
 /* A whole model on the GPU, composed from the ops as core/model.c composes
  * the backend table (untied head): fp32 master weights, gradients and AdamW
@@ -1133,7 +973,7 @@ static void gm_free(GpuModel &g) {
                     (void *)g.pos, (void *)g.lnf, (void *)g.logits, (void *)g.rstdf, (void *)g.loss,
                     (void *)g.n_valid, (void *)g.sumsq})
         gpu_free(p);
-    for (size_t l = 0; l < g.acts.size(); l++) free_block_acts(g.acts[l], 0);
+    for (size_t l = 0; l < g.acts.size(); l++) free_block_acts(g.acts[l]);
     for (gpu_bf16 *p : g.x) gpu_free(p);
     free_scratch(g.s);
     model_layout_free(&g.L);
@@ -1172,7 +1012,7 @@ static int gm_alloc(GpuModel &g, const model_config &c, int B, int S) {
     }
     g.acts.resize(c.layers);
     for (int l = 0; l < c.layers; l++)
-        if (alloc_block_acts(g.d, g.acts[l], g.x[l], g.x[l + 1], 0)) return -1;
+        if (alloc_block_acts(g.d, g.acts[l], g.x[l], g.x[l + 1])) return -1;
     if (alloc_scratch(g.d, g.s)) return -1;
     g.lnf = dalloc<gpu_bf16>(n * g.d.D, "lnf");
     g.logits = dalloc<gpu_bf16>(n * g.d.V, "logits");
@@ -1539,7 +1379,8 @@ static void bench_block(const char *name, int D, int H, int KV, int F, int B, in
     int *dpos = up_i32(pos, "pos");
     BlockActs a;
     Scratch s = {};
-    if (!w || !x || !dy || !g || !cs || !dpos || alloc_block_acts(d, a, x, NULL, 1) || alloc_scratch(d, s)) {
+    gpu_bf16 *x_out = dalloc<gpu_bf16>((size_t)d.n * d.D, "x_out");
+    if (!w || !x || !dy || !g || !cs || !dpos || !x_out || alloc_block_acts(d, a, x, x_out) || alloc_scratch(d, s)) {
         FAILREC(label, "could not allocate (see above)");
         return;
     }
@@ -1621,7 +1462,8 @@ static void bench_block(const char *name, int D, int H, int KV, int F, int B, in
            (double)s2.peak_reserved / plan, s2.n_cuda_malloc);
     gpu_event_free(e0);
     gpu_event_free(e1);
-    free_block_acts(a, 1);
+    gpu_free(a.x_out);
+    free_block_acts(a);
     free_scratch(s);
     for (void *p : {(void *)w, (void *)x, (void *)dy, (void *)g, (void *)cs, (void *)dpos}) gpu_free(p);
     gpu_empty_cache();

@@ -429,6 +429,19 @@ inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<ma
 }
 
 template <int M, int N, int K>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t layout) {
+    if (((uintptr_t)p & 31u) != 0 || ldm % 4) {
+        fprintf(stderr, "emu: wmma::load_matrix_sync pointer %p / ldm %u misaligned (kernel %s)\n", (const void *)p, ldm,
+                emu::g.kernel);
+        abort();
+    }
+    for (int e = 0; e < f.num_elements; e++) {
+        int idx = e * 32 + lane_(), m = idx / N, n = idx % N;
+        f.x[e] = p[layout == mem_row_major ? (size_t)m * ldm + n : (size_t)n * ldm + m];
+    }
+}
+
+template <int M, int N, int K>
 inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t layout) {
     if (((uintptr_t)p & 31u) != 0 || ldm % 4) {
         fprintf(stderr, "emu: wmma::store_matrix_sync pointer %p / ldm %u misaligned (kernel %s)\n", (void *)p, ldm,
@@ -570,6 +583,18 @@ static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
     return cudaSuccess;
 }
 static inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+#define cudaEventDisableTiming 2u
+static inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
+/* Work runs as it is enqueued, so every stream is always in order. */
+static inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
+static inline cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    *p = malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+static inline cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
 static inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = (float)((b->t - a->t) * 1e3);
     return cudaSuccess;

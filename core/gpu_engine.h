@@ -1,0 +1,85 @@
+/* gpu_engine.h - the trainer's GPU path, as a plug-in.
+ *
+ * The GPU trainer (cuda/engine.cu) is built into its own shared library,
+ * build/libpresight-cuda.so, which presight loads with dlopen only when
+ * run.backend asks for the GPU. CPU ranks therefore never map the CUDA
+ * libraries (cuBLASLt alone costs about 150 MB of resident memory), and
+ * presight starts on machines without them.
+ *
+ * The engine holds the whole training state on the device: fp32 master
+ * weights, gradient slice and AdamW moments of this rank's slices (shard.h,
+ * the same slices the CPU path and the checkpoints use), bf16 weights for the
+ * GEMMs (whole units under ddp/zero1, gathered one unit ahead under fsdp),
+ * bf16 activations. Collectives are NCCL on a stream of their own, ordered
+ * against the compute stream with events: fsdp gathers the next unit while
+ * the current one computes and reduce-scatters each unit's gradient as soon
+ * as its backward is done; ddp all-reduces each unit's gradient as its
+ * backward ends. The host sees the state only at upload (start, resume) and
+ * download (checkpoints), and two numbers per step (loss, gradient norm). */
+#ifndef PRESIGHT_GPU_ENGINE_H
+#define PRESIGHT_GPU_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "model.h"
+#include "shard.h"
+
+#define GPU_ENGINE_ABI 1
+#define GPU_ENGINE_SYMBOL "presight_gpu_engine"
+#define GPU_ENGINE_LIBRARY "libpresight-cuda.so"
+#define GPU_ENGINE_ID_BYTES 128
+
+typedef struct gpu_engine gpu_engine;
+
+typedef struct gpu_engine_setup {
+    const model_layout *layout;
+    const shard_layout *slices;   /* this rank's slices under the strategy */
+    int strategy;                 /* STRATEGY_DDP, _ZERO1, _FSDP (sharding.h) */
+    int micro_batch, seq_len, grad_accum;
+    int recompute_blocks, reshard_after_forward, prefetch;
+    int rank, world;              /* the data-parallel group (= the NCCL communicator) */
+    int local_rank;               /* picks the GPU: local_rank % devices */
+    const void *nccl_id;          /* GPU_ENGINE_ID_BYTES from rank 0; NULL at world size 1 */
+    float beta1, beta2, adam_eps, weight_decay;
+} gpu_engine_setup;
+
+typedef struct gpu_engine_memory {
+    size_t peak_bytes;      /* most bytes handed out by the caching allocator */
+    size_t reserved_bytes;  /* most bytes held from cudaMalloc */
+    long long step_mallocs; /* cudaMalloc calls during the last step (0 once warm) */
+} gpu_engine_memory;
+
+typedef struct gpu_engine_api {
+    int abi; /* GPU_ENGINE_ABI */
+    /* 1 when a usable GPU is present; 0 with the reason in why. */
+    int (*available)(char *why, size_t size);
+    /* Rank 0 makes the NCCL id, every rank passes it to create. */
+    int (*unique_id)(void *id, ps_error *err);
+    gpu_engine *(*create)(const gpu_engine_setup *setup, ps_error *err);
+    void (*destroy)(gpu_engine *e);
+    /* The owned slices (params, AdamW m and v, fp32, shard.h's view) host ->
+     * device; the bf16 weights are then made whole (all-gathered). */
+    int (*upload)(gpu_engine *e, real *const *params, real *const *m, real *const *v, ps_error *err);
+    /* The owned slices device -> host (for a checkpoint). */
+    int (*download)(gpu_engine *e, real **params, real **m, real **v, ps_error *err);
+    /* Micro-batch k of grad_accum of a step: forward and backward of
+     * [micro_batch, seq_len] tokens, gradients accumulated with loss_scale. */
+    int (*micro_batch)(gpu_engine *e, int k, const int *inputs, const int *targets, float loss_scale, ps_error *err);
+    /* After the last micro-batch: finishes the gradient reduction; returns this
+     * rank's sum of the micro-batches' mean losses and the sum of squares of
+     * its owned gradient slices (the caller sums both over ranks). */
+    int (*finish_backward)(gpu_engine *e, double *loss_sum, double *grad_sumsq, ps_error *err);
+    /* AdamW on the owned slices, gradients times grad_scale; the bf16
+     * weights follow; gradients are zeroed for the next step. */
+    int (*optimizer_step)(gpu_engine *e, double lr, int64_t step, double grad_scale, ps_error *err);
+    void (*memory)(gpu_engine *e, gpu_engine_memory *out);
+    /* "NVIDIA H200 (sm_90, 132 SMs, 139.8 GB), NCCL 2.27.3" */
+    const char *(*describe)(gpu_engine *e);
+} gpu_engine_api;
+
+/* The symbol the library exports. */
+typedef const gpu_engine_api *(*gpu_engine_entry)(void);
+
+#endif

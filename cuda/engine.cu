@@ -1,0 +1,598 @@
+/* engine.cu - the GPU trainer behind core/gpu_engine.h (read that first).
+ *
+ * One rank, one GPU. Every unit (core/model.h) has on the device:
+ *   master, m, v, gslice   fp32, this rank's slice (shard.h), what AdamW reads and writes;
+ *   w                      bf16, the whole unit, what the GEMMs read: always present
+ *                          under ddp and zero1, gathered from wslice (the bf16 copy of
+ *                          every rank's slice) just before use under fsdp;
+ *   g                      fp32, the whole unit's gradient: always present under ddp
+ *                          (where it is gslice) and zero1, only from the unit's backward
+ *                          to its reduce-scatter under fsdp.
+ * The forward and backward pass is core/model.c's, op for op (cuda/block.cuh).
+ *
+ * Two streams. Compute runs on gpu.h's stream; collectives on `side`. Before
+ * a collective touches a buffer the side stream waits for an event recorded
+ * on the compute stream (so the buffer's producer is done), and the compute
+ * stream waits for the collective's event before it reads the result. A
+ * buffer the side stream used is freed only after the compute stream has
+ * waited for it, so the caching allocator's stream-ordered reuse stays safe.
+ * fsdp keeps one reduce-scatter in flight (bounded memory) and gathers one
+ * unit ahead (parallel.prefetch). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "block.cuh"
+#include "gpu_internal.cuh"
+
+extern "C" {
+#include "gpu_engine.h"
+#include "sharding.h"
+}
+
+static_assert(sizeof(real) == sizeof(float), "the GPU engine exchanges fp32 slices with the host");
+static_assert(GPU_ENGINE_ID_BYTES == GPU_COMM_ID_BYTES, "NCCL id size");
+
+namespace {
+
+struct Unit {
+    size_t size, len, padded, start; /* elements: unit, slice (padded), whole padded unit, slice offset */
+    float *master, *m, *v, *gslice;
+    gpu_bf16 *wslice, *w;
+    float *g, *recv;
+    cudaEvent_t gathered, reduced;
+    bool gathering, reducing;
+};
+
+} // namespace
+
+struct gpu_engine {
+    gpu_engine_setup s;
+    Dims d;
+    int kind, n_units, last, tied;
+    std::vector<Unit> units;
+    gpu_comm *comm;
+    cudaStream_t side;
+    cudaEvent_t compute_mark;
+    std::vector<gpu_bf16 *> x; /* [layers + 1]: block inputs, then the last block's output */
+    std::vector<BlockActs> acts;
+    Scratch sc;
+    gpu_bf16 *lnf, *logits;
+    float *rstdf, *cos_sin;
+    int *pos, *tokens, *targets;  /* device, [grad_accum * n] */
+    int *h_tokens, *h_targets;    /* pinned staging of the same */
+    double *loss, *sumsq;         /* device, [grad_accum], [n_units] */
+    int *n_valid;
+    std::vector<int> valid;       /* counted targets per micro-batch (known on the host) */
+    ps_error err;
+    int failed;
+    long long mallocs_at_step;
+    long long step_mallocs;
+    char desc[512];
+};
+
+namespace {
+
+int efail(gpu_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int efail(gpu_engine *e, const char *fmt, ...) {
+    if (e->failed) return -1;
+    e->failed = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->err.msg, sizeof e->err.msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Collects the first failure: the engine's own, or an op's recorded error. */
+int check(gpu_engine *e, ps_error *err) {
+    if (!e->failed) {
+        ps_error op;
+        if (gpu_error(&op)) efail(e, "%s", op.msg);
+    }
+    if (!e->failed) return 0;
+    return ps_fail(err, "GPU: %s", e->err.msg);
+}
+
+template <class T> T *dev_alloc(gpu_engine *e, size_t count, const char *what) {
+    T *p = (T *)gpu_malloc(count * sizeof(T));
+    if (!p) {
+        ps_error why;
+        why.msg[0] = 0;
+        gpu_error(&why);
+        efail(e, "out of GPU memory for %s (%zu bytes): %s", what, count * sizeof(T), why.msg);
+    }
+    return p;
+}
+
+__global__ void add_f32_kernel(float *y, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] += x[i];
+}
+
+void add_f32(float *y, const float *x, size_t n) {
+    if (!n) return;
+    LAUNCH(add_f32_kernel, grid_1d(n, 256, 132 * 16), 256, 0, gpu_stream_(), y, x, n);
+    gpu_after_launch("engine add_f32");
+}
+
+/* ------------------------------------------------------- stream ordering */
+
+void side_after_compute(gpu_engine *e) {
+    cudaEventRecord(e->compute_mark, gpu_stream_());
+    cudaStreamWaitEvent(e->side, e->compute_mark, 0);
+}
+
+void compute_after(cudaEvent_t ev) { cudaStreamWaitEvent(gpu_stream_(), ev, 0); }
+
+/* ----------------------------------------------------------- collectives */
+
+/* Unit u's bf16 slices of every rank into u.w, on the side stream. */
+int start_gather(gpu_engine *e, int ui) {
+    Unit &u = e->units[ui];
+    if (u.w) return 0; /* present, or in flight */
+    if (!(u.w = dev_alloc<gpu_bf16>(e, u.padded, "a gathered unit"))) return -1;
+    side_after_compute(e);
+    ps_error why;
+    if (e->comm) {
+        if (gpu_all_gather(e->comm, u.wslice, u.w, u.len, GPU_BF16, &why)) return efail(e, "%s", why.msg);
+    } else {
+        cudaMemcpyAsync(u.w, u.wslice, u.len * sizeof(gpu_bf16), cudaMemcpyDeviceToDevice, e->side);
+    }
+    cudaEventRecord(u.gathered, e->side);
+    u.gathering = true;
+    return 0;
+}
+
+void wait_gather(Unit &u) {
+    if (!u.gathering) return;
+    compute_after(u.gathered);
+    u.gathering = false;
+}
+
+/* The reduction of unit u's gradient has been consumed: free what it used. */
+void finish_reduction(gpu_engine *e, int ui) {
+    Unit &u = e->units[ui];
+    if (!u.reducing) return;
+    compute_after(u.reduced);
+    u.reducing = false;
+    if (e->kind == STRATEGY_DDP) return; /* all-reduced in place: g is gslice */
+    add_f32(u.gslice, u.recv, u.len);
+    gpu_free(u.recv);
+    u.recv = NULL;
+    if (e->kind == STRATEGY_FSDP) {
+        gpu_free(u.g);
+        u.g = NULL;
+    }
+}
+
+void finish_reductions(gpu_engine *e) {
+    for (int ui = 0; ui < e->n_units; ui++) finish_reduction(e, ui);
+}
+
+/* Unit u's gradient is complete for this micro-batch: reduce it when the
+ * strategy wants it now (fsdp: every micro-batch; ddp, zero1: the last). */
+int reduce_gradient(gpu_engine *e, int ui, int last_micro_batch) {
+    Unit &u = e->units[ui];
+    ps_error why;
+    if (e->kind != STRATEGY_FSDP && !last_micro_batch) return 0;
+    if (e->kind == STRATEGY_DDP) {
+        if (!e->comm) return 0;
+        side_after_compute(e);
+        if (gpu_all_reduce(e->comm, u.g, u.g, u.size, GPU_F32, &why)) return efail(e, "%s", why.msg);
+    } else {
+        if (e->kind == STRATEGY_FSDP) finish_reductions(e); /* one in flight */
+        if (!(u.recv = dev_alloc<float>(e, u.len, "a reduce-scatter slice"))) return -1;
+        side_after_compute(e);
+        if (e->comm) {
+            if (gpu_reduce_scatter(e->comm, u.g, u.recv, u.len, GPU_F32, &why)) return efail(e, "%s", why.msg);
+        } else {
+            cudaMemcpyAsync(u.recv, u.g, u.len * sizeof(float), cudaMemcpyDeviceToDevice, e->side);
+        }
+    }
+    cudaEventRecord(u.reduced, e->side);
+    u.reducing = true;
+    return 0;
+}
+
+/* ------------------------------------------------------- unit lifecycle */
+
+/* The unit the passes want after u: forward 0, 1..L, last; backward the reverse. */
+int next_unit(const gpu_engine *e, int ui, int backward) {
+    if (backward) return ui > 0 ? ui - 1 : -1;
+    return ui + 1 < e->n_units ? ui + 1 : -1;
+}
+
+/* Makes unit u's weights (and in backward its gradient buffer) usable on the compute stream. */
+int acquire(gpu_engine *e, int ui, int backward) {
+    Unit &u = e->units[ui];
+    if (e->kind == STRATEGY_FSDP) {
+        if (start_gather(e, ui)) return -1;
+        wait_gather(u);
+        int next = e->s.prefetch ? next_unit(e, ui, backward) : -1;
+        if (next >= 0 && start_gather(e, next)) return -1;
+        /* With accumulation this unit's previous reduce-scatter may still read
+         * g (a tied head's embedding): finish it, which frees g, first. */
+        if (backward) finish_reduction(e, ui);
+        if (backward && !u.g) {
+            if (!(u.g = dev_alloc<float>(e, u.padded, "a unit's gradient"))) return -1;
+            gpu_zero(u.g, u.padded * sizeof(float));
+        }
+    }
+    return e->failed ? -1 : 0;
+}
+
+void release(gpu_engine *e, int ui, int backward) {
+    Unit &u = e->units[ui];
+    if (e->kind != STRATEGY_FSDP || u.gathering) return;
+    if (!backward && (!e->s.reshard_after_forward || (ui == 0 && e->tied))) return; /* a tied head reads it again */
+    gpu_free(u.w);
+    u.w = NULL;
+}
+
+/* ---------------------------------------------------------- the passes */
+
+BlockActs &block_acts(gpu_engine *e, int l) {
+    BlockActs &a = e->acts[e->s.recompute_blocks ? 0 : l];
+    a.x = e->x[l];
+    a.x_out = e->x[l + 1];
+    return a;
+}
+
+int forward(gpu_engine *e, const int *tokens) {
+    const Dims &d = e->d;
+    if (acquire(e, 0, 0)) return -1;
+    gpu_embedding_forward(e->x[0], tokens, e->units[0].w, d.n, d.D);
+    release(e, 0, 0);
+    for (int l = 0; l < d.layers; l++) {
+        if (acquire(e, 1 + l, 0)) return -1;
+        block_fwd(d, block_view(e->units[1 + l].w, d), block_acts(e, l), NULL);
+        release(e, 1 + l, 0);
+    }
+    return acquire(e, e->last, 0);
+}
+
+/* Head, loss and the whole backward pass; the last unit is held from the forward. */
+int backward(gpu_engine *e, int k, const int *tokens, const int *targets, float loss_scale) {
+    const Dims &d = e->d;
+    int last = e->last, last_mb = k == e->s.grad_accum - 1;
+    Unit &top = e->units[last];
+    gpu_bf16 *normw = top.w, *head = e->tied ? e->units[0].w : top.w + d.D;
+    gpu_rmsnorm_forward(e->lnf, e->rstdf, e->x[d.layers], normw, d.n, d.D, d.eps);
+    gpu_matmul_forward(e->logits, e->lnf, head, NULL, d.n, d.D, d.V);
+    int valid = e->valid[k];
+    gpu_cross_entropy(e->logits, targets, d.n, d.V, -1, valid ? loss_scale / valid : 0.f, e->loss + k,
+                      e->n_valid + k);
+
+    if (acquire(e, last, 1) || (e->tied && acquire(e, 0, 1))) return -1;
+    float *g_norm = top.g, *g_head = e->tied ? e->units[0].g : top.g + d.D;
+    gpu_matmul_backward(e->sc.dln, g_head, e->logits, e->lnf, head, d.n, d.D, d.V);
+    gpu_zero(e->sc.dx, (size_t)d.n * d.D * sizeof(gpu_bf16));
+    gpu_rmsnorm_backward(e->sc.dx, g_norm, e->sc.dln, e->x[d.layers], normw, e->rstdf, d.n, d.D);
+    if (reduce_gradient(e, last, last_mb)) return -1;
+    release(e, last, 1);
+    for (int l = d.layers - 1; l >= 0; l--) {
+        int ui = 1 + l;
+        if (acquire(e, ui, 1)) return -1;
+        BlockW<gpu_bf16> w = block_view(e->units[ui].w, d);
+        BlockActs &a = block_acts(e, l);
+        if (e->s.recompute_blocks) block_fwd(d, w, a, NULL); /* writes x[l+1] again, identically */
+        block_bwd(d, w, block_view(e->units[ui].g, d), a, e->sc, NULL);
+        if (reduce_gradient(e, ui, last_mb)) return -1;
+        release(e, ui, 1);
+    }
+    if (acquire(e, 0, 1)) return -1;
+    gpu_embedding_backward(e->units[0].g, e->sc.dx, tokens, d.n, d.D);
+    if (reduce_gradient(e, 0, last_mb)) return -1;
+    release(e, 0, 1);
+    return e->failed ? -1 : 0;
+}
+
+void zero_gradients(gpu_engine *e) {
+    for (Unit &u : e->units) {
+        if (u.g) gpu_zero(u.g, u.padded * sizeof(float));
+        if (u.gslice != u.g) gpu_zero(u.gslice, u.len * sizeof(float));
+    }
+}
+
+/* ------------------------------------------------------------ set-up */
+
+int alloc_unit(gpu_engine *e, int ui) {
+    const shard_layout *sl = e->s.slices;
+    Unit &u = e->units[ui];
+    u.size = sl->unit_size[ui];
+    u.len = sl->shard_len[ui];
+    u.padded = u.len * (size_t)sl->world;
+    u.start = (size_t)sl->rank * u.len;
+    if (!(u.master = dev_alloc<float>(e, u.len, "master weights")) || !(u.m = dev_alloc<float>(e, u.len, "AdamW m")) ||
+        !(u.v = dev_alloc<float>(e, u.len, "AdamW v")))
+        return -1;
+    if (e->kind == STRATEGY_FSDP) {
+        if (!(u.gslice = dev_alloc<float>(e, u.len, "a gradient slice")) ||
+            !(u.wslice = dev_alloc<gpu_bf16>(e, u.len, "a bf16 slice")))
+            return -1;
+        gpu_zero(u.wslice, u.len * sizeof(gpu_bf16)); /* the padding stays zero */
+    } else {
+        if (!(u.w = dev_alloc<gpu_bf16>(e, u.padded, "bf16 weights")) ||
+            !(u.g = dev_alloc<float>(e, u.padded, "gradients")))
+            return -1;
+        gpu_zero(u.w, u.padded * sizeof(gpu_bf16));
+        u.gslice = e->kind == STRATEGY_DDP ? u.g : dev_alloc<float>(e, u.len, "a gradient slice");
+        if (!u.gslice) return -1;
+    }
+    if (cudaEventCreateWithFlags(&u.gathered, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&u.reduced, cudaEventDisableTiming) != cudaSuccess)
+        return efail(e, "cudaEventCreate failed");
+    return 0;
+}
+
+int alloc_activations(gpu_engine *e) {
+    const Dims &d = e->d;
+    size_t n = d.n;
+    e->x.assign(d.layers + 1, NULL);
+    for (gpu_bf16 *&p : e->x)
+        if (!(p = dev_alloc<gpu_bf16>(e, n * d.D, "block inputs"))) return -1;
+    e->acts.resize(e->s.recompute_blocks ? 1 : d.layers);
+    for (BlockActs &a : e->acts)
+        if (alloc_block_acts(d, a, NULL, NULL)) return efail(e, "out of GPU memory for activations");
+    if (alloc_scratch(d, e->sc)) return efail(e, "out of GPU memory for activation gradients");
+    int accum = e->s.grad_accum;
+    e->lnf = dev_alloc<gpu_bf16>(e, n * d.D, "the final norm");
+    e->logits = dev_alloc<gpu_bf16>(e, n * d.V, "logits");
+    e->rstdf = dev_alloc<float>(e, n, "the final norm");
+    e->tokens = dev_alloc<int>(e, n * accum, "tokens");
+    e->targets = dev_alloc<int>(e, n * accum, "targets");
+    e->loss = dev_alloc<double>(e, accum, "losses");
+    e->n_valid = dev_alloc<int>(e, accum, "losses");
+    e->sumsq = dev_alloc<double>(e, e->n_units, "the gradient norm");
+    if (e->failed) return -1;
+    if (cudaMallocHost((void **)&e->h_tokens, n * accum * sizeof(int)) != cudaSuccess ||
+        cudaMallocHost((void **)&e->h_targets, n * accum * sizeof(int)) != cudaSuccess)
+        return efail(e, "cudaMallocHost failed for the token staging buffers");
+    e->valid.assign(accum, 0);
+    return 0;
+}
+
+int alloc_rope(gpu_engine *e, const model_config &c, ps_error *err) {
+    std::vector<float> table = rope_table(c.context, e->d.hd, c.rope_theta);
+    std::vector<int> pos(e->d.n);
+    for (int i = 0; i < e->d.n; i++) pos[i] = i % e->d.S;
+    if (!(e->cos_sin = dev_alloc<float>(e, table.size(), "the RoPE table")) ||
+        !(e->pos = dev_alloc<int>(e, pos.size(), "positions")))
+        return -1;
+    if (gpu_copy_to_device(e->cos_sin, table.data(), table.size() * sizeof(float), err) ||
+        gpu_copy_to_device(e->pos, pos.data(), pos.size() * sizeof(int), err))
+        return -1;
+    e->d.cos_sin = e->cos_sin;
+    e->d.pos = e->pos;
+    return 0;
+}
+
+int open_comm(gpu_engine *e, ps_error *err) {
+    if (cudaStreamCreateWithFlags(&e->side, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreateWithFlags(&e->compute_mark, cudaEventDisableTiming) != cudaSuccess)
+        return ps_fail(err, "GPU: cannot create the collectives' stream");
+    ps_error why;
+    int have_nccl = gpu_comm_available(&why);
+    if (e->s.world > 1 && !have_nccl)
+        return ps_fail(err, "GPU: %d ranks need NCCL to exchange gradients: %s", e->s.world, why.msg);
+    /* At world size 1 NCCL is still used when present, so the path is exercised. */
+    if (!have_nccl || !e->s.nccl_id) return 0;
+    if (!(e->comm = gpu_comm_init(e->s.world, e->s.rank, e->s.nccl_id, err))) return -1;
+    gpu_comm_set_stream(e->comm, e->side);
+    return 0;
+}
+
+void describe(gpu_engine *e) {
+    gpu_info info;
+    ps_error ignored;
+    gpu_get_info(&info, &ignored);
+    int nv = gpu_comm_version();
+    char nccl[64] = "no NCCL (world size 1)";
+    if (e->comm) snprintf(nccl, sizeof nccl, "NCCL %d.%d.%d", nv / 10000, nv / 100 % 100, nv % 100);
+    snprintf(e->desc, sizeof e->desc, "%s (device %d of %d, sm_%d%d, %d SMs, %.1f GB), %s, %s", info.name, info.device,
+             info.device_count, info.cc_major, info.cc_minor, info.sm_count, info.total_mem / 1e9,
+             gpu_attention_get_impl() == GPU_ATT_FLASH ? "flash attention" : "GEMM attention", nccl);
+}
+
+/* ------------------------------------------------------------- the API */
+
+int api_available(char *why, size_t size) {
+    ps_error err;
+    if (gpu_available(&err)) return 1;
+    char *tail = strstr(err.msg, "; using the CPU backend");
+    if (tail) *tail = 0;
+    snprintf(why, size, "%s", err.msg);
+    return 0;
+}
+
+int api_unique_id(void *id, ps_error *err) { return gpu_comm_unique_id(id, err); }
+
+void api_destroy(gpu_engine *e);
+
+gpu_engine *api_create(const gpu_engine_setup *s, ps_error *err) {
+    const model_config &c = s->layout->cfg;
+    if (s->slices->world > 1 && s->slices->world != s->world) {
+        ps_fail(err, "GPU: hybrid sharding (parallel.shard_group = %d of %d ranks) is not supported on the GPU yet",
+                s->slices->world, s->world);
+        return NULL;
+    }
+    int local = s->local_rank >= 0 ? s->local_rank : gpu_local_rank();
+    if (gpu_init(local, err)) return NULL;
+    gpu_engine *e = new gpu_engine();
+    e->s = *s;
+    e->kind = s->strategy;
+    e->d = make_dims(c, s->micro_batch, s->seq_len);
+    e->n_units = s->layout->n_units;
+    e->last = e->n_units - 1;
+    e->tied = c.tied_head;
+    e->units.assign(e->n_units, Unit());
+    int rc = open_comm(e, err);
+    for (int u = 0; !rc && u < e->n_units; u++) rc = alloc_unit(e, u);
+    if (!rc) rc = alloc_activations(e);
+    if (!rc) rc = alloc_rope(e, c, err);
+    if (!rc) rc = check(e, err);
+    else if (e->failed) ps_fail(err, "GPU: %s", e->err.msg);
+    if (rc) {
+        api_destroy(e);
+        return NULL;
+    }
+    describe(e);
+    return e;
+}
+
+void api_destroy(gpu_engine *e) {
+    if (!e) return;
+    ps_error ignored;
+    gpu_sync(&ignored);
+    if (e->side) cudaStreamSynchronize(e->side);
+    for (Unit &u : e->units) {
+        if (u.gslice != u.g) gpu_free(u.gslice);
+        for (void *p : {(void *)u.master, (void *)u.m, (void *)u.v, (void *)u.wslice, (void *)u.w, (void *)u.g,
+                        (void *)u.recv})
+            gpu_free(p);
+        if (u.gathered) cudaEventDestroy(u.gathered);
+        if (u.reduced) cudaEventDestroy(u.reduced);
+    }
+    for (gpu_bf16 *p : e->x) gpu_free(p);
+    for (BlockActs &a : e->acts) free_block_acts(a);
+    free_scratch(e->sc);
+    for (void *p : {(void *)e->lnf, (void *)e->logits, (void *)e->rstdf, (void *)e->cos_sin, (void *)e->pos,
+                    (void *)e->tokens, (void *)e->targets, (void *)e->loss, (void *)e->n_valid, (void *)e->sumsq})
+        gpu_free(p);
+    if (e->h_tokens) cudaFreeHost(e->h_tokens);
+    if (e->h_targets) cudaFreeHost(e->h_targets);
+    gpu_comm_free(e->comm);
+    if (e->compute_mark) cudaEventDestroy(e->compute_mark);
+    if (e->side) cudaStreamDestroy(e->side);
+    delete e;
+    gpu_empty_cache();
+}
+
+/* zero1: every rank updated its slice of the whole bf16 units; share them. */
+int zero1_gather_all(gpu_engine *e) {
+    if (e->kind != STRATEGY_ZERO1 || !e->comm || e->s.world == 1) return 0;
+    side_after_compute(e);
+    ps_error why;
+    for (Unit &u : e->units)
+        if (gpu_all_gather(e->comm, u.w + u.start, u.w, u.len, GPU_BF16, &why)) return efail(e, "%s", why.msg);
+    cudaEventRecord(e->units[0].gathered, e->side);
+    compute_after(e->units[0].gathered);
+    return 0;
+}
+
+/* Whole bf16 units from the master slices: ddp and zero1 hold them, fsdp
+ * keeps the bf16 slices it gathers from. */
+int refresh_bf16(gpu_engine *e) {
+    for (int ui = 0; ui < e->n_units; ui++) {
+        Unit &u = e->units[ui];
+        if (e->kind == STRATEGY_FSDP) {
+            gpu_f32_to_bf16(u.wslice, u.master, u.len);
+            continue;
+        }
+        gpu_f32_to_bf16(u.w + u.start, u.master, u.len);
+    }
+    return zero1_gather_all(e);
+}
+
+int api_upload(gpu_engine *e, real *const *params, real *const *m, real *const *v, ps_error *err) {
+    for (int ui = 0; ui < e->n_units; ui++) {
+        Unit &u = e->units[ui];
+        size_t bytes = u.len * sizeof(float);
+        if (gpu_copy_to_device(u.master, params[ui], bytes, err) || gpu_copy_to_device(u.m, m[ui], bytes, err) ||
+            gpu_copy_to_device(u.v, v[ui], bytes, err))
+            return -1;
+    }
+    refresh_bf16(e);
+    zero_gradients(e);
+    return check(e, err);
+}
+
+int api_download(gpu_engine *e, real **params, real **m, real **v, ps_error *err) {
+    for (int ui = 0; ui < e->n_units; ui++) {
+        Unit &u = e->units[ui];
+        size_t bytes = u.len * sizeof(float);
+        if (gpu_copy_to_host(params[ui], u.master, bytes, err) || gpu_copy_to_host(m[ui], u.m, bytes, err) ||
+            gpu_copy_to_host(v[ui], u.v, bytes, err))
+            return -1;
+    }
+    return check(e, err);
+}
+
+int api_micro_batch(gpu_engine *e, int k, const int *inputs, const int *targets, float loss_scale, ps_error *err) {
+    const Dims &d = e->d;
+    if (k == 0) {
+        gpu_mem_stats ms;
+        gpu_mem_stats_get(&ms);
+        e->mallocs_at_step = ms.n_cuda_malloc;
+    }
+    size_t n = d.n, off = (size_t)k * n;
+    int valid = 0;
+    for (size_t i = 0; i < n; i++) valid += targets[i] >= 0 && targets[i] < d.V;
+    e->valid[k] = valid;
+    memcpy(e->h_tokens + off, inputs, n * sizeof(int));
+    memcpy(e->h_targets + off, targets, n * sizeof(int));
+    cudaMemcpyAsync(e->tokens + off, e->h_tokens + off, n * sizeof(int), cudaMemcpyHostToDevice, gpu_stream_());
+    cudaMemcpyAsync(e->targets + off, e->h_targets + off, n * sizeof(int), cudaMemcpyHostToDevice, gpu_stream_());
+    if (!forward(e, e->tokens + off)) backward(e, k, e->tokens + off, e->targets + off, loss_scale);
+    return check(e, err); /* a failure inside the passes is in e->err */
+}
+
+int api_finish_backward(gpu_engine *e, double *loss_sum, double *grad_sumsq, ps_error *err) {
+    finish_reductions(e);
+    for (int ui = 0; ui < e->n_units; ui++) gpu_sum_squares(e->sumsq + ui, e->units[ui].gslice, e->units[ui].len);
+    int accum = e->s.grad_accum;
+    std::vector<double> loss(accum), sumsq(e->n_units);
+    if (gpu_copy_to_host(loss.data(), e->loss, accum * sizeof(double), err) ||
+        gpu_copy_to_host(sumsq.data(), e->sumsq, e->n_units * sizeof(double), err))
+        return -1;
+    *loss_sum = 0;
+    for (int k = 0; k < accum; k++) *loss_sum += e->valid[k] ? loss[k] / e->valid[k] : 0.0;
+    *grad_sumsq = 0;
+    for (double s : sumsq) *grad_sumsq += s;
+    return check(e, err);
+}
+
+int api_optimizer_step(gpu_engine *e, double lr, int64_t step, double grad_scale, ps_error *err) {
+    const model_layout *L = e->s.layout;
+    for (int t = 0; t < L->n_tensors; t++) {
+        const model_tensor *T = &L->tensors[t];
+        Unit &u = e->units[T->unit];
+        size_t count = u.start < u.size ? std::min(u.len, u.size - u.start) : 0; /* real data in the slice */
+        size_t lo = std::max(T->offset, u.start), hi = std::min(T->offset + (size_t)T->rows * T->cols, u.start + count);
+        if (lo >= hi) continue;
+        size_t at = lo - u.start;
+        gpu_bf16 *out = e->kind == STRATEGY_FSDP ? u.wslice + at : u.w + lo;
+        gpu_adamw_update(u.master + at, out, u.gslice + at, u.m + at, u.v + at, hi - lo, (float)lr,
+                         e->s.beta1, e->s.beta2, e->s.adam_eps, T->is_norm ? 0.f : e->s.weight_decay, step,
+                         (float)grad_scale);
+    }
+    zero1_gather_all(e);
+    zero_gradients(e);
+    gpu_mem_stats ms;
+    gpu_mem_stats_get(&ms);
+    e->step_mallocs = ms.n_cuda_malloc - e->mallocs_at_step;
+    return check(e, err);
+}
+
+void api_memory(gpu_engine *e, gpu_engine_memory *out) {
+    gpu_mem_stats ms;
+    gpu_mem_stats_get(&ms);
+    out->peak_bytes = ms.peak_in_use;
+    out->reserved_bytes = ms.peak_reserved;
+    out->step_mallocs = e->step_mallocs;
+}
+
+const char *api_describe(gpu_engine *e) { return e->desc; }
+
+const gpu_engine_api g_api = {GPU_ENGINE_ABI,  api_available,  api_unique_id,        api_create,
+                              api_destroy,     api_upload,     api_download,         api_micro_batch,
+                              api_finish_backward, api_optimizer_step, api_memory,   api_describe};
+
+} // namespace
+
+extern "C" const gpu_engine_api *presight_gpu_engine(void) { return &g_api; }
