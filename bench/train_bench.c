@@ -48,17 +48,22 @@ int main(int argc, char **argv) {
     double param_bytes = 0;
     for (int u = 0; u < t.model.layout.n_units; u++) param_bytes += (double)sh->padded[u] * sizeof(real);
     double theory = (sh->kind == STRATEGY_FSDP ? 3.0 : 2.0) * param_bytes;
+    gpu_engine_memory gm = {0};
+    if (t.engine) t.gpu->memory(t.engine, &gm);
     if (comm_rank(world) != 0) goto done;
     printf("{\"params\":%zu,\"tokens_per_step\":%.0f,\"step_s\":%.4f,\"best_step_s\":%.4f,\"tokens_per_s\":%.1f,"
            "\"model_gflops\":%.2f,\"final_loss\":%.4f,\"blas\":\"%s\",\"threads\":%d,\"steps\":%lld,"
            "\"model\":{\"vocab\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,\"kv_heads\":%d,\"ffn_dim\":%d,"
            "\"tied_head\":%d,\"rope_theta\":%g,\"norm_eps\":%g},\"micro_batch\":%d,\"seq_len\":%d,\"ranks\":%d,"
-           "\"strategy\":\"%s\",\"comm_bytes_per_step\":%.0f,\"comm_theory_per_step\":%.0f}\n",
+           "\"strategy\":\"%s\",\"comm_bytes_per_step\":%.0f,\"comm_theory_per_step\":%.0f,\"backend\":\"%s\","
+           "\"gpu_peak_bytes\":%zu,\"gpu_device_used_bytes\":%zu,\"gpu_step_mallocs\":%lld}\n",
            t.model.layout.n_params, s.tokens, seconds / cfg.train.steps, best, tokens / seconds,
-           flops_per_token * tokens / seconds / 1e9, s.loss, blas_describe(), blas_threads(), (long long)cfg.train.steps,
+           flops_per_token * tokens / seconds / 1e9, s.loss, t.engine ? t.gpu->describe(t.engine) : blas_describe(),
+           blas_threads(), (long long)cfg.train.steps,
            cfg.model.vocab, cfg.model.dim, cfg.model.layers, cfg.model.heads, cfg.model.kv_heads, cfg.model.ffn_dim,
            cfg.model.tied_head, cfg.model.rope_theta, cfg.model.norm_eps, cfg.train.micro_batch, cfg.train.seq_len,
-           comm_size(world), cfg.parallel.strategy, comm / (double)(cfg.train.steps + 1), comm_size(world) > 1 ? theory : 0);
+           comm_size(world), cfg.parallel.strategy, comm / (double)(cfg.train.steps + 1), comm_size(world) > 1 ? theory : 0,
+           t.engine ? "cuda" : "cpu", gm.peak_bytes, gm.device_used_bytes, gm.step_mallocs);
 done:
     trainer_free(&t);
     comm_free(world);

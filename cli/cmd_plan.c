@@ -241,12 +241,14 @@ static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gp
     ROW("  gradients", grads);
     ROW("  AdamW m", adam_m);
     ROW("  AdamW v", adam_v);
+    ROW("  bf16 copy (what the gathers read)", slice_bf16);
     ROW("gathered units, bf16 (in use + next)", gathered);
     ROW("activations, bf16, no checkpointing", act_full);
     ROW("activations, bf16, per-block checkpointing", act_ckpt);
     ROW("buffers", buffers);
-    ROW("  gradient units, bf16 (+ in reduce-scatter)", grad_units);
-    ROW("  logits bf16 + cross-entropy chunk fp32", logits);
+    ROW("  gradient units, fp32 (+ in reduce-scatter)", grad_units);
+    ROW("  logits bf16 + cross-entropy rows", logits);
+    ROW("  attention backward scratch", attention);
     ROW("  cuBLASLt workspace", workspace);
     ROW("  NCCL", nccl);
     ROW("  CUDA context", context);
@@ -261,6 +263,10 @@ static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gp
         printf("  %s: micro_batch %d (%s)\n", head[i], g[i].micro_batch, g[i].micro_batch_why);
     printf("fits in %.0f GB: %s (with checkpointing: %s) with FSDP over %d GPU%s at micro_batch %d\n", o.gpu_mem / 1e9,
            g[0].fits_full ? "yes" : "no", g[0].fits_ckpt ? "yes" : "no", gpus, gpus > 1 ? "s" : "", g[0].micro_batch);
+    /* What the caching allocator hands out (no context, no NCCL): final.json's gpu_peak_mb of a run. */
+    printf("gpu_allocator_bytes=%.0f,%.0f (fsdp over %d, micro_batch %d: no checkpointing, per-block checkpointing)\n",
+           g[0].total_full - g[0].nccl - g[0].context, g[0].total_ckpt - g[0].nccl - g[0].context, gpus,
+           g[0].micro_batch);
 
     char tps[32], steps[32], run[32], step[32];
     human_count(tps, sizeof tps, g[0].tokens_per_s);

@@ -46,9 +46,11 @@ typedef struct gpu_engine_setup {
 } gpu_engine_setup;
 
 typedef struct gpu_engine_memory {
-    size_t peak_bytes;      /* most bytes handed out by the caching allocator */
-    size_t reserved_bytes;  /* most bytes held from cudaMalloc */
-    long long step_mallocs; /* cudaMalloc calls during the last step (0 once warm) */
+    size_t peak_bytes;        /* most bytes asked of the caching allocator at once (presight plan's allocator figure) */
+    size_t peak_class_bytes;  /* the same in the allocator's size classes (up to 25% rounding) */
+    size_t reserved_bytes;    /* most bytes held from cudaMalloc */
+    size_t device_used_bytes; /* most device memory in use (cudaMemGetInfo: + CUDA context, NCCL, cuBLASLt) */
+    long long step_mallocs;   /* cudaMalloc calls during the last step (0 once warm) */
 } gpu_engine_memory;
 
 typedef struct gpu_engine_api {

@@ -90,19 +90,20 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
 
 /* ------------------------------------------------------------------ gpu
  *
- * The GPU backend's intended layout (its issue is still open: these are the
- * assumptions, each one a line to revisit when it lands):
+ * The GPU engine's layout (cuda/engine.cu), counted as it allocates; the
+ * GPU-hours side is an estimate at a given MFU:
  *
  *  - Sharding: FSDP over the shard group (every GPU of the job, or the GPUs
  *    of one node with replicas across nodes: hybrid). Each GPU owns 1/S of
  *    every unit (padded to whole slices) and keeps, in fp32, the master
- *    weights, the gradient slice and AdamW's m and v of it: 16 bytes per
- *    owned parameter.
+ *    weights, the gradient slice and AdamW's m and v of it (16 bytes per
+ *    owned parameter), plus the slice in bf16, the source of the gathers.
  *  - Gathered units in bf16: the unit in use and the next one, prefetched
  *    (2 bytes per parameter, each counted at the largest unit).
- *  - Gradients: the unit in backward is written into a bf16 full-unit buffer,
- *    reduce-scattered (bf16 output slice, accumulated into the fp32 slice)
- *    while the next unit computes: two full-unit bf16 buffers + one slice.
+ *  - Gradients: the unit in backward is written into a fp32 full-unit
+ *    buffer, reduce-scattered into a fp32 slice (then added into the
+ *    gradient slice) while the next unit computes: two full-unit fp32
+ *    buffers + one slice.
  *  - Activations in bf16 for the micro-batch, with a fused (flash) attention
  *    that keeps no seq x seq probabilities, only a fp32 log-sum-exp per head
  *    and token. Per layer and token a block saves its input x, the normed
@@ -114,10 +115,13 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
  *    block's worth of bf16 scratch (dx, dln, dqkv, datt, dh13, dhs).
  *    Per-block checkpointing keeps only each block's input (2 bytes x dim
  *    per token per layer) plus one block's full set, recomputed in backward.
- *  - Logits in bf16 [tokens, vocab], overwritten in place by their gradient;
- *    the cross-entropy works in fp32 on chunks of 1024 rows.
- *  - cuBLASLt workspace: 32 MiB (NVIDIA's recommendation for Hopper) for
- *    each of 2 streams.
+ *  - Logits in bf16 [tokens, vocab], overwritten in place by their gradient
+ *    (the fused cross-entropy keeps 8 bytes per row).
+ *  - The attention backward's scratch, for the block in backward: flash
+ *    (head_dim 64 or 128) dQ accumulated in fp32 and the row sums of dO * O;
+ *    the GEMM path (other head dims) the seq x seq scores per head.
+ *  - cuBLASLt workspace: 32 MiB (NVIDIA's recommendation for Hopper), once.
+ *  - Tokens, targets, RoPE table and a few scalars: under a megabyte.
  *  - NCCL: 1 GB per communicator; one under FSDP, two under hybrid sharding.
  *    Measured on an H200 (NCCL 2.28.3, CUDA 13.0): a one-rank communicator
  *    and an all-reduce take 578 MiB; with peers each ring/tree channel adds
@@ -135,8 +139,7 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
  *    (recompute_flops: hardware FLOPs that MFU does not count). */
 
 #define GB 1e9
-#define GPU_CE_CHUNK_ROWS 1024
-#define GPU_CUBLASLT_WORKSPACE (2 * 32.0 * 1048576)
+#define GPU_CUBLASLT_WORKSPACE (32.0 * 1048576)
 #define GPU_NCCL_PER_COMM (1.0 * GB)
 #define GPU_CUDA_CONTEXT (0.55 * GB)
 
@@ -166,6 +169,16 @@ double plan_gpu_activation_bytes(const model_layout *L, int micro_batch, int seq
     return n * (per_token + top + scratch);
 }
 
+/* The attention backward's fp32 scratch for one block (cuda/attention.cu):
+ * flash (head_dim 64 or 128) accumulates dQ and keeps the row sums of
+ * dO * O; the GEMM path materialises S, dP (fp32), P, dS (bf16) per head and
+ * row, plus fp32 dK|dV. */
+static double gpu_attention_scratch(const model_layout *L, int micro_batch, int seq) {
+    double n = (double)micro_batch * seq, H = L->cfg.heads, hd = L->head_dim;
+    if (L->head_dim == 64 || L->head_dim == 128) return 4.0 * n * (H * hd + H);
+    return n * H * (12.0 * seq + 4.0) + 4.0 * n * 2 * L->cfg.kv_heads * hd;
+}
+
 /* Memory at micro-batch m; fills the memory fields of g. */
 static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, plan_gpu *g) {
     int S = g->shard_group;
@@ -176,17 +189,19 @@ static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, pla
         if (len * S > largest) largest = len * S;
     }
     g->master = g->grads = g->adam_m = g->adam_v = 4.0 * owned;
-    g->owned = 16.0 * owned;
+    g->slice_bf16 = 2.0 * owned;
+    g->owned = 18.0 * owned;
     g->gathered = 2 * 2.0 * largest;
     g->act_full = plan_gpu_activation_bytes(L, m, o->seq, 0);
     g->act_ckpt = plan_gpu_activation_bytes(L, m, o->seq, 1);
-    g->grad_units = 2 * 2.0 * largest + 2.0 * largest / S;
-    double n = (double)m * o->seq, rows = n < GPU_CE_CHUNK_ROWS ? n : GPU_CE_CHUNK_ROWS;
-    g->logits = 2.0 * n * L->cfg.vocab + 4.0 * rows * L->cfg.vocab;
+    g->grad_units = 2 * 4.0 * largest + 4.0 * largest / S;
+    double n = (double)m * o->seq;
+    g->logits = 2.0 * n * L->cfg.vocab + 8.0 * n;
+    g->attention = gpu_attention_scratch(L, m, o->seq);
     g->workspace = GPU_CUBLASLT_WORKSPACE;
     g->nccl = GPU_NCCL_PER_COMM * (g->replicas > 1 ? 2 : 1);
     g->context = GPU_CUDA_CONTEXT;
-    g->buffers = g->grad_units + g->logits + g->workspace + g->nccl + g->context;
+    g->buffers = g->grad_units + g->logits + g->attention + g->workspace + g->nccl + g->context;
     g->total_full = g->owned + g->gathered + g->act_full + g->buffers;
     g->total_ckpt = g->owned + g->gathered + g->act_ckpt + g->buffers;
     g->fits_full = g->total_full <= o->gpu_mem;

@@ -8,10 +8,11 @@
  *        RoPE table, the temporary buffers MPI's collectives touch, and a
  *        measured process baseline. tests/t_memory.sh checks it against the
  *        peak RSS of real runs at 1, 2 and 4 ranks.
- *   gpu  the GPU backend's intended layout (not written yet; the assumptions
- *        are listed in plan.c): bf16 activations and gathered units, fp32
- *        master weights, gradient slice and AdamW moments in the owned shard,
- *        FSDP over every GPU of the job or within a node (hybrid).
+ *   gpu  the GPU engine's layout (cuda/engine.cu; the details are listed in
+ *        plan.c): bf16 activations and gathered units, fp32 master weights,
+ *        gradient slice and AdamW moments in the owned shard, FSDP over
+ *        every GPU of the job or within a node (hybrid). make gpu-check
+ *        compares it with the allocator's peak of a real run.
  * FLOPs follow model_train_flops (PaLM's convention, the one MFU is quoted in). */
 #ifndef PRESIGHT_PLAN_H
 #define PRESIGHT_PLAN_H
@@ -73,19 +74,20 @@ typedef struct plan_gpu {
     int per_gpu_batch;            /* sequences per GPU per step = micro_batch x grad_accum */
     int micro_batch, grad_accum;
     const char *micro_batch_why;  /* "given", "largest that fits without checkpointing", ... */
-    /* owned shard, fp32, bytes */
-    double master, grads, adam_m, adam_v, owned;
+    /* owned shard, fp32 (+ its bf16 copy), bytes */
+    double master, grads, adam_m, adam_v, slice_bf16, owned;
     /* gathered units, bf16: the unit in use and the next one, prefetched */
     double gathered;
     /* activations of one micro-batch, bf16, with their backward scratch */
     double act_full, act_ckpt;
     /* buffers */
-    double grad_units;   /* bf16 gradient of the unit in backward and of the one in its reduce-scatter, + its output slice */
-    double logits;       /* bf16 logits (dlogits in place) + one fp32 cross-entropy chunk */
+    double grad_units;   /* fp32 gradient of the unit in backward and of the one in its reduce-scatter, + its output slice */
+    double logits;       /* bf16 logits (dlogits in place) + the cross-entropy's 8 bytes per row */
+    double attention;    /* the flash attention backward's fp32 scratch (dQ, row sums) */
     double workspace;    /* cuBLASLt */
     double nccl;         /* NCCL communicator buffers */
     double context;      /* CUDA context */
-    double buffers;      /* the five above */
+    double buffers;      /* the six above */
     double total_full, total_ckpt;
     int fits_full, fits_ckpt;
     /* time */

@@ -522,8 +522,10 @@ static int write_final(run_state *r, const train_step_stats *s, ps_error *err) {
         write_mb_list(f, "peak_rss_mb", rss, n);
         if (t->engine) {
             write_mb_list(f, "gpu_peak_mb", gpu_mb, n);
-            fprintf(f, ",\"gpu_reserved_mb\":%.1f,\"gpu_step_mallocs\":%lld,\"gpu\":\"%s\"",
-                    gm.reserved_bytes / 1048576.0, gm.step_mallocs, t->gpu->describe(t->engine));
+            fprintf(f, ",\"gpu_class_peak_mb\":%.1f,\"gpu_reserved_mb\":%.1f,\"gpu_device_used_mb\":%.1f,"
+                       "\"gpu_step_mallocs\":%lld,\"gpu\":\"%s\"",
+                    gm.peak_class_bytes / 1048576.0, gm.reserved_bytes / 1048576.0, gm.device_used_bytes / 1048576.0,
+                    gm.step_mallocs, t->gpu->describe(t->engine));
         }
         fprintf(f, "}\n");
     }

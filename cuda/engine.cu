@@ -72,6 +72,7 @@ struct gpu_engine {
     int failed;
     long long mallocs_at_step;
     long long step_mallocs;
+    size_t device_used; /* most seen, sampled when a step's backward is done */
     char desc[512];
 };
 
@@ -554,6 +555,8 @@ int api_finish_backward(gpu_engine *e, double *loss_sum, double *grad_sumsq, ps_
     for (int k = 0; k < accum; k++) *loss_sum += e->valid[k] ? loss[k] / e->valid[k] : 0.0;
     *grad_sumsq = 0;
     for (double s : sumsq) *grad_sumsq += s;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) e->device_used = std::max(e->device_used, total_b - free_b);
     return check(e, err);
 }
 
@@ -582,8 +585,10 @@ int api_optimizer_step(gpu_engine *e, double lr, int64_t step, double grad_scale
 void api_memory(gpu_engine *e, gpu_engine_memory *out) {
     gpu_mem_stats ms;
     gpu_mem_stats_get(&ms);
-    out->peak_bytes = ms.peak_in_use;
+    out->peak_bytes = ms.peak_requested;
+    out->peak_class_bytes = ms.peak_in_use;
     out->reserved_bytes = ms.peak_reserved;
+    out->device_used_bytes = e->device_used;
     out->step_mallocs = e->step_mallocs;
 }
 
