@@ -118,7 +118,8 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
  *  - Logits in bf16 [tokens, vocab], overwritten in place by their gradient
  *    (the fused cross-entropy keeps 8 bytes per row).
  *  - The attention backward's scratch, for the block in backward: flash
- *    (head_dim 64 or 128) dQ accumulated in fp32 and the row sums of dO * O;
+ *    (head_dim 64 or 128) dQ accumulated in fp32, the row sums of dO * O and
+ *    with grouped queries every head's dK, dV (fp32) for the group's sum;
  *    the GEMM path (other head dims) the seq x seq scores per head.
  *  - cuBLASLt workspace: 32 MiB (NVIDIA's recommendation for Hopper), once.
  *  - Tokens, targets, RoPE table and a few scalars: under a megabyte.
@@ -169,13 +170,16 @@ double plan_gpu_activation_bytes(const model_layout *L, int micro_batch, int seq
     return n * (per_token + top + scratch);
 }
 
-/* The attention backward's fp32 scratch for one block (cuda/attention.cu):
- * flash (head_dim 64 or 128) accumulates dQ and keeps the row sums of
- * dO * O; the GEMM path materialises S, dP (fp32), P, dS (bf16) per head and
- * row, plus fp32 dK|dV. */
+/* The attention backward's fp32 scratch for one block, as
+ * gpu_attention_backward_scratch (cuda/attention.cu) counts it: flash
+ * (head_dim 64 or 128) accumulates dQ, keeps the row sums of dO * O and,
+ * with grouped queries, each head's dK, dV for the group's sum; the GEMM
+ * path materialises S, dP (fp32), P, dS (bf16) per head and row, plus fp32
+ * dK|dV. */
 static double gpu_attention_scratch(const model_layout *L, int micro_batch, int seq) {
     double n = (double)micro_batch * seq, H = L->cfg.heads, hd = L->head_dim;
-    if (L->head_dim == 64 || L->head_dim == 128) return 4.0 * n * (H * hd + H);
+    int grouped = L->cfg.heads > L->cfg.kv_heads; /* the default backward sums a group's dK, dV through fp32 */
+    if (L->head_dim == 64 || L->head_dim == 128) return 4.0 * n * (H * hd * (grouped ? 3 : 1) + H);
     return n * H * (12.0 * seq + 4.0) + 4.0 * n * 2 * L->cfg.kv_heads * hd;
 }
 

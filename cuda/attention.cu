@@ -16,14 +16,50 @@
  * accumulator fragments (so the group's sum is taken in a fixed order), and
  * adds dQ into an fp32 buffer with atomics, converted to bf16 at the end.
  * This is the correct-first version: S and P pass through shared memory
- * between the WMMA steps, loads are synchronous. Next: mma.sync/wgmma with
- * register-resident P, cp.async/TMA double buffering.
+ * between the WMMA steps, loads are synchronous.
+ *
+ * Backward v2, the default (PRESIGHT_GPU_ATT_BWD=v1 selects v1; measured on
+ * an H200 at seq 2048: 77 TFLOP/s at the 1B shape, 87 at the 7B shape,
+ * against v1's 33 and 25): one CTA of 8 warps per (128-key block, query head, sequence),
+ * grid (heads * batch, seq / 128) with key block 0 (the longest) first. Warp
+ * w owns keys [16 w, +16) with dK, dV as fp32 fragments (128 registers at
+ * hd 128) and walks the query blocks of 64 from the diagonal on: S^T = K_w Q^T
+ * and dP^T = V_w dO^T stay in accumulator fragments, where the mask, P^T =
+ * exp2(S^T - lse) and dS^T = P^T (dP^T - D) are applied element by element
+ * (the position of each element is read back once from a fragment loaded
+ * from a 0..255 tile, so no layout is assumed); P^T and dS^T go to shared
+ * memory once, as bf16, for dV += P^T dO and dK += dS^T Q; after one barrier
+ * the 8 warps compute the block's dQ = dS K (64 x hd, a 16 x hd/2 piece
+ * each) and add it to dq_acc straight from the fragments. Q, dO, lse and D of
+ * the next query block arrive by cp.async into a second buffer during the
+ * current one. With a group (heads > kv heads) each CTA writes its head's
+ * fp32 dK, dV to a [rows, heads, 2, hd] buffer and the finishing kernel sums
+ * the group in head order (deterministic, as v1) while it converts dQ.
+ * Why faster, at seq 2048, hd 128, batch 1, 32 heads over 8 kv heads:
+ * - parallelism and balance: 512 CTAs of 8 warps, the longest 32 steps of
+ *   128 x 64, against v1's 256 CTAs of 4 warps whose longest loops over 4
+ *   heads x 32 query blocks of 64 x 64 (128 steps, as much as an SM's average
+ *   share: that CTA is the tail). Per SM, 66 v2 steps on average;
+ * - shared memory: 174 KiB (hd 128; 110 KiB at hd 64) and 255 registers, one
+ *   CTA and 8 warps per SM (v1: 120 KiB, 4 warps), no synchronous global load
+ *   in the loop (v1 waits for every Q/dO tile), 2 barriers per 128 x 64 step
+ *   (v1: 3 per 64 x 64);
+ * - shared-memory bytes per 64 x 64 x hd of work: about 460 KB against v1's
+ *   820 KB (no fp32 round trip of S, dP and dQ: fragment loads 192 per warp
+ *   and 128 x 64 step, K_w / V_w / P^T / dS^T fragments loaded once per step
+ *   and reused across the query or head-dim tiles);
+ * - dQ atomics: half as many per FLOP (128 keys per partial sum instead of
+ *   64), each warp instruction touching 8 rows instead of v1's 32.
+ * Costs: the group's fp32 partials (2 x 4 bytes x rows x heads x hd written
+ * and read once) and the wasted half of the first step of each CTA (warps
+ * whose keys all follow the block's queries skip it).
  *
  * GEMM: S = scale Q K^T and O = P V as strided-batched cuBLASLt GEMMs (one
  * call per sequence and position within the kv group) and a masked-softmax
  * kernel; materialises [batch, heads, seq, seq] scratch (fp32 S and bf16 P,
  * and dP/dS in the backward). The reference path, and the one for other head
  * dims. */
+#include <cuda_pipeline_primitives.h>
 #include <math.h>
 #include <mma.h>
 #include <stdlib.h>
@@ -40,11 +76,23 @@ using namespace nvcuda;
 #define LN2_F 0.6931471805599453f
 
 static int g_att_impl = GPU_ATT_FLASH;
+static int g_att_bwd_v2 = 1; /* the flash backward: 0 flash_bwd_kernel, 1 flash_bwd2_kernel */
 
 void gpu_attention_init_(void) {
     const char *e = getenv("PRESIGHT_GPU_ATTENTION");
     if (e && strcmp(e, "gemm") == 0) g_att_impl = GPU_ATT_GEMM;
     if (e && strcmp(e, "flash") == 0) g_att_impl = GPU_ATT_FLASH;
+    const char *v = getenv("PRESIGHT_GPU_ATT_BWD");
+    if (v && strcmp(v, "v1") == 0) g_att_bwd_v2 = 0;
+    if (v && strcmp(v, "v2") == 0) g_att_bwd_v2 = 1;
+}
+
+size_t gpu_attention_backward_scratch(int batch, int seq, int heads, int kv_heads, int head_dim) {
+    size_t rows = (size_t)batch * seq, n_dq = rows * heads * head_dim, lse = rows * heads;
+    if (g_att_impl == GPU_ATT_FLASH && gpu_attention_flash_supports(head_dim))
+        return 4 * (n_dq + lse + (g_att_bwd_v2 && heads > kv_heads ? 2 * n_dq : 0));
+    /* GEMM path: S, dP (fp32), P, dS (bf16) per score, D per score row, fp32 dK|dV. */
+    return lse * ((size_t)seq * 12 + 4) + rows * 2 * kv_heads * head_dim * 4;
 }
 
 void gpu_attention_set_impl(int impl) { g_att_impl = impl == GPU_ATT_GEMM ? GPU_ATT_GEMM : GPU_ATT_FLASH; }
@@ -91,6 +139,12 @@ __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int ld, in
         if (row0 + row < seq) v = *reinterpret_cast<const uint4 *>(src + (size_t)(row0 + row) * ld + col);
         *reinterpret_cast<uint4 *>(dst + row * LDT + col) = v;
     }
+}
+
+/* 8 floats (32-byte aligned) into registers. */
+__device__ __forceinline__ void load8f(const float *p, float f[8]) {
+    float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
@@ -446,27 +500,345 @@ __global__ void dq_convert_kernel(bf16 *dqkv, const float *dq_acc, size_t rows, 
     }
 }
 
-template <int HD> static int flash_prepare(void) {
-    static int done_f = 0, done_b = 0;
-    if (!done_f) {
-        cudaError_t e = cudaFuncSetAttribute(flash_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)FaLayout<HD>::F_BYTES);
-        if (e != cudaSuccess) {
-            gpu_record_error("flash attention: cudaFuncSetAttribute(forward, %zu bytes of shared memory): %s",
-                             FaLayout<HD>::F_BYTES, cudaGetErrorString(e));
-            return -1;
-        }
-        done_f = 1;
+/* ---------------------------------------------------- flash backward, v2 */
+
+/* One CTA of 8 warps per (128-key block, query head, sequence); warp w owns
+ * keys [16 w, 16 w + 16) of the block and walks the query blocks of 64 at or
+ * after the key block (see the top comment for why this layout). */
+#define FB_THREADS 256
+#define FB_WARPS 8
+#define FB_KEYS 128
+#define FB_QUERIES 64
+
+template <int HD> struct Fb2Layout {
+    static constexpr int LDT = HD + 8;         /* bf16 K, V, Q, dO tiles */
+    static constexpr int LDP = FB_QUERIES + 8; /* bf16 P^T and dS^T [keys][queries] */
+    static constexpr int LDO = HD + 4;         /* fp32 staging of a warp's dK, dV rows at the end */
+    static constexpr size_t KT = (size_t)FB_KEYS * LDT * 2, QT = (size_t)FB_QUERIES * LDT * 2;
+    static constexpr size_t PB = (size_t)FB_KEYS * LDP * 2, VB = FB_QUERIES * 4;
+    /* K, V; Q and dO double-buffered (cp.async fills one while the other is used); P^T, dS^T;
+     * lse and D of the query block (double-buffered); the 16 x 16 position tile */
+    static constexpr size_t K = 0, V = K + KT, Q = V + KT, DO = Q + 2 * QT, PT = DO + 2 * QT, DST = PT + PB;
+    static constexpr size_t LSE = DST + PB, D = LSE + 2 * VB, POS = D + 2 * VB, BYTES = POS + 256 * 4;
+    static_assert(KT % 128 == 0 && QT % 128 == 0 && PB % 128 == 0 && VB % 128 == 0, "region alignment");
+    static_assert((size_t)FB_WARPS * 16 * LDO * 4 <= 4 * QT, "the dK/dV staging fits the Q and dO buffers");
+};
+
+/* Where an accumulator fragment's elements sit in the 16 x 16 tile: WMMA
+ * leaves the mapping opaque, so each lane reads it back once from a fragment
+ * loaded from the tile holding 0..255 (row * 16 + column), packed a byte per
+ * element. Masking, lse/D lookups and the scattered stores work from it with
+ * S and dP still in registers. */
+struct FragPos {
+    unsigned pk[2];
+    __device__ __forceinline__ int at(int e) const { return (int)((pk[e >> 2] >> (8 * (e & 3))) & 255u); }
+};
+
+__device__ __forceinline__ FragPos frag_pos(const float *tile) {
+    FragC f;
+    wmma::load_matrix_sync(f, tile, 16, wmma::mem_row_major);
+    FragPos p = {{0u, 0u}};
+#pragma unroll
+    for (int e = 0; e < 8; e++) p.pk[e >> 2] |= (unsigned)f.x[e] << (8 * (e & 3));
+    return p;
+}
+
+/* rows [row0, row0 + ROWS) of a [seq, HD] view (row stride ld) into a
+ * [ROWS][HD + 8] tile by cp.async, 16 bytes a copy; rows at or past seq are zero. */
+template <int HD, int ROWS>
+__device__ __forceinline__ void load_rows_async(bf16 *dst, const bf16 *src, int ld, int row0, int seq) {
+    constexpr int CPR = HD / 8, LDT = HD + 8;
+    for (int c = threadIdx.x; c < ROWS * CPR; c += FB_THREADS) {
+        int row = c / CPR, col = (c % CPR) * 8;
+        bf16 *d = dst + row * LDT + col;
+        if (row0 + row < seq)
+            __pipeline_memcpy_async(d, src + (size_t)(row0 + row) * ld + col, 16);
+        else
+            *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
     }
-    if (!done_b) {
-        cudaError_t e = cudaFuncSetAttribute(flash_bwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)FaLayout<HD>::B_BYTES);
-        if (e != cudaSuccess) {
-            gpu_record_error("flash attention: cudaFuncSetAttribute(backward, %zu bytes of shared memory): %s",
-                             FaLayout<HD>::B_BYTES, cudaGetErrorString(e));
-            return -1;
+}
+
+/* Starts the copies of query block q0 (Q, dO, lse, D) into buffer buf. Thread
+ * t < 64 copies lse of query q0 + t (fixed up by bwd2_lse_fixup); queries at
+ * or past seq get lse +inf (P = 0) and D 0. */
+template <int HD>
+__device__ __forceinline__ void bwd2_load_queries(unsigned char *smem, int buf, const bf16 *Qg, const bf16 *dOg,
+                                                  int ldq, int ldo, const float *lse_g, const float *D_g, int q0,
+                                                  int seq) {
+    typedef Fb2Layout<HD> L;
+    load_rows_async<HD, FB_QUERIES>((bf16 *)(smem + L::Q + buf * L::QT), Qg, ldq, q0, seq);
+    load_rows_async<HD, FB_QUERIES>((bf16 *)(smem + L::DO + buf * L::QT), dOg, ldo, q0, seq);
+    const int t = threadIdx.x % FB_QUERIES, q = q0 + t;
+    if (threadIdx.x < 2 * FB_QUERIES) {
+        const bool lse_part = threadIdx.x < FB_QUERIES;
+        float *dst = (float *)(smem + (lse_part ? L::LSE : L::D) + buf * L::VB) + t;
+        if (q < seq)
+            __pipeline_memcpy_async(dst, (lse_part ? lse_g : D_g) + q, 4);
+        else
+            *dst = lse_part ? INFINITY : 0.f;
+    }
+}
+
+/* After the wait: the copying thread turns its lse into the log2 domain. */
+__device__ __forceinline__ void bwd2_lse_fixup(float *lse_s, int q0, int seq) {
+    if (threadIdx.x < FB_QUERIES && q0 + (int)threadIdx.x < seq) lse_s[threadIdx.x] *= LOG2E_F;
+}
+
+/* acc[j] (16 x 16 j..) = A (16 x HD, rows at a) times B^T, B's rows at b (16 j..): S^T = K_w Q^T, dP^T = V_w dO^T */
+template <int HD>
+__device__ __forceinline__ void bwd2_rows_by_tile(FragC (&acc)[FB_QUERIES / 16], const bf16 *a, const bf16 *b) {
+    constexpr int LDT = HD + 8;
+#pragma unroll
+    for (int j = 0; j < FB_QUERIES / 16; j++) wmma::fill_fragment(acc[j], 0.f);
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        FragA af;
+        wmma::load_matrix_sync(af, a + kk * 16, LDT);
+#pragma unroll
+        for (int j = 0; j < FB_QUERIES / 16; j++) {
+            FragBT bf;
+            wmma::load_matrix_sync(bf, b + j * 16 * LDT + kk * 16, LDT);
+            wmma::mma_sync(acc[j], af, bf, acc[j]);
         }
-        done_b = 1;
+    }
+}
+
+/* acc[j] (16 x HD) += A (16 x 64, bf16 at a, row stride LDP) times the tile B (64 x HD): dV += P^T dO, dK += dS^T Q */
+template <int HD>
+__device__ __forceinline__ void bwd2_accumulate(FragC (&acc)[HD / 16], const bf16 *a, const bf16 *b) {
+    typedef Fb2Layout<HD> L;
+    FragA af[FB_QUERIES / 16];
+#pragma unroll
+    for (int kk = 0; kk < FB_QUERIES / 16; kk++) wmma::load_matrix_sync(af[kk], a + kk * 16, L::LDP);
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+#pragma unroll
+        for (int kk = 0; kk < FB_QUERIES / 16; kk++) {
+            FragB bf;
+            wmma::load_matrix_sync(bf, b + kk * 16 * L::LDT + j * 16, L::LDT);
+            wmma::mma_sync(acc[j], af[kk], bf, acc[j]);
+        }
+    }
+}
+
+/* One query block for warp's 16 keys (kw = 16 warp): S^T, P^T, dP^T, dS^T in
+ * registers, P^T and dS^T stored as bf16, then dV += P^T dO and dK += dS^T Q.
+ * kq = k0 - q0 (key index minus query index of the tiles' first rows). A warp
+ * whose keys are all masked (after every query of the block, or past seq)
+ * only clears its rows of dS^T, which the dQ step reads. */
+template <int HD>
+__device__ __forceinline__ void bwd2_dkdv(FragC (&dk)[HD / 16], FragC (&dv)[HD / 16], unsigned char *smem, int buf,
+                                          int kw, int kq, bool dead, FragPos pos, float scale_log2) {
+    typedef Fb2Layout<HD> L;
+    const bf16 *Ks = (const bf16 *)(smem + L::K), *Vs = (const bf16 *)(smem + L::V);
+    const bf16 *Qs = (const bf16 *)(smem + L::Q + buf * L::QT), *dOs = (const bf16 *)(smem + L::DO + buf * L::QT);
+    bf16 *PT = (bf16 *)(smem + L::PT), *DST = (bf16 *)(smem + L::DST);
+    const float *lse_s = (const float *)(smem + L::LSE + buf * L::VB);
+    const float *D_s = (const float *)(smem + L::D + buf * L::VB);
+    const int lane = threadIdx.x & 31;
+    if (dead) {
+        constexpr int CPR = FB_QUERIES / 8;
+        for (int c = lane; c < 16 * CPR; c += 32)
+            *reinterpret_cast<uint4 *>(DST + (kw + c / CPR) * L::LDP + (c % CPR) * 8) = make_uint4(0u, 0u, 0u, 0u);
+        return;
+    }
+    const bool masked = kw + 15 + kq > 0; /* some key of the warp comes after some query */
+
+    FragC s[FB_QUERIES / 16];
+    bwd2_rows_by_tile<HD>(s, Ks + kw * L::LDT, Qs);
+#pragma unroll
+    for (int j = 0; j < FB_QUERIES / 16; j++) {
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const int r = pos.at(e) >> 4, q = j * 16 + (pos.at(e) & 15);
+            float p = exp2f(fmaf(s[j].x[e], scale_log2, -lse_s[q]));
+            if (masked && kw + r + kq > q) p = 0.f;
+            s[j].x[e] = p;
+            PT[(kw + r) * L::LDP + q] = __float2bfloat16(p);
+        }
+    }
+    FragC dp[FB_QUERIES / 16];
+    bwd2_rows_by_tile<HD>(dp, Vs + kw * L::LDT, dOs);
+#pragma unroll
+    for (int j = 0; j < FB_QUERIES / 16; j++) {
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const int r = pos.at(e) >> 4, q = j * 16 + (pos.at(e) & 15);
+            DST[(kw + r) * L::LDP + q] = __float2bfloat16(s[j].x[e] * (dp[j].x[e] - D_s[q]));
+        }
+    }
+    __syncwarp();
+    bwd2_accumulate<HD>(dv, PT + kw * L::LDP, dOs);
+    bwd2_accumulate<HD>(dk, DST + kw * L::LDP, Qs);
+}
+
+/* dQ of the query block += scale dS K over the CTA's 128 keys: warp w takes
+ * query rows [16 (w % 4), +16) and head-dim half w / 4, and adds its 16 x HD/2
+ * straight from the fragments into dq_acc (rows: its [seq, H*HD] view at this head). */
+template <int HD>
+__device__ __forceinline__ void bwd2_dq(float *dq_rows, int HO, const unsigned char *smem, int q0, int seq,
+                                        FragPos pos, float scale) {
+    typedef Fb2Layout<HD> L;
+    constexpr int NJ = HD / 32;
+    const bf16 *Ks = (const bf16 *)(smem + L::K), *DST = (const bf16 *)(smem + L::DST);
+    const int warp = threadIdx.x >> 5, qr = (warp & 3) * 16, c0 = (warp >> 2) * (HD / 2);
+    FragC acc[NJ];
+#pragma unroll
+    for (int j = 0; j < NJ; j++) wmma::fill_fragment(acc[j], 0.f);
+#pragma unroll
+    for (int kk = 0; kk < FB_KEYS / 16; kk++) {
+        FragAT af; /* dS rows qr.., keys 16 kk..: the transpose of dS^T */
+        wmma::load_matrix_sync(af, DST + kk * 16 * L::LDP + qr, L::LDP);
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            FragB bf;
+            wmma::load_matrix_sync(bf, Ks + kk * 16 * L::LDT + c0 + j * 16, L::LDT);
+            wmma::mma_sync(acc[j], af, bf, acc[j]);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NJ; j++) {
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const int qi = q0 + qr + (pos.at(e) >> 4);
+            if (qi < seq) atomicAdd(dq_rows + (size_t)qi * HO + c0 + j * 16 + (pos.at(e) & 15), acc[j].x[e] * scale);
+        }
+    }
+}
+
+/* The warp's dK (scaled) and dV rows, staged through shared memory: bf16 into
+ * dqkv when the head has the kv head to itself, else fp32 into the per-head
+ * partial buffer [rows][H][2][HD] that bwd2_finish_kernel sums over the group. */
+template <int HD>
+__device__ __forceinline__ void bwd2_store_dkdv(FragC (&dk)[HD / 16], FragC (&dv)[HD / 16], unsigned char *smem,
+                                                bf16 *dqkv, float *part, size_t row0, int kj, int seq, int H, int KV,
+                                                int h, float scale) {
+    typedef Fb2Layout<HD> L;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
+    const int group = H / KV, g = h / group, R = (H + 2 * KV) * HD;
+    float *St = (float *)(smem + L::Q) + warp * 16 * L::LDO;
+#pragma unroll
+    for (int which = 0; which < 2; which++) {
+#pragma unroll
+        for (int j = 0; j < HD / 16; j++) {
+            if (which == 0) {
+#pragma unroll
+                for (int e = 0; e < dk[j].num_elements; e++) dk[j].x[e] *= scale;
+                wmma::store_matrix_sync(St + j * 16, dk[j], L::LDO, wmma::mem_row_major);
+            } else {
+                wmma::store_matrix_sync(St + j * 16, dv[j], L::LDO, wmma::mem_row_major);
+            }
+        }
+        __syncwarp();
+        if (kj < seq) {
+            const float *src = St + r * L::LDO + half * (HD / 2);
+            if (group == 1) {
+                bf16 *dst = dqkv + (row0 + kj) * R + (size_t)(H + which * KV + g) * HD + half * (HD / 2);
+#pragma unroll
+                for (int c8 = 0; c8 < HD / 16; c8++) store8(dst + 8 * c8, src + 8 * c8);
+            } else {
+                float *dst = part + (((row0 + kj) * H + h) * 2 + which) * HD + half * (HD / 2);
+#pragma unroll
+                for (int c4 = 0; c4 < HD / 8; c4++)
+                    reinterpret_cast<float4 *>(dst)[c4] = reinterpret_cast<const float4 *>(src)[c4];
+            }
+        }
+        __syncwarp();
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(FB_THREADS, 1)
+    flash_bwd2_kernel(float *__restrict__ dq_acc, float *__restrict__ part, bf16 *__restrict__ dqkv,
+                      const bf16 *__restrict__ dout, const float *__restrict__ lse, const float *__restrict__ Dsum,
+                      const bf16 *__restrict__ qkv, int seq, int H, int KV, float scale, float scale_log2) {
+    typedef Fb2Layout<HD> L;
+    DYN_SMEM(smem);
+    const int warp = threadIdx.x >> 5;
+    const int h = blockIdx.x % H, b = blockIdx.x / H;
+    const int kb = blockIdx.y; /* grid order: every head's key block 0 (the most query blocks) first */
+    const int g = h / (H / KV), R = (H + 2 * KV) * HD, HO = H * HD;
+    const size_t row0 = (size_t)b * seq;
+    const bf16 *base = qkv + row0 * R, *Qg = base + (size_t)h * HD, *dOg = dout + row0 * HO + (size_t)h * HD;
+    const float *lse_g = lse + ((size_t)b * H + h) * seq, *D_g = Dsum + ((size_t)b * H + h) * seq;
+    const int k0 = kb * FB_KEYS, kw = warp * 16;
+    const int qb0 = k0 / FB_QUERIES, n_qb = (seq + FB_QUERIES - 1) / FB_QUERIES;
+
+    float *pos_s = (float *)(smem + L::POS);
+    for (int i = threadIdx.x; i < 256; i += FB_THREADS) pos_s[i] = (float)i;
+    load_rows_async<HD, FB_KEYS>((bf16 *)(smem + L::K), base + (size_t)(H + g) * HD, R, k0, seq);
+    load_rows_async<HD, FB_KEYS>((bf16 *)(smem + L::V), base + (size_t)(H + KV + g) * HD, R, k0, seq);
+    bwd2_load_queries<HD>(smem, 0, Qg, dOg, R, HO, lse_g, D_g, qb0 * FB_QUERIES, seq);
+    __pipeline_commit();
+    __syncthreads();
+    const FragPos pos = frag_pos(pos_s);
+
+    FragC dk[HD / 16], dv[HD / 16];
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+        wmma::fill_fragment(dk[j], 0.f);
+        wmma::fill_fragment(dv[j], 0.f);
+    }
+    for (int qb = qb0, buf = 0; qb < n_qb; qb++, buf ^= 1) {
+        const int q0 = qb * FB_QUERIES;
+        __pipeline_wait_prior(0);
+        bwd2_lse_fixup((float *)(smem + L::LSE + buf * L::VB), q0, seq);
+        __syncthreads(); /* this block's tiles are in; everyone is done with the other buffer and with dS^T */
+        if (qb + 1 < n_qb) {
+            bwd2_load_queries<HD>(smem, buf ^ 1, Qg, dOg, R, HO, lse_g, D_g, q0 + FB_QUERIES, seq);
+            __pipeline_commit();
+        }
+        const bool dead = k0 + kw > q0 + FB_QUERIES - 1 || k0 + kw >= seq;
+        bwd2_dkdv<HD>(dk, dv, smem, buf, kw, k0 - q0, dead, pos, scale_log2);
+        __syncthreads(); /* all of dS^T is in shared memory */
+        bwd2_dq<HD>(dq_acc + row0 * HO + (size_t)h * HD, HO, smem, q0, seq, pos, scale);
+    }
+    /* the Q and dO buffers were last read before the loop's final barrier: free for staging */
+    bwd2_store_dkdv<HD>(dk, dv, smem, dqkv, part, row0, k0 + kw + ((threadIdx.x & 31) >> 1), seq, H, KV, h, scale);
+}
+
+/* dqkv from v2's fp32 accumulators, 8 columns a thread: the query part from
+ * dq_acc; with a group (part != NULL) also dK and dV, the sums of the group's
+ * per-head partials in head order. */
+__global__ void bwd2_finish_kernel(bf16 *dqkv, const float *dq_acc, const float *part, size_t rows, int H, int KV,
+                                   int hd) {
+    const int HO = H * hd, R = (H + 2 * KV) * hd, W8 = (part ? R : HO) / 8, group = H / KV;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * W8; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t row = i / W8;
+        const int col = (int)(i % W8) * 8;
+        float v[8];
+        if (col < HO) {
+            load8f(dq_acc + row * HO + col, v);
+        } else {
+            const int c2 = col - HO, which = c2 / (KV * hd), g = c2 % (KV * hd) / hd, c = c2 % hd;
+            for (int e = 0; e < 8; e++) v[e] = 0.f;
+            for (int hh = 0; hh < group; hh++) {
+                float t[8];
+                load8f(part + ((row * H + g * group + hh) * 2 + which) * hd + c, t);
+                for (int e = 0; e < 8; e++) v[e] += t[e];
+            }
+        }
+        store8(dqkv + row * R + col, v);
+    }
+}
+
+/* Raises a kernel's dynamic shared memory limit (above 48 KB needs it). */
+template <class F> static int smem_limit(F *kernel, size_t bytes, const char *what) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess) return 0;
+    gpu_record_error("flash attention: cudaFuncSetAttribute(%s, %zu bytes of shared memory): %s", what, bytes,
+                     cudaGetErrorString(e));
+    return -1;
+}
+
+template <int HD> static int flash_prepare(void) {
+    static int done = 0;
+    if (!done) {
+        if (smem_limit(flash_fwd_kernel<HD>, FaLayout<HD>::F_BYTES, "forward") ||
+            smem_limit(flash_bwd_kernel<HD>, FaLayout<HD>::B_BYTES, "backward") ||
+            smem_limit(flash_bwd2_kernel<HD>, Fb2Layout<HD>::BYTES, "backward v2"))
+            return -1;
+        done = 1;
     }
     return 0;
 }
@@ -513,6 +885,32 @@ static void flash_backward(bf16 *dqkv, const bf16 *dout, const bf16 *out, const 
     gpu_after_launch("gpu_attention_backward(dq)");
     gpu_free(dq_acc);
     gpu_free(D);
+}
+
+template <int HD>
+static void flash_backward2(bf16 *dqkv, const bf16 *dout, const bf16 *out, const float *lse, const bf16 *qkv,
+                            int batch, int seq, int H, int KV) {
+    if (flash_prepare<HD>()) return;
+    cudaStream_t st = gpu_stream_();
+    size_t rows = (size_t)batch * seq, n_dq = rows * H * HD;
+    float *dq_acc = (float *)gpu_malloc(n_dq * sizeof(float));
+    float *D = (float *)gpu_malloc((size_t)batch * H * seq * sizeof(float));
+    float *part = H > KV ? (float *)gpu_malloc(2 * n_dq * sizeof(float)) : NULL; /* [rows][H][dK, dV][HD] */
+    if (dq_acc && D && (part || H == KV)) {
+        gpu_memset(dq_acc, 0, n_dq * sizeof(float));
+        dsum(D, dout, out, batch, seq, H, HD);
+        dim3 grid((unsigned)(H * batch), (unsigned)((seq + FB_KEYS - 1) / FB_KEYS));
+        float scale = (float)(1.0 / sqrt((double)HD));
+        LAUNCH(flash_bwd2_kernel<HD>, grid, FB_THREADS, Fb2Layout<HD>::BYTES, st, dq_acc, part, dqkv, dout, lse, D,
+               qkv, seq, H, KV, scale, scale * LOG2E_F);
+        gpu_after_launch("gpu_attention_backward(flash v2)");
+        size_t items = rows * (part ? (size_t)(H + 2 * KV) : (size_t)H) * HD / 8;
+        LAUNCH(bwd2_finish_kernel, grid_1d(items, 256, 65535u * 4u), 256, 0, st, dqkv, dq_acc, part, rows, H, KV, HD);
+        gpu_after_launch("gpu_attention_backward(v2 finish)");
+    }
+    gpu_free(dq_acc);
+    gpu_free(D);
+    gpu_free(part);
 }
 
 /* ------------------------------------------------------------ GEMM path */
@@ -682,8 +1080,12 @@ void gpu_attention_backward(gpu_bf16 *dqkv, const gpu_bf16 *dout, const gpu_bf16
     bf16 *d = (bf16 *)dqkv;
     const bf16 *g = (const bf16 *)dout, *o = (const bf16 *)out, *x = (const bf16 *)qkv;
     if (g_att_impl == GPU_ATT_FLASH && al16(dqkv) && al16(dout) && al16(qkv)) {
-        if (head_dim == 64) return flash_backward<64>(d, g, o, lse, x, batch, seq, heads, kv_heads);
-        if (head_dim == 128) return flash_backward<128>(d, g, o, lse, x, batch, seq, heads, kv_heads);
+        if (head_dim == 64)
+            return (g_att_bwd_v2 ? flash_backward2<64> : flash_backward<64>)(d, g, o, lse, x, batch, seq, heads,
+                                                                              kv_heads);
+        if (head_dim == 128)
+            return (g_att_bwd_v2 ? flash_backward2<128> : flash_backward<128>)(d, g, o, lse, x, batch, seq, heads,
+                                                                                kv_heads);
     }
     gemm_backward(d, g, o, lse, x, batch, seq, heads, kv_heads, head_dim);
 }

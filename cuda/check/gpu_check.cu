@@ -1452,7 +1452,8 @@ static void bench_block(const char *name, int D, int H, int KV, int F, int B, in
     /* (e) memory: the plan is the sum of the buffers this code allocates + the op scratch it knows of. */
     size_t plan = np * 2 + np * 4 + 3 * n * D * 2 /* w, g, x, dy, x_out */ +
                   n * (3 * D + d.QKV + d.HD + 3 * d.F) * 2 + 2 * n * 4 + (size_t)B * H * S * 4 /* acts */ +
-                  n * (2 * D + d.QKV + d.HD + 3 * d.F) * 2 /* scratch */ + n * d.HD * 4 /* attention dq_acc */ +
+                  n * (2 * D + d.QKV + d.HD + 3 * d.F) * 2 /* scratch */ +
+                  gpu_attention_backward_scratch(B, S, H, KV, d.hd) +
                   ((size_t)32 << 20) /* GEMM workspace */;
     snprintf(nm, sizeof nm, "%s peak memory", label);
     record("info", true, nm, s2.peak_reserved / 1e9, true, "GB",
@@ -1615,7 +1616,7 @@ static int sec_model1b(void) {
                                      (size_t)B * d.H * S * 4) +
                  (size_t)n * (2 * d.D + d.QKV + d.HD + 3 * d.F) * 2 + (size_t)n * d.D * 2 + (size_t)n * d.V * 2;
     }
-    size_t plan = P * 18 + acts_b + (size_t)n * g.d.HD * 4 + ((size_t)32 << 20);
+    size_t plan = P * 18 + acts_b + gpu_attention_backward_scratch(B, S, g.d.H, g.d.KV, g.d.hd) + ((size_t)32 << 20);
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     record("info", true, "1B step peak memory", s2.peak_reserved / 1e9, true, "GB",

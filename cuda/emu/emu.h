@@ -145,7 +145,7 @@ struct State {
     uint3 block_idx;
     dim3 block_dim, grid_dim;
     std::function<void()> *body = nullptr;
-    std::vector<unsigned char> dyn;
+    unsigned char *dyn = nullptr; /* dynamic shared memory, 128-byte aligned as on the GPU (WMMA needs 32) */
     long long progress = 0;
     const char *kernel = "";
     const void *main_bottom = nullptr;
@@ -304,12 +304,14 @@ inline void launch(const char *name, dim3 grid, dim3 block, size_t smem, std::fu
     g.grid_dim = grid;
     g.block_dim = block;
     g.body = &body;
-    g.dyn.assign(smem ? smem : 16, 0xff); /* NaN-filled: a read before a write shows */
+    free(g.dyn); /* NaN-filled: a read before a write shows */
+    g.dyn = (unsigned char *)aligned_alloc(128, (smem + 127) / 128 * 128 + (smem ? 0 : 128));
+    memset(g.dyn, 0xff, (smem + 127) / 128 * 128);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 g.block_idx = uint3{x, y, z};
-                if (smem) memset(g.dyn.data(), 0xff, smem);
+                if (smem) memset(g.dyn, 0xff, smem);
                 run_block(nt);
             }
     g.body = nullptr;
@@ -323,7 +325,7 @@ inline void launch(const char *name, dim3 grid, dim3 block, size_t smem, std::fu
 #define gridDim (::emu::g.grid_dim)
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                                               \
     ((void)(stream), ::emu::launch(#kernel, dim3(grid), dim3(block), (size_t)(smem), [&]() { kernel(__VA_ARGS__); }))
-#define DYN_SMEM(name) unsigned char *name = ::emu::g.dyn.data()
+#define DYN_SMEM(name) unsigned char *name = ::emu::g.dyn
 
 static inline void __syncthreads() { emu::block_barrier(); }
 static inline void __syncwarp(unsigned mask = 0xffffffffu) {
