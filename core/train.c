@@ -38,15 +38,14 @@ static int64_t derive_total_steps(const run_config *cfg, int world) {
 /* ------------------------------------------------------------- one step */
 
 /* Whether a CUDA device is usable, asked of the CUDA runtime through dlopen
- * so that a CPU run does not map the CUDA libraries (cuBLASLt alone adds
- * about 150 MB of resident memory to every rank). */
+ * so that a CPU run under run.backend = "auto" does not map the engine and
+ * its CUDA libraries (cuBLASLt alone adds about 150 MB of resident memory to
+ * every rank): 1 yes, 0 no (why says so), -1 no CUDA runtime library to ask
+ * (the engine, which carries its own, decides). */
 static int cuda_device_present(char *why, size_t size) {
     void *rt = dlopen("libcudart.so.13", RTLD_NOW | RTLD_LOCAL);
     if (!rt) rt = dlopen("libcudart.so", RTLD_NOW | RTLD_LOCAL);
-    if (!rt) {
-        snprintf(why, size, "no usable GPU (the CUDA runtime library libcudart is not installed)");
-        return 0;
-    }
+    if (!rt) return -1;
     int (*device_count)(int *) = (int (*)(int *))dlsym(rt, "cudaGetDeviceCount");
     const char *(*error_string)(int) = (const char *(*)(int))dlsym(rt, "cudaGetErrorString");
     int count = 0, rc = device_count ? device_count(&count) : -1;
@@ -98,7 +97,8 @@ static int select_backend(const run_config *cfg, comm *c, const gpu_engine_api *
     char why[1536] = "";
     const gpu_engine_api *api = NULL;
     const char *forced = getenv("PRESIGHT_CUDA_ENGINE");
-    if ((forced && *forced) || cuda_device_present(why, sizeof why)) {
+    int ask_engine = (forced && *forced) || strcmp(cfg->backend, "cuda") == 0 || cuda_device_present(why, sizeof why);
+    if (ask_engine) {
         api = load_gpu_engine(why, sizeof why);
         if (api && !api->available(why, sizeof why)) api = NULL;
     }

@@ -22,9 +22,11 @@
 #
 # The bundle is refused when larger than GPU_BUNDLE_MAX_MB (default 60).
 set -euo pipefail
-out=${1:?usage: bundle.sh OUT PRESIGHT GPU_CHECK}
+out=${1:?usage: bundle.sh OUT PRESIGHT GPU_CHECK ENGINE TRAIN_BENCH}
 presight=${2:?}
 check=${3:?}
+engine=${4:?}
+train_bench=${5:?}
 max_mb=${GPU_BUNDLE_MAX_MB:-60}
 here=$(cd "$(dirname "$0")/.." && pwd)
 tmp="$out.tmp"
@@ -71,10 +73,11 @@ copy_deps() { # file... : the libraries ldd resolves, recursively (ldd already i
 # --- binaries
 cp "$check" "$tmp/bin/gpu_check"
 cp "$presight" "$tmp/bin/presight.bin"
-strip --strip-unneeded "$tmp/bin/gpu_check" "$tmp/bin/presight.bin"
-echo "bin  bin/gpu_check <- $check (stripped)" >>"$manifest"
-echo "bin  bin/presight.bin <- $presight (stripped)" >>"$manifest"
-copy_deps "$tmp/bin/gpu_check" "$tmp/bin/presight.bin"
+cp "$train_bench" "$tmp/bin/train_bench.bin"
+cp "$engine" "$tmp/bin/libpresight-cuda.so" # presight looks for the engine beside itself
+strip --strip-unneeded "$tmp/bin/gpu_check" "$tmp/bin/presight.bin" "$tmp/bin/train_bench.bin" "$tmp/bin/libpresight-cuda.so"
+for f in gpu_check presight.bin train_bench.bin libpresight-cuda.so; do echo "bin  bin/$f (stripped)" >>"$manifest"; done
+copy_deps "$tmp/bin/gpu_check" "$tmp/bin/presight.bin" "$tmp/bin/train_bench.bin" "$tmp/bin/libpresight-cuda.so"
 
 # --- the BLAS of the CPU reference: BLIS (OpenMP), 12 MB (OpenBLAS is 36 MB)
 blis=/usr/lib/$multiarch/blis-openmp/libblis.so.4
@@ -122,22 +125,24 @@ fi
 # --- the smoke test's config and text
 cp "$here/config/model/tiny.cfg" "$tmp/config/model/tiny.cfg"
 cp "$here/config/model/1b.cfg" "$tmp/config/model/1b.cfg"
-cp "$here/config/tiny.cfg" "$tmp/config/tiny.cfg"
+cp "$here/config/tiny.cfg" "$here/config/gpu-1b.cfg" "$tmp/config/"
 cp "$here/tests/fixtures/text/tiny.txt" "$tmp/data/tiny.txt"
+cp "$here/cuda/bundle_train.sh" "$tmp/train.sh"
 
 # --- wrappers
 cp "$here/cuda/bundle_run.sh" "$tmp/run.sh"
-cat >"$tmp/bin/presight" <<'EOF'
-#!/usr/bin/env bash
-# presight from the bundle: its own libraries first, OpenMPI and PMIx from here.
-b=$(cd "$(dirname "$0")/.." && pwd)
-export LD_LIBRARY_PATH="$b/lib:$b/lib/x86_64-linux-gnu/openmpi/lib${PRESIGHT_CUDA_LIB_PATH:+:$PRESIGHT_CUDA_LIB_PATH}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export OPAL_PREFIX="$b" PMIX_INSTALL_PREFIX="$b/pmix2"
-export PRESIGHT_BLAS="${PRESIGHT_BLAS:-$b/lib/libblis.so.4}"
+for tool in presight train_bench; do
+  cat >"$tmp/bin/$tool" <<EOF
+b=\$(cd "\$(dirname "\$0")/.." && pwd)
+export LD_LIBRARY_PATH="\$b/lib:\$b/lib/x86_64-linux-gnu/openmpi/lib\${PRESIGHT_CUDA_LIB_PATH:+:\$PRESIGHT_CUDA_LIB_PATH}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export OPAL_PREFIX="\$b" PMIX_INSTALL_PREFIX="\$b/pmix2"
+export PRESIGHT_BLAS="\${PRESIGHT_BLAS:-\$b/lib/libblis.so.4}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-exec "$b/bin/presight.bin" "$@"
+exec "\$b/bin/$tool.bin" "\$@"
 EOF
-chmod +x "$tmp/run.sh" "$tmp/bin/presight"
+  chmod +x "$tmp/bin/$tool"
+done
+chmod +x "$tmp/run.sh" "$tmp/train.sh"
 
 {
   echo

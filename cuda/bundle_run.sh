@@ -5,8 +5,8 @@
 #
 # Finds the machine's CUDA libraries (cuBLASLt is needed, NCCL is optional:
 # set PRESIGHT_CUDA_LIBS to a folder to choose), runs a short presight smoke
-# test (CPU, through the bundled OpenMPI/HDF5), then bin/gpu_check, whose
-# table comes last. gpu.json and gpu_check.log go to $OUT when it is set,
+# test (CPU, through the bundled OpenMPI/HDF5), then bin/gpu_check (its table),
+# then train.sh: presight train on the GPU (gpu_train.txt). gpu.json and gpu_check.log go to $OUT when it is set,
 # else into this folder. Exit status: gpu_check's (0 pass, 1 a check failed,
 # 77 no usable GPU).
 set -u
@@ -77,4 +77,16 @@ timeout "${GPU_CHECK_WALL:-540}" "$B/bin/gpu_check" --json "$dest/gpu.json" "$@"
 rc=$?
 [ $rc -eq 124 ] && say "gpu_check: killed after ${GPU_CHECK_WALL:-540} s (GPU_CHECK_WALL)"
 say "gpu_check exit status $rc; results in $dest/gpu.json, log in $log"
+set +o pipefail
+
+# Another attention backward (PRESIGHT_COMPARE_ATT_BWD=v2): its checks and block speed beside the default's.
+if [ -n "${PRESIGHT_COMPARE_ATT_BWD:-}" ] && [ $rc -ne 77 ]; then
+  say "== bin/gpu_check --sections attention,blocks with PRESIGHT_GPU_ATT_BWD=$PRESIGHT_COMPARE_ATT_BWD"
+  PRESIGHT_GPU_ATT_BWD=$PRESIGHT_COMPARE_ATT_BWD timeout 120 "$B/bin/gpu_check" --sections attention,blocks \
+    --json "$dest/gpu_att_$PRESIGHT_COMPARE_ATT_BWD.json" 2>&1 | tail -n 40 | tee -a "$log"
+fi
+# presight train itself on this GPU (train.sh): GPU against CPU, the 1B config's speed and memory.
+if [ "${PRESIGHT_SKIP_TRAIN:-0}" != 1 ] && [ $rc -ne 77 ]; then
+  timeout "${GPU_TRAIN_WALL:-420}" bash "$B/train.sh" 2>&1 | tee -a "$log"
+fi
 exit $rc

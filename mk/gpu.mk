@@ -35,7 +35,7 @@ GPU_EMU_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -f
 GPU_EMU_FLAGS := -std=c++17 -O1 -g -x c++ -DPRESIGHT_EMU -Icuda/emu/include -Icuda -Icore -Impi \
                  -fno-strict-aliasing -fopenmp -Wall -Wno-unused-function -Wno-unknown-pragmas $(GPU_EMU_SAN)
 
-$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
+$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(GPU_EMU_FLAGS) -c $< -o $@
 
@@ -50,7 +50,7 @@ GPU_EMU_SO     := $(BUILD)/emu/libpresight-cuda.so
 GPU_EMU_SO_OBJ := $(patsubst %.cu,$(BUILD)/emu-pic/%.o,$(wildcard cuda/*.cu)) $(BUILD)/emu-pic/core/error.o
 GPU_EMU_SO_FLAGS := $(filter-out $(GPU_EMU_SAN) -O1,$(GPU_EMU_FLAGS)) -O2 -fPIC
 
-$(BUILD)/emu-pic/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
+$(BUILD)/emu-pic/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(GPU_EMU_SO_FLAGS) -c $< -o $@
 
@@ -106,8 +106,8 @@ gpu-check: $(BIN) $(GPU_CHECK)
 	@rc=0; $(GPU_CHECK) --json bench/gpu.json || rc=$$?; \
 	if [ $$rc -eq 77 ]; then echo "$(GPU_HINT)"; exit 0; fi; exit $$rc
 
-gpu-bundle: $(BIN) $(GPU_CHECK) $(GPU_ENGINE)
-	@bash cuda/bundle.sh $(GPU_BUNDLE) $(BIN) $(GPU_CHECK) $(GPU_ENGINE)
+gpu-bundle: $(BIN) $(GPU_CHECK) $(GPU_ENGINE) $(BUILD)/bench/train_bench
+	@bash cuda/bundle.sh $(GPU_BUNDLE) $(BIN) $(GPU_CHECK) $(GPU_ENGINE) $(BUILD)/bench/train_bench
 
 else
 

@@ -42,7 +42,8 @@ i=0
 for opts in 'parallel.strategy="ddp"' 'parallel.strategy="zero1"' 'parallel.strategy="fsdp"' \
   'parallel.strategy="fsdp" model.tied_head=true train.grad_accum=2 parallel.recompute_blocks=true' \
   'parallel.strategy="fsdp" parallel.prefetch=false parallel.reshard_after_forward=false train.grad_accum=3' \
-  'parallel.strategy="ddp" model.tied_head=true train.grad_accum=2'; do
+  'parallel.strategy="ddp" model.tied_head=true train.grad_accum=2' \
+  'parallel.strategy="fsdp" model.dim=128 model.heads=2 model.kv_heads=1 model.ffn_dim=256'; do
   i=$((i + 1))
   eval "set -- $opts"
   train "$tmp/gpu$i" cuda "$@"
@@ -74,18 +75,24 @@ grep -q "resumed from" "$dir.log" || fail "no resume: $(cat "$dir.log")"
 cmp <(field "$tmp/whole" loss) <(field "$dir" loss) || fail "resumed trajectory differs from the uninterrupted one"
 echo "  stopped after step $stopped_at, resumed: losses bit-identical over $STEPS steps"
 
-echo "GPU memory against presight plan:"
-shape=(train.micro_batch=8 train.seq_len=128)
-dir=$tmp/mem
+echo "GPU memory against presight plan (GEMM attention at head_dim 16, flash with a GQA group at 64):"
 STEPS=1
-train "$dir" cuda parallel.strategy='"fsdp"' "${shape[@]}"
-measured=$(sed 's/.*"gpu_peak_mb":\[\([^],]*\).*/\1/' "$dir/final.json")
-planned=$($bin plan config/tiny.cfg "${shape[@]}" --gpus-per-node 1 --global-batch 8 --micro-batch 8 |
-  sed -n 's/^gpu_allocator_bytes=\([0-9]*\),.*/\1/p')
-[ -n "$measured" ] && [ -n "$planned" ] || fail "no figures (measured '$measured', planned '$planned')"
-awk -v m="$measured" -v p="$planned" 'BEGIN { r = m * 1048576 / p;
-  printf "  peak %.2f MiB, plan %.2f MiB: ratio %.4f\n", m, p / 1048576, r; exit (r < 0.98 || r > 1.02) }' ||
-  fail "measured GPU peak differs from the plan by more than 2%"
+for shape in "train.micro_batch=8 train.seq_len=128" \
+  "model.dim=128 model.heads=2 model.kv_heads=1 model.ffn_dim=256 train.micro_batch=4 train.seq_len=128"; do
+  dir=$tmp/mem
+  rm -rf "$dir"
+  # shellcheck disable=SC2086
+  train "$dir" cuda parallel.strategy='"fsdp"' $shape
+  mb=$(echo "$shape" | sed 's/.*train.micro_batch=\([0-9]*\).*/\1/')
+  measured=$(sed 's/.*"gpu_peak_mb":\[\([^],]*\).*/\1/' "$dir/final.json")
+  # shellcheck disable=SC2086
+  planned=$($bin plan config/tiny.cfg $shape --gpus-per-node 1 --global-batch "$mb" --micro-batch "$mb" |
+    sed -n 's/^gpu_allocator_bytes=\([0-9]*\),.*/\1/p')
+  [ -n "$measured" ] && [ -n "$planned" ] || fail "no figures (measured '$measured', planned '$planned')"
+  awk -v m="$measured" -v p="$planned" -v s="$shape" 'BEGIN { r = m * 1048576 / p;
+    printf "  %-90s peak %.2f MiB, plan %.2f MiB: ratio %.4f\n", s, m, p / 1048576, r; exit (r < 0.98 || r > 1.02) }' ||
+    fail "measured GPU peak differs from the plan by more than 2%"
+done
 
 echo "Without a GPU:"
 out=$(EMU_NO_GPU=1 PRESIGHT_CUDA_ENGINE=$engine $bin train config/tiny.cfg run.dir="$tmp/none" run.backend='"cuda"' 2>&1) &&
