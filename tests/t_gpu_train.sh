@@ -6,6 +6,7 @@
 #    recomputation, no prefetch / no resharding) follow the CPU backend's loss
 #    and gradient-norm trajectory within bf16 tolerance;
 #  - SIGTERM, checkpoint, exit 75, resume: bit-identical to an uninterrupted run;
+#    the same checkpoint resumes on the CPU backend;
 #  - the allocator's peak equals `presight plan`'s GPU figure (within 2%);
 #  - a warm step does no cudaMalloc;
 #  - no GPU: run.backend = cuda stops with the reason, auto trains on the CPU;
@@ -74,6 +75,17 @@ train "$dir" cuda parallel.strategy='"fsdp"'
 grep -q "resumed from" "$dir.log" || fail "no resume: $(cat "$dir.log")"
 cmp <(field "$tmp/whole" loss) <(field "$dir" loss) || fail "resumed trajectory differs from the uninterrupted one"
 echo "  stopped after step $stopped_at, resumed: losses bit-identical over $STEPS steps"
+
+echo "A GPU checkpoint resumed on the CPU backend:"
+dir=$tmp/moved
+mkdir -p "$dir"
+cp "$tmp/stopped/config.cfg" "$tmp/stopped/metrics.jsonl" "$dir/"
+mkdir -p "$dir/checkpoints"
+cp "$tmp/stopped/checkpoints/step_$(printf %08d "$stopped_at").h5" "$dir/checkpoints/"
+train "$dir" cpu parallel.strategy='"fsdp"'
+grep -q "resumed from" "$dir.log" || fail "the CPU run did not resume from the GPU checkpoint: $(cat "$dir.log")"
+train "$tmp/cpu-whole" cpu parallel.strategy='"fsdp"'
+close "$dir" "$tmp/cpu-whole" loss 1e-2 "loss after step $stopped_at on the CPU, against a CPU-only run"
 
 echo "GPU memory against presight plan (GEMM attention at head_dim 16, flash with a GQA group at 64):"
 STEPS=1
