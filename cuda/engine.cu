@@ -394,7 +394,8 @@ void describe(gpu_engine *e) {
     gpu_get_info(&info, &ignored);
     int nv = gpu_comm_version();
     char nccl[64] = "no NCCL (world size 1)";
-    if (e->comm) snprintf(nccl, sizeof nccl, "NCCL %d.%d.%d", nv / 10000, nv / 100 % 100, nv % 100);
+    if (e->comm && nv) snprintf(nccl, sizeof nccl, "NCCL %d.%d.%d", nv / 10000, nv / 100 % 100, nv % 100);
+    else if (e->comm) snprintf(nccl, sizeof nccl, "NCCL (version unknown)");
     snprintf(e->desc, sizeof e->desc, "%s (device %d of %d, sm_%d%d, %d SMs, %.1f GB), %s, %s", info.name, info.device,
              info.device_count, info.cc_major, info.cc_minor, info.sm_count, info.total_mem / 1e9,
              gpu_attention_get_impl() == GPU_ATT_FLASH ? "flash attention" : "GEMM attention", nccl);

@@ -48,7 +48,9 @@ tests-build: $(GPU_EMU)
 # the sanitizers (they cannot load into an uninstrumented presight), -O2.
 GPU_EMU_SO     := $(BUILD)/emu/libpresight-cuda.so
 GPU_EMU_SO_OBJ := $(patsubst %.cu,$(BUILD)/emu-pic/%.o,$(wildcard cuda/*.cu)) $(BUILD)/emu-pic/core/error.o
-GPU_EMU_SO_FLAGS := $(filter-out $(GPU_EMU_SAN) -O1,$(GPU_EMU_FLAGS)) -O2 -fPIC
+# Its NCCL is MPI (cuda/emu/include/nccl.h), so several ranks can train through it.
+GPU_EMU_SO_FLAGS := $(filter-out $(GPU_EMU_SAN) -O1,$(GPU_EMU_FLAGS)) -O2 -fPIC -DEMU_NCCL_MPI \
+                    $(shell pkg-config --cflags ompi-c)
 
 $(BUILD)/emu-pic/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
 	@mkdir -p $(dir $@)
@@ -59,7 +61,7 @@ $(BUILD)/emu-pic/core/error.o: core/error.c core/error.h
 	$(CC) -std=c11 -O2 -fPIC -Icore -c $< -o $@
 
 $(GPU_EMU_SO): $(GPU_EMU_SO_OBJ)
-	$(CXX) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -ldl -lm
+	$(CXX) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -ldl -lm $(shell pkg-config --libs ompi-c)
 
 tests-build: $(GPU_EMU_SO)
 

@@ -4,7 +4,8 @@
 # PRESIGHT_CUDA_ENGINE), so the trainer's GPU path is checked without a GPU:
 #  - ddp, zero1 and fsdp (with a tied head, gradient accumulation, per-block
 #    recomputation, no prefetch / no resharding) follow the CPU backend's loss
-#    and gradient-norm trajectory within bf16 tolerance;
+#    and gradient-norm trajectory within bf16 tolerance, on 1 rank and on 2
+#    and 3 ranks (uneven slices) through the emulator's NCCL, which is MPI;
 #  - SIGTERM, checkpoint, exit 75, resume: bit-identical to an uninterrupted run;
 #    the same checkpoint resumes on the CPU backend;
 #  - the allocator's peak equals `presight plan`'s GPU figure (within 2%);
@@ -53,6 +54,26 @@ for opts in 'parallel.strategy="ddp"' 'parallel.strategy="zero1"' 'parallel.stra
   grep -q '"gpu_step_mallocs":0,' "$tmp/gpu$i/final.json" || fail "$opts: a warm step called cudaMalloc: $(cat "$tmp/gpu$i/final.json")"
   close "$tmp/gpu$i" "$tmp/cpu$i" loss 1e-2 "loss, $opts"
   close "$tmp/gpu$i" "$tmp/cpu$i" grad_norm 5e-2 "grad norm, $opts"
+done
+
+echo "Several ranks (the emulator's NCCL is MPI), against the CPU backend at the same ranks:"
+train_np() { # dir np backend [key=value ...]: global batch 12 sequences
+  local dir=$1 np=$2 backend=$3; shift 3
+  PRESIGHT_CUDA_ENGINE=$engine mpirun -np "$np" -x PRESIGHT_CUDA_ENGINE -x PRESIGHT_THREADS $bin train config/tiny.cfg \
+    run.dir="$dir" run.backend="\"$backend\"" train.steps=$STEPS train.micro_batch=$((12 / np)) "$@" >"$dir.log" 2>&1 ||
+    { tail -20 "$dir.log"; fail "train $dir ($np ranks, $backend $*)"; }
+}
+i=0
+for run in '2 parallel.strategy="ddp"' '2 parallel.strategy="zero1"' '2 parallel.strategy="fsdp"' \
+  '3 parallel.strategy="fsdp" model.tied_head=true train.grad_accum=2' '3 parallel.strategy="zero1"'; do
+  i=$((i + 1))
+  eval "set -- $run"
+  np=$1
+  shift
+  train_np "$tmp/gpu-np$i" "$np" cuda "$@"
+  train_np "$tmp/cpu-np$i" "$np" cpu "$@"
+  close "$tmp/gpu-np$i" "$tmp/cpu-np$i" loss 1e-2 "loss, $np ranks, $*"
+  close "$tmp/gpu-np$i" "$tmp/cpu-np$i" grad_norm 5e-2 "grad norm, $np ranks, $*"
 done
 
 echo "SIGTERM, checkpoint, exit 75, resume:"
@@ -117,8 +138,8 @@ out=$(EMU_NO_GPU=1 PRESIGHT_CUDA_ENGINE=$engine $bin train config/tiny.cfg run.d
 echo "$out" | grep -q 'no usable GPU.*using the CPU backend' || fail "auto did not say why it uses the CPU: $out"
 grep -q '"backend":"cpu"' "$tmp/auto/final.json" || fail "auto without a GPU did not train on the CPU"
 echo "  auto: $(echo "$out" | grep -m1 'using the CPU backend')"
-out=$(PRESIGHT_CUDA_ENGINE=$engine mpirun -np 2 -x PRESIGHT_CUDA_ENGINE $bin train config/tiny.cfg \
-  run.dir="$tmp/two" run.backend='"cuda"' 2>&1) && fail "2 GPU ranks without NCCL did not fail: $out"
+out=$(EMU_NO_NCCL=1 PRESIGHT_CUDA_ENGINE=$engine mpirun -np 2 -x EMU_NO_NCCL -x PRESIGHT_CUDA_ENGINE $bin train \
+  config/tiny.cfg run.dir="$tmp/two" run.backend='"cuda"' 2>&1) && fail "2 GPU ranks without NCCL did not fail: $out"
 echo "$out" | grep -q "2 GPU ranks need NCCL" || fail "unclear message for 2 ranks without NCCL: $out"
 echo "  2 ranks: $(echo "$out" | grep -m1 'need NCCL')"
 echo "ok"
