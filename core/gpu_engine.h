@@ -14,7 +14,8 @@
  * against the compute stream with events: fsdp gathers the next unit while
  * the current one computes and reduce-scatters each unit's gradient as soon
  * as its backward is done; ddp all-reduces each unit's gradient as its
- * backward ends. The host sees the state only at upload (start, resume) and
+ * backward ends; with hybrid sharding the gradient slices are then summed
+ * over the replicas (a second communicator). The host sees the state only at upload (start, resume) and
  * download (checkpoints), and two numbers per step (loss, gradient norm). */
 #ifndef PRESIGHT_GPU_ENGINE_H
 #define PRESIGHT_GPU_ENGINE_H
@@ -39,9 +40,12 @@ typedef struct gpu_engine_setup {
     int strategy;                 /* STRATEGY_DDP, _ZERO1, _FSDP (sharding.h) */
     int micro_batch, seq_len, grad_accum;
     int recompute_blocks, reshard_after_forward, prefetch;
-    int rank, world;              /* the data-parallel group (= the NCCL communicator) */
-    int local_rank;               /* picks the GPU: local_rank % devices */
-    const void *nccl_id;          /* GPU_ENGINE_ID_BYTES from rank 0; NULL at world size 1 */
+    int rank, world;              /* this rank in the communicator the gathers and reductions use: the
+                                   * shard group (zero1, fsdp) or every rank (ddp) */
+    const void *nccl_id;          /* its NCCL id (GPU_ENGINE_ID_BYTES, from its rank 0); NULL: no NCCL */
+    int replica_rank, replicas;   /* hybrid sharding: the copies of this rank's slices (replicas 1 otherwise) */
+    const void *replica_nccl_id;  /* their communicator's NCCL id (replicas > 1) */
+    int local_rank;               /* picks the GPU: local_rank % devices; -1: from the launcher's environment */
     float beta1, beta2, adam_eps, weight_decay;
 } gpu_engine_setup;
 

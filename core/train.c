@@ -115,43 +115,61 @@ static int select_backend(const run_config *cfg, comm *c, const gpu_engine_api *
     return 0;
 }
 
-/* Creates the engine on this rank's GPU and hands it the initial slices. The
- * NCCL id travels from rank 0 over MPI, with a flag saying whether it exists. */
+/* An NCCL id for the ranks of c: its rank 0 makes it, MPI carries it (with a
+ * byte saying whether it exists). 1: id holds one; 0: NCCL is missing. */
+static int share_nccl_id(trainer *t, comm *c, unsigned char *id, char *why, size_t size, ps_error *err) {
+    unsigned char msg[GPU_ENGINE_ID_BYTES + 1];
+    memset(msg, 0, sizeof msg);
+    ps_error failed;
+    if (comm_rank(c) == 0) {
+        msg[GPU_ENGINE_ID_BYTES] = t->gpu->unique_id(msg, &failed) == 0;
+        if (!msg[GPU_ENGINE_ID_BYTES]) snprintf(why, size, "%s", failed.msg);
+    }
+    if (comm_broadcast(c, msg, sizeof msg, 0, err)) return -1;
+    memcpy(id, msg, GPU_ENGINE_ID_BYTES);
+    return msg[GPU_ENGINE_ID_BYTES];
+}
+
+/* Creates the engine on this rank's GPU and hands it the initial slices. Its
+ * collectives run over the shard group (every rank under ddp), and with
+ * hybrid sharding also over the replicas, each with its own NCCL id. */
 static int start_gpu_engine(trainer *t, ps_error *err) {
     const run_config *cfg = &t->cfg;
-    int world = comm_size(t->comm), rank = comm_rank(t->comm);
-    unsigned char id[GPU_ENGINE_ID_BYTES + 1];
-    memset(id, 0, sizeof id);
-    ps_error why;
-    if (rank == 0) id[GPU_ENGINE_ID_BYTES] = t->gpu->unique_id(id, &why) == 0;
-    if (comm_broadcast(t->comm, id, sizeof id, 0, err)) return -1;
-    int have_id = id[GPU_ENGINE_ID_BYTES];
-    if (world > 1 && !have_id)
-        return ps_fail(err, "%d GPU ranks need NCCL%s%s", world, rank == 0 ? ": " : " (see rank 0)",
-                       rank == 0 ? why.msg : "");
-    strategy_kind kind;
-    if (strategy_parse(cfg->parallel.strategy, &kind, err)) return -1;
+    sharded_state *sh = &t->shards;
+    comm *main = sh->kind == STRATEGY_DDP ? t->comm : sh->group;
+    unsigned char id[GPU_ENGINE_ID_BYTES], replica_id[GPU_ENGINE_ID_BYTES];
+    char why[2048] = "";
+    int have_id = share_nccl_id(t, main, id, why, sizeof why, err), have_replica_id = 0;
+    if (have_id < 0) return -1;
+    if (comm_size(main) > 1 && !have_id)
+        return ps_fail(err, "%d GPU ranks need NCCL%s%s", comm_size(main), comm_rank(main) == 0 ? ": " : " (see rank 0)",
+                       why);
+    if (sh->replicas && (have_replica_id = share_nccl_id(t, sh->replicas, replica_id, why, sizeof why, err)) < 0)
+        return -1;
     gpu_engine_setup setup = {
         .layout = &t->model.layout,
-        .slices = &t->shards.slices,
-        .strategy = kind,
+        .slices = &sh->slices,
+        .strategy = sh->kind,
         .micro_batch = cfg->train.micro_batch,
         .seq_len = cfg->train.seq_len,
         .grad_accum = cfg->train.grad_accum,
         .recompute_blocks = cfg->parallel.recompute_blocks,
         .reshard_after_forward = cfg->parallel.reshard_after_forward,
         .prefetch = cfg->parallel.prefetch,
-        .rank = rank,
-        .world = world,
-        .local_rank = -1,
+        .rank = comm_rank(main),
+        .world = comm_size(main),
         .nccl_id = have_id ? id : NULL,
+        .replica_rank = sh->replicas ? comm_rank(sh->replicas) : 0,
+        .replicas = sh->replicas ? comm_size(sh->replicas) : 1,
+        .replica_nccl_id = have_replica_id ? replica_id : NULL,
+        .local_rank = -1,
         .beta1 = (float)cfg->train.beta1,
         .beta2 = (float)cfg->train.beta2,
         .adam_eps = (float)cfg->train.adam_eps,
         .weight_decay = (float)cfg->train.weight_decay,
     };
     if (!(t->engine = t->gpu->create(&setup, err))) return -1;
-    return t->gpu->upload(t->engine, t->shards.owned, t->shards.adam_m, t->shards.adam_v, err);
+    return t->gpu->upload(t->engine, sh->owned, sh->adam_m, sh->adam_v, err);
 }
 
 /* The model and its training state: on the GPU engine, or on the CPU backend. */

@@ -55,7 +55,8 @@ struct gpu_engine {
     Dims d;
     int kind, n_units, last, tied;
     std::vector<Unit> units;
-    gpu_comm *comm;
+    gpu_comm *comm;     /* gathers and reductions: the shard group, or every rank under ddp */
+    gpu_comm *replica;  /* hybrid sharding: the same slices on other groups; NULL otherwise */
     cudaStream_t side;
     cudaEvent_t compute_mark;
     std::vector<gpu_bf16 *> x; /* [layers + 1]: block inputs, then the last block's output */
@@ -381,10 +382,18 @@ int open_comm(gpu_engine *e, ps_error *err) {
     int have_nccl = gpu_comm_available(&why);
     if (e->s.world > 1 && !have_nccl)
         return ps_fail(err, "GPU: %d ranks need NCCL to exchange gradients: %s", e->s.world, why.msg);
+    if (e->s.replicas > 1 && (!have_nccl || !e->s.replica_nccl_id))
+        return ps_fail(err, "GPU: hybrid sharding over %d replicas needs NCCL: %s", e->s.replicas,
+                       have_nccl ? "no NCCL id for the replicas" : why.msg);
     /* At world size 1 NCCL is still used when present, so the path is exercised. */
-    if (!have_nccl || !e->s.nccl_id) return 0;
-    if (!(e->comm = gpu_comm_init(e->s.world, e->s.rank, e->s.nccl_id, err))) return -1;
-    gpu_comm_set_stream(e->comm, e->side);
+    if (have_nccl && e->s.nccl_id) {
+        if (!(e->comm = gpu_comm_init(e->s.world, e->s.rank, e->s.nccl_id, err))) return -1;
+        gpu_comm_set_stream(e->comm, e->side);
+    }
+    if (e->s.replicas > 1) {
+        if (!(e->replica = gpu_comm_init(e->s.replicas, e->s.replica_rank, e->s.replica_nccl_id, err))) return -1;
+        gpu_comm_set_stream(e->replica, e->side);
+    }
     return 0;
 }
 
@@ -418,9 +427,8 @@ void api_destroy(gpu_engine *e);
 
 gpu_engine *api_create(const gpu_engine_setup *s, ps_error *err) {
     const model_config &c = s->layout->cfg;
-    if (s->slices->world > 1 && s->slices->world != s->world) {
-        ps_fail(err, "GPU: hybrid sharding (parallel.shard_group = %d of %d ranks) is not supported on the GPU yet",
-                s->slices->world, s->world);
+    if (s->strategy != STRATEGY_DDP && s->slices->world != s->world) {
+        ps_fail(err, "GPU engine: slices over %d ranks but a communicator of %d", s->slices->world, s->world);
         return NULL;
     }
     int local = s->local_rank >= 0 ? s->local_rank : gpu_local_rank();
@@ -469,6 +477,7 @@ void api_destroy(gpu_engine *e) {
     if (e->h_tokens) cudaFreeHost(e->h_tokens);
     if (e->h_targets) cudaFreeHost(e->h_targets);
     gpu_comm_free(e->comm);
+    gpu_comm_free(e->replica);
     if (e->compute_mark) cudaEventDestroy(e->compute_mark);
     if (e->side) cudaStreamDestroy(e->side);
     delete e;
@@ -544,8 +553,21 @@ int api_micro_batch(gpu_engine *e, int k, const int *inputs, const int *targets,
     return check(e, err); /* a failure inside the passes is in e->err */
 }
 
+/* Hybrid sharding: each group reduced its gradients; the groups' slices are summed. */
+int sum_over_replicas(gpu_engine *e) {
+    if (!e->replica) return 0;
+    side_after_compute(e);
+    ps_error why;
+    for (Unit &u : e->units)
+        if (gpu_all_reduce(e->replica, u.gslice, u.gslice, u.len, GPU_F32, &why)) return efail(e, "%s", why.msg);
+    cudaEventRecord(e->compute_mark, e->side);
+    compute_after(e->compute_mark);
+    return 0;
+}
+
 int api_finish_backward(gpu_engine *e, double *loss_sum, double *grad_sumsq, ps_error *err) {
     finish_reductions(e);
+    sum_over_replicas(e);
     for (int ui = 0; ui < e->n_units; ui++) gpu_sum_squares(e->sumsq + ui, e->units[ui].gslice, e->units[ui].len);
     int accum = e->s.grad_accum;
     std::vector<double> loss(accum), sumsq(e->n_units);

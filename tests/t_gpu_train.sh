@@ -5,7 +5,8 @@
 #  - ddp, zero1 and fsdp (with a tied head, gradient accumulation, per-block
 #    recomputation, no prefetch / no resharding) follow the CPU backend's loss
 #    and gradient-norm trajectory within bf16 tolerance, on 1 rank and on 2
-#    and 3 ranks (uneven slices) through the emulator's NCCL, which is MPI;
+#    and 3 ranks (uneven slices) and 4 in hybrid sharding (2 groups of 2)
+#    through the emulator's NCCL, which is MPI;
 #  - SIGTERM, checkpoint, exit 75, resume: bit-identical to an uninterrupted run;
 #    the same checkpoint resumes on the CPU backend;
 #  - the allocator's peak equals `presight plan`'s GPU figure (within 2%);
@@ -65,7 +66,8 @@ train_np() { # dir np backend [key=value ...]: global batch 12 sequences
 }
 i=0
 for run in '2 parallel.strategy="ddp"' '2 parallel.strategy="zero1"' '2 parallel.strategy="fsdp"' \
-  '3 parallel.strategy="fsdp" model.tied_head=true train.grad_accum=2' '3 parallel.strategy="zero1"'; do
+  '3 parallel.strategy="fsdp" model.tied_head=true train.grad_accum=2' '3 parallel.strategy="zero1"' \
+  '4 parallel.strategy="fsdp" parallel.shard_group=2'; do
   i=$((i + 1))
   eval "set -- $run"
   np=$1

@@ -5,7 +5,8 @@
  *
  * With EMU_NCCL_MPI (the engine's emulator build, build/emu/libpresight-cuda.so,
  * loaded into presight's MPI ranks) "loading NCCL" yields the collectives
- * below, done by MPI over MPI_COMM_WORLD: the emulator runs every stream in
+ * below, done by MPI over communicators split from MPI_COMM_WORLD by the
+ * NCCL id (which names the rank that made it): the emulator runs every stream in
  * order, so each rank reaches its collectives in program order, as NCCL
  * requires. That lets tests/t_gpu_train.sh train the GPU engine on several
  * ranks without a GPU. EMU_NO_NCCL=1 makes the library missing again. */
@@ -48,19 +49,26 @@ static inline ncclResult_t emu_nccl_version(int *v) {
     return ncclSuccess;
 }
 
+/* The id names its maker (world rank + 1): ranks sharing an id form one communicator. */
 static inline ncclResult_t emu_nccl_unique_id(ncclUniqueId *id) {
+    int me = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
     memset(id, 0, sizeof *id);
+    me += 1;
+    memcpy(id->internal, &me, sizeof me);
     return ncclSuccess;
 }
 
-/* The communicator must be the MPI world, in the same order (the engine's is). */
-static inline ncclResult_t emu_nccl_init(ncclComm_t *c, int world, ncclUniqueId, int rank) {
-    int size = 0, me = -1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    MPI_Comm_rank(MPI_COMM_WORLD, &me);
-    if (size != world || me != rank) return ncclInvalidArgument;
+/* MPI_Comm_split over the world by the id: every rank creates its
+ * communicators in the same order (the engine does), so the splits match. */
+static inline ncclResult_t emu_nccl_init(ncclComm_t *c, int world, ncclUniqueId id, int rank) {
+    int color = 0, size = 0, me = -1;
+    memcpy(&color, id.internal, sizeof color);
     *c = new ncclComm{MPI_COMM_NULL, rank};
-    return emu_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &(*c)->comm));
+    if (MPI_Comm_split(MPI_COMM_WORLD, color, rank, &(*c)->comm) != MPI_SUCCESS) return ncclInternalError;
+    MPI_Comm_size((*c)->comm, &size);
+    MPI_Comm_rank((*c)->comm, &me);
+    return size == world && me == rank ? ncclSuccess : ncclInvalidArgument;
 }
 
 static inline ncclResult_t emu_nccl_destroy(ncclComm_t c) {
