@@ -54,6 +54,39 @@
  * and read once) and the wasted half of the first step of each CTA (warps
  * whose keys all follow the block's queries skip it).
  *
+ * Forward v2, the default (PRESIGHT_GPU_ATT_FWD=v1 selects v1; measured on an
+ * H200 at seq 2048: 106.8 TFLOP/s at the 1B shape and 111.8 at the 7B shape,
+ * against v1's 72.0 and 63.3):
+ * one CTA of 8 warps per (128-query block, query head, sequence), grid
+ * (heads * batch, seq / 128) with the last query block (the longest) of
+ * every head first. Warp w owns queries [16 w, +16) with Q as A fragments in
+ * registers (loaded once) and O as fp32 accumulator fragments; key tiles of
+ * 64 (K and V) arrive by cp.async into a second buffer during the current
+ * one, one barrier per tile. Per tile, S = Q K^T stays in 4 accumulator
+ * fragments, where the scale, the causal mask (only on tiles that cross the
+ * warp's diagonal) and P = exp2(S - m) are applied element by element (the
+ * positions read back once from the 0..255 tile, as in backward v2); the
+ * row max is exchanged through a per-warp 16 x 16 tile (no layout assumed),
+ * O and the per-element partial row sums are rescaled by exp2(m_old - m_new)
+ * in registers, the sums are reduced once at the end; P goes to shared memory
+ * once as bf16 for O += P V. A warp's Q rows, free once Q is in registers,
+ * hold its P and then its bf16 output staging (written 16 bytes a lane).
+ * Warps whose queries all precede a tile (warps 0-3 on a block's last tile)
+ * skip it. Why faster than v1, per warp and 16 x 64 tile of S at hd d:
+ * - shared-memory bytes: about 256 d (K, V fragments) + 5 KB (P once, the
+ *   max exchange) = 37 KB at hd 128, 21 KB at hd 64, against v1's 74 KB and
+ *   42 KB (v1 also stores S and each tile's P V as fp32 and reloads them, and
+ *   reloads the P fragments for every head-dim tile);
+ * - K and V tiles serve 128 queries instead of 64 (half the L2 traffic), by
+ *   cp.async overlapped with the compute, instead of v1's synchronous loads
+ *   between 2 barriers per tile, so warps stall on neither;
+ * - occupancy: hd 64: 128 registers (ptxas: 72 bytes spilled), 64 KB of
+ *   shared memory, 2 CTAs = 16 warps per SM; hd 128: 255 registers, no
+ *   spill, 112 KB, 1 CTA = 8 warps per SM (v1: 16 and 8 warps);
+ * - balance: at seq 2048 the longest CTA is 32 tiles and an SM's average
+ *   share 66 (hd 128, batch 1, 32 heads) and v1's grid order (query block
+ *   fastest) interleaves long and short blocks; here the long ones start first.
+ *
  * GEMM: S = scale Q K^T and O = P V as strided-batched cuBLASLt GEMMs (one
  * call per sequence and position within the kv group) and a masked-softmax
  * kernel; materialises [batch, heads, seq, seq] scratch (fp32 S and bf16 P,
@@ -77,6 +110,7 @@ using namespace nvcuda;
 
 static int g_att_impl = GPU_ATT_FLASH;
 static int g_att_bwd_v2 = 1; /* the flash backward: 0 flash_bwd_kernel, 1 flash_bwd2_kernel */
+static int g_att_fwd_v2 = 1; /* the flash forward: 0 flash_fwd_kernel, 1 flash_fwd2_kernel */
 
 void gpu_attention_init_(void) {
     const char *e = getenv("PRESIGHT_GPU_ATTENTION");
@@ -85,6 +119,9 @@ void gpu_attention_init_(void) {
     const char *v = getenv("PRESIGHT_GPU_ATT_BWD");
     if (v && strcmp(v, "v1") == 0) g_att_bwd_v2 = 0;
     if (v && strcmp(v, "v2") == 0) g_att_bwd_v2 = 1;
+    const char *f = getenv("PRESIGHT_GPU_ATT_FWD");
+    if (f && strcmp(f, "v1") == 0) g_att_fwd_v2 = 0;
+    if (f && strcmp(f, "v2") == 0) g_att_fwd_v2 = 1;
 }
 
 size_t gpu_attention_backward_scratch(int batch, int seq, int heads, int kv_heads, int head_dim) {
@@ -822,6 +859,217 @@ __global__ void bwd2_finish_kernel(bf16 *dqkv, const float *dq_acc, const float 
     }
 }
 
+/* ----------------------------------------------------- flash forward, v2 */
+
+/* One CTA of 8 warps per (128-query block, query head, sequence); warp w owns
+ * queries [16 w, 16 w + 16) of the block, keeps its Q in registers and walks
+ * the key tiles of 64 (see the top comment for why this layout). */
+#define FF_THREADS 256
+#define FF_WARPS 8
+#define FF_QUERIES 128
+#define FF_KEYS 64
+
+template <int HD> struct Ff2Layout {
+    static constexpr int LDT = HD + 8;      /* bf16 Q, K, V tiles */
+    static constexpr int LDP = FF_KEYS + 8; /* a warp's bf16 P [16][64], in its own Q rows once Q is in registers */
+    static constexpr size_t QT = (size_t)FF_QUERIES * LDT * 2, KT = (size_t)FF_KEYS * LDT * 2;
+    static constexpr size_t WQ = 16 * LDT * 2; /* a warp's Q rows: then P, then the bf16 output staging */
+    static constexpr size_t RED = 16 * 16 * 4 + 16 * 8; /* a warp's row exchange: 16 x 16 floats, 16 float2 */
+    /* Q; K and V double-buffered (cp.async fills one while the other is used); the row exchanges; the position tile */
+    static constexpr size_t Q = 0, K = Q + QT, V = K + 2 * KT, RD = V + 2 * KT, POS = RD + FF_WARPS * RED;
+    static constexpr size_t BYTES = POS + 256 * 4;
+    static_assert(QT % 128 == 0 && KT % 128 == 0 && RED % 128 == 0 && WQ % 32 == 0, "region alignment");
+    static_assert(16 * LDP * 2 <= WQ, "P fits the warp's Q rows");
+    static_assert(FF_THREADS == FB_THREADS, "load_rows_async strides by FB_THREADS");
+};
+
+/* Row reduction (max or sum) over a 16 x 16 tile whose values are spread
+ * over the lanes as an accumulator fragment's (v[e] at pos.at(e)): through
+ * the warp's exchange tile, as no layout is assumed; lanes 2 r and 2 r + 1
+ * get row r's result. */
+template <bool MAX> __device__ __forceinline__ float fwd2_row_reduce(float *red, const float v[8], FragPos pos) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int e = 0; e < 8; e++) red[pos.at(e)] = v[e];
+    __syncwarp();
+    const float4 a = reinterpret_cast<const float4 *>(red + 8 * lane)[0];
+    const float4 c = reinterpret_cast<const float4 *>(red + 8 * lane)[1];
+    float x;
+    if (MAX) {
+        x = fmaxf(fmaxf(fmaxf(a.x, a.y), fmaxf(a.z, a.w)), fmaxf(fmaxf(c.x, c.y), fmaxf(c.z, c.w)));
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    } else {
+        x = ((a.x + a.y) + (a.z + a.w)) + ((c.x + c.y) + (c.z + c.w));
+        x += __shfl_xor_sync(0xffffffffu, x, 1);
+    }
+    __syncwarp(); /* red is rewritten by the next exchange */
+    return x;
+}
+
+/* The reverse: row lane / 2's pair of values (from its lane pair) to each element, out[e] for pos.at(e)'s row. */
+__device__ __forceinline__ void fwd2_row_bcast(float2 *st, float2 v, FragPos pos, float2 out[8]) {
+    const int lane = threadIdx.x & 31;
+    if (!(lane & 1)) st[lane >> 1] = v;
+    __syncwarp();
+#pragma unroll
+    for (int e = 0; e < 8; e++) out[e] = st[pos.at(e) >> 4];
+    __syncwarp();
+}
+
+/* One key tile for the warp's 16 queries: S = Q K^T (4 fragments of 16 x 16)
+ * in registers, masked where key > query when the tile crosses the diagonal
+ * (kq = first key - first query), the row max exchanged, P = exp2(S - m)
+ * stored as bf16 for O += P V; O and the per-element partial row sums l are
+ * rescaled by exp2(m_old - m_new). m_row: the running max of row lane / 2. */
+template <int HD>
+__device__ __forceinline__ void fwd2_tile(FragC (&o)[HD / 16], float (&l)[8], float &m_row, const FragA (&qf)[HD / 16],
+                                          const bf16 *Ks, const bf16 *Vs, bf16 *Pw, float *red, int kq, bool masked,
+                                          FragPos pos, float scale_log2) {
+    typedef Ff2Layout<HD> L;
+    FragC s[FF_KEYS / 16];
+#pragma unroll
+    for (int j = 0; j < FF_KEYS / 16; j++) wmma::fill_fragment(s[j], 0.f);
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+        for (int j = 0; j < FF_KEYS / 16; j++) {
+            FragBT kf;
+            wmma::load_matrix_sync(kf, Ks + j * 16 * L::LDT + kk * 16, L::LDT);
+            wmma::mma_sync(s[j], qf[kk], kf, s[j]);
+        }
+    }
+    float pm[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const int r = pos.at(e) >> 4, c = pos.at(e) & 15;
+        pm[e] = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < FF_KEYS / 16; j++) {
+            float x = s[j].x[e] * scale_log2;
+            if (masked && kq + j * 16 + c > r) x = -INFINITY;
+            s[j].x[e] = x;
+            pm[e] = fmaxf(pm[e], x);
+        }
+    }
+    /* every processed tile has a key at or before each of the warp's queries: m_new is finite */
+    const float m_new = fmaxf(m_row, fwd2_row_reduce<true>(red, pm, pos));
+    float2 st[8];
+    fwd2_row_bcast((float2 *)(red + 256), float2{m_new, exp2f(m_row - m_new)}, pos, st);
+    m_row = m_new;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const int r = pos.at(e) >> 4, c = pos.at(e) & 15;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < FF_KEYS / 16; j++) {
+            const float p = exp2f(s[j].x[e] - st[e].x);
+            sum += p;
+            Pw[r * L::LDP + j * 16 + c] = __float2bfloat16(p);
+        }
+        l[e] = l[e] * st[e].y + sum;
+#pragma unroll
+        for (int j = 0; j < HD / 16; j++) o[j].x[e] *= st[e].y;
+    }
+    __syncwarp();
+    FragA pf[FF_KEYS / 16];
+#pragma unroll
+    for (int kk = 0; kk < FF_KEYS / 16; kk++) wmma::load_matrix_sync(pf[kk], Pw + kk * 16, L::LDP);
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+#pragma unroll
+        for (int kk = 0; kk < FF_KEYS / 16; kk++) {
+            FragB vf;
+            wmma::load_matrix_sync(vf, Vs + kk * 16 * L::LDT + j * 16, L::LDT);
+            wmma::mma_sync(o[j], pf[kk], vf, o[j]);
+        }
+    }
+    __syncwarp(); /* P is rewritten by the next tile */
+}
+
+/* The warp's rows: lse (natural log) and O / l, staged as bf16 in its Q rows
+ * (St) and written 16 bytes a lane. qw: the warp's first query. */
+template <int HD>
+__device__ __forceinline__ void fwd2_store(FragC (&o)[HD / 16], const float (&l)[8], float m_row, bf16 *St, float *red,
+                                           FragPos pos, bf16 *out_rows, int ldo, float *lse_rows, int qw, int seq) {
+    typedef Ff2Layout<HD> L;
+    const int lane = threadIdx.x & 31;
+    const float l_row = fwd2_row_reduce<false>(red, l, pos);
+    if (!(lane & 1) && qw + (lane >> 1) < seq) lse_rows[qw + (lane >> 1)] = (m_row + log2f(l_row)) * LN2_F;
+    float2 st[8];
+    fwd2_row_bcast((float2 *)(red + 256), float2{1.f / l_row, 0.f}, pos, st);
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            St[(pos.at(e) >> 4) * L::LDT + j * 16 + (pos.at(e) & 15)] = __float2bfloat16(o[j].x[e] * st[e].x);
+    }
+    __syncwarp();
+    constexpr int CPR = HD / 8;
+    for (int c = lane; c < 16 * CPR; c += 32) {
+        const int r = c / CPR, col = (c % CPR) * 8;
+        if (qw + r < seq)
+            *reinterpret_cast<uint4 *>(out_rows + (size_t)(qw + r) * ldo + col) =
+                *reinterpret_cast<const uint4 *>(St + r * L::LDT + col);
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(FF_THREADS, HD == 64 ? 2 : 1)
+    flash_fwd2_kernel(bf16 *__restrict__ out, float *__restrict__ lse, const bf16 *__restrict__ qkv, int seq, int H,
+                      int KV, float scale_log2) {
+    typedef Ff2Layout<HD> L;
+    DYN_SMEM(smem);
+    const int warp = threadIdx.x >> 5;
+    const int h = blockIdx.x % H, b = blockIdx.x / H;
+    const int qb = (int)(gridDim.y - 1 - blockIdx.y); /* grid order: every head's last query block (the longest) first */
+    const int g = h / (H / KV), R = (H + 2 * KV) * HD;
+    const bf16 *base = qkv + (size_t)b * seq * R;
+    const int q0 = qb * FF_QUERIES, qw = q0 + warp * 16;
+    const int last = q0 + FF_QUERIES - 1 < seq - 1 ? q0 + FF_QUERIES - 1 : seq - 1;
+    const int n_kt = last / FF_KEYS + 1;     /* key tiles of the CTA */
+    const int n_kw = (qw + 15) / FF_KEYS + 1; /* of this warp (the rest are masked for all its queries) */
+    bf16 *Kbuf = (bf16 *)(smem + L::K), *Vbuf = (bf16 *)(smem + L::V);
+    bf16 *Wq = (bf16 *)(smem + L::Q + warp * L::WQ);
+    float *red = (float *)(smem + L::RD + warp * L::RED);
+
+    float *pos_s = (float *)(smem + L::POS);
+    for (int i = threadIdx.x; i < 256; i += FF_THREADS) pos_s[i] = (float)i;
+    load_rows_async<HD, FF_QUERIES>((bf16 *)(smem + L::Q), base + (size_t)h * HD, R, q0, seq);
+    load_rows_async<HD, FF_KEYS>(Kbuf, base + (size_t)(H + g) * HD, R, 0, seq);
+    load_rows_async<HD, FF_KEYS>(Vbuf, base + (size_t)(H + KV + g) * HD, R, 0, seq);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+    __syncthreads();
+    const FragPos pos = frag_pos(pos_s);
+    FragA qf[HD / 16];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) wmma::load_matrix_sync(qf[kk], Wq + kk * 16, L::LDT);
+    __syncwarp(); /* the warp's Q rows now hold P */
+
+    FragC o[HD / 16];
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) wmma::fill_fragment(o[j], 0.f);
+    float l[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, m_row = -INFINITY;
+    for (int kt = 0, buf = 0; kt < n_kt; kt++, buf ^= 1) {
+        const int k0 = kt * FF_KEYS;
+        __pipeline_wait_prior(0);
+        __syncthreads(); /* this tile is in; everyone is done with the other buffer */
+        if (kt + 1 < n_kt) {
+            load_rows_async<HD, FF_KEYS>(Kbuf + (buf ^ 1) * FF_KEYS * L::LDT, base + (size_t)(H + g) * HD, R,
+                                         k0 + FF_KEYS, seq);
+            load_rows_async<HD, FF_KEYS>(Vbuf + (buf ^ 1) * FF_KEYS * L::LDT, base + (size_t)(H + KV + g) * HD, R,
+                                         k0 + FF_KEYS, seq);
+            __pipeline_commit();
+        }
+        if (kt < n_kw && qw < seq)
+            fwd2_tile<HD>(o, l, m_row, qf, Kbuf + buf * FF_KEYS * L::LDT, Vbuf + buf * FF_KEYS * L::LDT, Wq, red,
+                          k0 - qw, k0 + FF_KEYS - 1 > qw, pos, scale_log2);
+    }
+    if (qw < seq)
+        fwd2_store<HD>(o, l, m_row, Wq, red, pos, out + (size_t)b * seq * H * HD + (size_t)h * HD, H * HD,
+                       lse + ((size_t)b * H + h) * seq, qw, seq);
+}
+
 /* Raises a kernel's dynamic shared memory limit (above 48 KB needs it). */
 template <class F> static int smem_limit(F *kernel, size_t bytes, const char *what) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
@@ -835,6 +1083,7 @@ template <int HD> static int flash_prepare(void) {
     static int done = 0;
     if (!done) {
         if (smem_limit(flash_fwd_kernel<HD>, FaLayout<HD>::F_BYTES, "forward") ||
+            smem_limit(flash_fwd2_kernel<HD>, Ff2Layout<HD>::BYTES, "forward v2") ||
             smem_limit(flash_bwd_kernel<HD>, FaLayout<HD>::B_BYTES, "backward") ||
             smem_limit(flash_bwd2_kernel<HD>, Fb2Layout<HD>::BYTES, "backward v2"))
             return -1;
@@ -851,6 +1100,16 @@ static void flash_forward(bf16 *out, float *lse, const bf16 *qkv, int batch, int
     LAUNCH(flash_fwd_kernel<HD>, grid, FA_THREADS, FaLayout<HD>::F_BYTES, gpu_stream_(), out, lse, qkv, seq, H, KV,
                                                                                      scale_log2);
     gpu_after_launch("gpu_attention_forward(flash)");
+}
+
+template <int HD>
+static void flash_forward2(bf16 *out, float *lse, const bf16 *qkv, int batch, int seq, int H, int KV) {
+    if (flash_prepare<HD>()) return;
+    dim3 grid((unsigned)(H * batch), (unsigned)((seq + FF_QUERIES - 1) / FF_QUERIES));
+    float scale_log2 = (float)(1.0 / sqrt((double)HD)) * LOG2E_F;
+    LAUNCH(flash_fwd2_kernel<HD>, grid, FF_THREADS, Ff2Layout<HD>::BYTES, gpu_stream_(), out, lse, qkv, seq, H, KV,
+           scale_log2);
+    gpu_after_launch("gpu_attention_forward(flash v2)");
 }
 
 static void dsum(float *D, const bf16 *dout, const bf16 *out, int batch, int seq, int H, int hd) {
@@ -1068,8 +1327,10 @@ void gpu_attention_forward(gpu_bf16 *out, float *lse, const gpu_bf16 *qkv, int b
     bf16 *o = (bf16 *)out;
     const bf16 *x = (const bf16 *)qkv;
     if (g_att_impl == GPU_ATT_FLASH && al16(out) && al16(qkv)) {
-        if (head_dim == 64) return flash_forward<64>(o, lse, x, batch, seq, heads, kv_heads);
-        if (head_dim == 128) return flash_forward<128>(o, lse, x, batch, seq, heads, kv_heads);
+        if (head_dim == 64)
+            return (g_att_fwd_v2 ? flash_forward2<64> : flash_forward<64>)(o, lse, x, batch, seq, heads, kv_heads);
+        if (head_dim == 128)
+            return (g_att_fwd_v2 ? flash_forward2<128> : flash_forward<128>)(o, lse, x, batch, seq, heads, kv_heads);
     }
     gemm_forward(o, lse, x, batch, seq, heads, kv_heads, head_dim);
 }

@@ -79,12 +79,14 @@ rc=$?
 say "gpu_check exit status $rc; results in $dest/gpu.json, log in $log"
 set +o pipefail
 
-# Another attention backward (PRESIGHT_COMPARE_ATT_BWD=v2): its checks and block speed beside the default's.
-if [ -n "${PRESIGHT_COMPARE_ATT_BWD:-}" ] && [ $rc -ne 77 ]; then
-  say "== bin/gpu_check --sections attention,blocks with PRESIGHT_GPU_ATT_BWD=$PRESIGHT_COMPARE_ATT_BWD"
-  PRESIGHT_GPU_ATT_BWD=$PRESIGHT_COMPARE_ATT_BWD timeout 120 "$B/bin/gpu_check" --sections attention,blocks \
-    --json "$dest/gpu_att_$PRESIGHT_COMPARE_ATT_BWD.json" 2>&1 | tail -n 40 | tee -a "$log"
-fi
+# Variants (PRESIGHT_COMPARE="PRESIGHT_GPU_ATT_FWD=v1 ..."): the attention checks and the
+# block speed again with each setting, beside the default's.
+for setting in ${PRESIGHT_COMPARE:-}; do
+  [ $rc -eq 77 ] && break
+  say "== bin/gpu_check --sections attention,blocks with $setting"
+  env "$setting" timeout 120 "$B/bin/gpu_check" --sections attention,blocks \
+    --json "$dest/gpu_$(echo "$setting" | tr -c 'A-Za-z0-9\n' _).json" 2>&1 | tail -n 24 | tee -a "$log"
+done
 # presight train itself on this GPU (train.sh): GPU against CPU, the 1B config's speed and memory.
 if [ "${PRESIGHT_SKIP_TRAIN:-0}" != 1 ] && [ $rc -ne 77 ]; then
   timeout "${GPU_TRAIN_WALL:-420}" bash "$B/train.sh" 2>&1 | tee -a "$log"

@@ -38,24 +38,30 @@ for g in gpu-ddp gpu-fsdp; do
   say "$g final.json: $(cat "$tmp/$g/final.json")"
 done
 
-say "== 1B (config/gpu-1b.cfg), seq 2048, micro_batch 4, 8 timed steps"
+say "== config/gpu-1b.cfg (1B; @3b: config/model/3b.cfg's shape), seq 2048, micro_batch 4, 8 timed steps"
 head -c 6000000 /dev/urandom | base64 -w 0 >"$tmp/text.txt"
 peak=$(sed -n 's/.*"gemm_peak_tflops": \([0-9.]*\).*/\1/p' "$dest/gpu.json" 2>/dev/null | head -1)
-planned=$("$B/bin/presight" plan "$B/config/gpu-1b.cfg" --gpus-per-node 1 --global-batch 4 --micro-batch 4 \
-  --gpu-mem 141 2>&1 | sed -n 's/^gpu_allocator_bytes=\([0-9]*\),.*/\1/p')
-# Runs: strategy[:attention backward variant] (PRESIGHT_TRAIN_RUNS to choose).
+shape_3b="model.dim=3072 model.layers=28 model.heads=24 model.kv_heads=8 model.ffn_dim=8192"
+# Runs: strategy[:NAME=value, an environment setting][@3b] (PRESIGHT_TRAIN_RUNS to choose).
 for run in ${PRESIGHT_TRAIN_RUNS:-ddp fsdp}; do
-  strategy=${run%%:*} variant=""
-  [ "$run" != "$strategy" ] && variant=${run#*:}
-  out="$dest/train_1b_${strategy}${variant:+_$variant}.json"
-  PRESIGHT_GPU_ATT_BWD=${variant:-${PRESIGHT_GPU_ATT_BWD:-}} timeout 240 "$B/bin/train_bench" "$B/config/gpu-1b.cfg" \
-    data.path="$tmp/text.txt" parallel.strategy="\"$strategy\"" >"$out" 2>"$tmp/1b-$run.log" ||
-    { say "FAILED: 1B $run"; tail -5 "$tmp/1b-$run.log" | tee -a "$report"; continue; }
+  spec=${run%@*} shape=""
+  [ "$spec" != "$run" ] && shape=$shape_3b
+  strategy=${spec%%:*} setting=PRESIGHT_NOTHING=
+  [ "$spec" != "$strategy" ] && setting=${spec#*:}
+  out="$dest/train_$(echo "$run" | tr -c 'A-Za-z0-9\n' _).json"
+  # shellcheck disable=SC2086
+  planned=$("$B/bin/presight" plan "$B/config/gpu-1b.cfg" $shape --gpus-per-node 1 --global-batch 4 --micro-batch 4 \
+    --gpu-mem 141 2>&1 | sed -n 's/^gpu_allocator_bytes=\([0-9]*\),.*/\1/p')
+  # shellcheck disable=SC2086
+  env "$setting" timeout 240 "$B/bin/train_bench" "$B/config/gpu-1b.cfg" $shape \
+    data.path="$tmp/text.txt" parallel.strategy="\"$strategy\"" >"$out" 2>"$tmp/run.log" ||
+    { say "FAILED: $run"; tail -5 "$tmp/run.log" | tee -a "$report"; continue; }
   tps=$(field "$out" tokens_per_s) gf=$(field "$out" model_gflops) mem=$(field "$out" gpu_peak_bytes)
   used=$(field "$out" gpu_device_used_bytes) mallocs=$(field "$out" gpu_step_mallocs) best=$(field "$out" best_step_s)
+  params=$(field "$out" params)
   awk -v s="$run" -v tps="$tps" -v gf="$gf" -v peak="${peak:-0}" -v mem="$mem" -v plan="${planned:-0}" \
-    -v used="$used" -v m="$mallocs" -v best="$best" 'BEGIN {
-      printf "1B %-7s: %.0f tokens/s (best step %.3f s), %.1f TFLOP/s model FLOPs", s, tps, best, gf / 1000
+    -v used="$used" -v m="$mallocs" -v best="$best" -v params="$params" 'BEGIN {
+      printf "%s (%.2fB params): %.0f tokens/s (best step %.3f s), %.1f TFLOP/s model FLOPs", s, params / 1e9, tps, best, gf / 1000
       if (peak > 0) printf ", MFU %.1f%% of the measured GEMM peak %.0f", 100 * gf / 1000 / peak, peak
       printf "\n        allocator peak %.2f GB", mem / 1e9
       if (plan > 0) printf " vs presight plan %.2f GB (ratio %.3f)", plan / 1e9, mem / plan

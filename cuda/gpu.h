@@ -237,7 +237,9 @@ int gpu_attention_flash_supports(int head_dim);
 /* Bytes gpu_attention_backward takes from the allocator for one call (its
  * scratch, freed before it returns): core/plan.c counts the same.
  * Flash backward: v2 by default (one CTA per 128 keys and query head, GQA
- * group sums through an fp32 buffer); PRESIGHT_GPU_ATT_BWD=v1 selects v1. */
+ * group sums through an fp32 buffer); PRESIGHT_GPU_ATT_BWD=v1 selects v1.
+ * Flash forward: v2 by default (one CTA per 128 queries and head, S and O in
+ * accumulator fragments, no scratch); PRESIGHT_GPU_ATT_FWD=v1 selects v1. */
 size_t gpu_attention_backward_scratch(int batch, int seq, int heads, int kv_heads, int head_dim);
 
 /* ------------------------------------------------------------------ NCCL */
