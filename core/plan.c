@@ -101,9 +101,9 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
  *  - Gathered units in bf16: the unit in use and the next one, prefetched
  *    (2 bytes per parameter, each counted at the largest unit).
  *  - Gradients: the unit in backward is written into a fp32 full-unit
- *    buffer, reduce-scattered into a fp32 slice (then added into the
- *    gradient slice) while the next unit computes: two full-unit fp32
- *    buffers + one slice.
+ *    buffer and reduce-scattered into the gradient slice while the next unit
+ *    computes (with gradient accumulation into a slice of its own, then
+ *    added): two full-unit fp32 buffers (+ one slice).
  *  - Activations in bf16 for the micro-batch, with a fused (flash) attention
  *    that keeps no seq x seq probabilities, only a fp32 log-sum-exp per head
  *    and token. Per layer and token a block saves its input x, the normed
@@ -198,7 +198,8 @@ static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, pla
     g->gathered = 2 * 2.0 * largest;
     g->act_full = plan_gpu_activation_bytes(L, m, o->seq, 0);
     g->act_ckpt = plan_gpu_activation_bytes(L, m, o->seq, 1);
-    g->grad_units = 2 * 4.0 * largest + 4.0 * largest / S;
+    /* With accumulation the reduce-scatter lands in a slice of its own, then is added. */
+    g->grad_units = 2 * 4.0 * largest + (g->per_gpu_batch / m > 1 ? 4.0 * largest / S : 0);
     double n = (double)m * o->seq;
     g->logits = 2.0 * n * L->cfg.vocab + 8.0 * n;
     g->attention = gpu_attention_scratch(L, m, o->seq);

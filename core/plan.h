@@ -81,7 +81,7 @@ typedef struct plan_gpu {
     /* activations of one micro-batch, bf16, with their backward scratch */
     double act_full, act_ckpt;
     /* buffers */
-    double grad_units;   /* fp32 gradient of the unit in backward and of the one in its reduce-scatter, + its output slice */
+    double grad_units;   /* fp32 gradient of the unit in backward and of the one in its reduce-scatter (+ a receive slice with accumulation) */
     double logits;       /* bf16 logits (dlogits in place) + the cross-entropy's 8 bytes per row */
     double attention;    /* the flash attention backward's fp32 scratch (dQ, row sums) */
     double workspace;    /* cuBLASLt */

@@ -185,12 +185,14 @@ static int build_state(trainer *t, ps_error *err) {
     return 0;
 }
 
-int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err) {
+/* trainer_init on a backend already chosen (gpu NULL: the CPU). */
+static int trainer_init_on(trainer *t, const run_config *cfg, comm *c, const gpu_engine_api *gpu, ps_error *err) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
     t->comm = c;
+    t->gpu = gpu;
     const train_config *tc = &cfg->train;
-    if (select_backend(cfg, c, &t->gpu, err) || blas_init(err)) return -1;
+    if (blas_init(err)) return -1;
     if (dataset_open(&t->data, cfg, err)) return -1;
     if (t->data->vocab_size > cfg->model.vocab) {
         ps_fail(err, "model.vocab = %d is smaller than the data's vocabulary (%d ids, %s)", cfg->model.vocab,
@@ -212,6 +214,12 @@ int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err) {
     }
     t->total_steps = derive_total_steps(cfg, comm_size(c));
     return 0;
+}
+
+int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err) {
+    const gpu_engine_api *gpu;
+    memset(t, 0, sizeof *t);
+    return select_backend(cfg, c, &gpu, err) ? -1 : trainer_init_on(t, cfg, c, gpu, err);
 }
 
 void trainer_free(trainer *t) {
@@ -620,7 +628,9 @@ static int train_steps(run_state *r, train_step_stats *s, int *preempted, ps_err
 int train_run(const run_config *cfg, comm *c, ps_error *err) {
     int root = comm_rank(c) == 0, complete = 0;
     catch_stop_signals();
-    if (prepare_run_dir(cfg, c, &complete, err)) return -1;
+    const gpu_engine_api *gpu;
+    /* The backend first: a run that cannot start leaves no run directory behind. */
+    if (select_backend(cfg, c, &gpu, err) || prepare_run_dir(cfg, c, &complete, err)) return -1;
     if (complete) {
         if (root) printf("run.dir '%s' holds a complete run (final.json); nothing to do\n", cfg->run_dir);
         return 0;
@@ -628,7 +638,7 @@ int train_run(const run_config *cfg, comm *c, ps_error *err) {
     run_state r;
     memset(&r, 0, sizeof r);
     snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/checkpoints", cfg->run_dir);
-    if (trainer_init(&r.t, cfg, c, err)) return -1;
+    if (trainer_init_on(&r.t, cfg, c, gpu, err)) return -1;
     int rc = -1, preempted = 0;
     char path[CONFIG_STR_MAX + 32];
     r.config_text = config_text(cfg);

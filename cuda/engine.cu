@@ -90,14 +90,20 @@ int efail(gpu_engine *e, const char *fmt, ...) {
     return -1;
 }
 
-/* Collects the first failure: the engine's own, or an op's recorded error. */
+/* Collects the first failure: the engine's own, or an op's recorded error.
+ * Running out of memory is the usual one: say what to change. */
 int check(gpu_engine *e, ps_error *err) {
     if (!e->failed) {
         ps_error op;
         if (gpu_error(&op)) efail(e, "%s", op.msg);
     }
     if (!e->failed) return 0;
-    return ps_fail(err, "GPU: %s", e->err.msg);
+    int oom = strstr(e->err.msg, "out of GPU memory") || strstr(e->err.msg, "cudaMalloc failed");
+    return ps_fail(err, "GPU: %s%s", e->err.msg,
+                   oom ? ". `presight plan CONFIG` shows the memory per GPU by part: lower train.micro_batch "
+                         "(raise train.grad_accum to keep the batch), set parallel.recompute_blocks = true, or "
+                         "shard over more GPUs (parallel.strategy = \"fsdp\")"
+                       : "");
 }
 
 template <class T> T *dev_alloc(gpu_engine *e, size_t count, const char *what) {
@@ -156,6 +162,11 @@ void wait_gather(Unit &u) {
     u.gathering = false;
 }
 
+/* Whether a reduce-scatter can write the gradient slice itself: when it is
+ * the step's only one for the unit (zero1; fsdp without accumulation), the
+ * slice, zero before, simply receives it: no receive buffer, no addition. */
+bool scatter_into_slice(const gpu_engine *e) { return e->kind == STRATEGY_ZERO1 || e->s.grad_accum == 1; }
+
 /* The reduction of unit u's gradient has been consumed: free what it used. */
 void finish_reduction(gpu_engine *e, int ui) {
     Unit &u = e->units[ui];
@@ -163,7 +174,7 @@ void finish_reduction(gpu_engine *e, int ui) {
     compute_after(u.reduced);
     u.reducing = false;
     if (e->kind == STRATEGY_DDP) return; /* all-reduced in place: g is gslice */
-    add_f32(u.gslice, u.recv, u.len);
+    if (u.recv) add_f32(u.gslice, u.recv, u.len);
     gpu_free(u.recv);
     u.recv = NULL;
     if (e->kind == STRATEGY_FSDP) {
@@ -188,12 +199,14 @@ int reduce_gradient(gpu_engine *e, int ui, int last_micro_batch) {
         if (gpu_all_reduce(e->comm, u.g, u.g, u.size, GPU_F32, &why)) return efail(e, "%s", why.msg);
     } else {
         if (e->kind == STRATEGY_FSDP) finish_reductions(e); /* one in flight */
-        if (!(u.recv = dev_alloc<float>(e, u.len, "a reduce-scatter slice"))) return -1;
+        float *out = u.gslice;
+        if (!scatter_into_slice(e) && !(out = u.recv = dev_alloc<float>(e, u.len, "a reduce-scatter slice")))
+            return -1;
         side_after_compute(e);
         if (e->comm) {
-            if (gpu_reduce_scatter(e->comm, u.g, u.recv, u.len, GPU_F32, &why)) return efail(e, "%s", why.msg);
+            if (gpu_reduce_scatter(e->comm, u.g, out, u.len, GPU_F32, &why)) return efail(e, "%s", why.msg);
         } else {
-            cudaMemcpyAsync(u.recv, u.g, u.len * sizeof(float), cudaMemcpyDeviceToDevice, e->side);
+            cudaMemcpyAsync(out, u.g, u.len * sizeof(float), cudaMemcpyDeviceToDevice, e->side);
         }
     }
     cudaEventRecord(u.reduced, e->side);
@@ -445,8 +458,7 @@ gpu_engine *api_create(const gpu_engine_setup *s, ps_error *err) {
     for (int u = 0; !rc && u < e->n_units; u++) rc = alloc_unit(e, u);
     if (!rc) rc = alloc_activations(e);
     if (!rc) rc = alloc_rope(e, c, err);
-    if (!rc) rc = check(e, err);
-    else if (e->failed) ps_fail(err, "GPU: %s", e->err.msg);
+    if (!rc || e->failed) rc = check(e, err);
     if (rc) {
         api_destroy(e);
         return NULL;

@@ -12,7 +12,8 @@
 #  - the allocator's peak equals `presight plan`'s GPU figure (within 2%);
 #  - a warm step does no cudaMalloc;
 #  - no GPU: run.backend = cuda stops with the reason, auto trains on the CPU;
-#    2 ranks without NCCL stop with the reason.
+#    2 ranks without NCCL stop with the reason; running out of GPU memory
+#    names the buffer and what to change.
 # Tolerances: bf16 activations and weights against fp32: losses within 1e-2
 # relative per step (measured about 3e-4), gradient norms within 5e-2.
 set -euo pipefail
@@ -129,7 +130,7 @@ for shape in "train.micro_batch=8 train.seq_len=128" \
     fail "measured GPU peak differs from the plan by more than 2%"
 done
 
-echo "Without a GPU:"
+echo "Failures (no GPU, no NCCL, out of GPU memory):"
 out=$(EMU_NO_GPU=1 PRESIGHT_CUDA_ENGINE=$engine $bin train config/tiny.cfg run.dir="$tmp/none" run.backend='"cuda"' 2>&1) &&
   fail "run.backend = cuda without a GPU did not fail: $out"
 echo "$out" | grep -q 'run.backend = "cuda": no usable GPU (cudaGetDeviceCount: error 35' ||
@@ -144,4 +145,11 @@ out=$(EMU_NO_NCCL=1 PRESIGHT_CUDA_ENGINE=$engine mpirun -np 2 -x EMU_NO_NCCL -x 
   config/tiny.cfg run.dir="$tmp/two" run.backend='"cuda"' 2>&1) && fail "2 GPU ranks without NCCL did not fail: $out"
 echo "$out" | grep -q "2 GPU ranks need NCCL" || fail "unclear message for 2 ranks without NCCL: $out"
 echo "  2 ranks: $(echo "$out" | grep -m1 'need NCCL')"
+out=$(EMU_MEM_LIMIT=40000000 PRESIGHT_CUDA_ENGINE=$engine $bin train config/tiny.cfg run.dir="$tmp/oom" \
+  run.backend='"cuda"' model.vocab=65536 train.micro_batch=8 train.seq_len=128 2>&1) &&
+  fail "a model too large for the (emulated) GPU memory did not fail: $out"
+echo "$out" | grep -q 'out of GPU memory for logits.*lower train.micro_batch' || fail "unclear out-of-memory message: $out"
+[ ! -e "$tmp/oom/final.json" ] || fail "a failed run wrote final.json"
+echo "  out of memory: $(echo "$out" | grep -o 'out of GPU memory for logits ([0-9]* bytes)')... what to change"
+
 echo "ok"
