@@ -40,8 +40,7 @@ static int64_t derive_total_steps(const run_config *cfg, int world) {
 /* Whether a CUDA device is usable, asked of the CUDA runtime through dlopen
  * so that a CPU run under run.backend = "auto" does not map the engine and
  * its CUDA libraries (cuBLASLt alone adds about 150 MB of resident memory to
- * every rank): 1 yes, 0 no (why says so), -1 no CUDA runtime library to ask
- * (the engine, which carries its own, decides). */
+ * every rank): 1 yes, 0 no (why says so), -1 no CUDA runtime library to ask. */
 static int cuda_device_present(char *why, size_t size) {
     void *rt = dlopen("libcudart.so.13", RTLD_NOW | RTLD_LOCAL);
     if (!rt) rt = dlopen("libcudart.so", RTLD_NOW | RTLD_LOCAL);
@@ -97,7 +96,10 @@ static int select_backend(const run_config *cfg, comm *c, const gpu_engine_api *
     char why[1536] = "";
     const gpu_engine_api *api = NULL;
     const char *forced = getenv("PRESIGHT_CUDA_ENGINE");
-    int ask_engine = (forced && *forced) || strcmp(cfg->backend, "cuda") == 0 || cuda_device_present(why, sizeof why);
+    /* "auto" maps the engine (and cuBLASLt) only when the CUDA runtime saw a GPU. */
+    int probe = (forced && *forced) || strcmp(cfg->backend, "cuda") == 0 ? 1 : cuda_device_present(why, sizeof why);
+    if (probe < 0) snprintf(why, sizeof why, "no CUDA runtime library (libcudart) to ask for a GPU");
+    int ask_engine = probe > 0;
     if (ask_engine) {
         api = load_gpu_engine(why, sizeof why);
         if (api && !api->available(why, sizeof why)) api = NULL;
@@ -625,6 +627,18 @@ static int train_steps(run_state *r, train_step_stats *s, int *preempted, ps_err
     return 0;
 }
 
+/* A GPU job with several ranks cannot return from a failure on one rank: the
+ * others may wait for it inside an NCCL collective (or its set-up) that never
+ * completes, and freeing this rank's GPU state would wait on the same. Say
+ * why, then end every rank. */
+static void abort_gpu_job(comm *c, const ps_error *err) {
+    fprintf(stderr, "presight train (rank %d): %s\n", comm_rank(c), err->msg);
+    fprintf(stderr, "presight train (rank %d): stopping every rank of the job (the others may be waiting for this "
+                    "one on the GPU)\n", comm_rank(c));
+    fflush(stderr);
+    comm_abort(c, 1);
+}
+
 int train_run(const run_config *cfg, comm *c, ps_error *err) {
     int root = comm_rank(c) == 0, complete = 0;
     catch_stop_signals();
@@ -638,7 +652,10 @@ int train_run(const run_config *cfg, comm *c, ps_error *err) {
     run_state r;
     memset(&r, 0, sizeof r);
     snprintf(r.ckpt_dir, sizeof r.ckpt_dir, "%s/checkpoints", cfg->run_dir);
-    if (trainer_init_on(&r.t, cfg, c, gpu, err)) return -1;
+    if (trainer_init_on(&r.t, cfg, c, gpu, err)) {
+        if (gpu && comm_size(c) > 1) abort_gpu_job(c, err);
+        return -1;
+    }
     int rc = -1, preempted = 0;
     char path[CONFIG_STR_MAX + 32];
     r.config_text = config_text(cfg);
@@ -673,6 +690,7 @@ int train_run(const run_config *cfg, comm *c, ps_error *err) {
     if (s.loss == 0) s.loss = logged_loss(cfg->run_dir, r.t.step); /* resumed after the last step */
     rc = write_final(&r, &s, err);
 done:
+    if (rc < 0 && gpu && comm_size(c) > 1) abort_gpu_job(c, err);
     if (r.metrics) fclose(r.metrics);
     free(r.config_text);
     trainer_free(&r.t);

@@ -282,6 +282,8 @@ int backward(gpu_engine *e, int k, const int *tokens, const int *targets, float 
     int valid = e->valid[k];
     gpu_cross_entropy(e->logits, targets, d.n, d.V, -1, valid ? loss_scale / valid : 0.f, e->loss + k,
                       e->n_valid + k);
+    /* No counted target: no gradient (grad_scale 0 leaves the logits in place). */
+    if (!valid) gpu_zero(e->logits, (size_t)d.n * d.V * sizeof(gpu_bf16));
 
     if (acquire(e, last, 1) || (e->tied && acquire(e, 0, 1))) return -1;
     float *g_norm = top.g, *g_head = e->tied ? e->units[0].g : top.g + d.D;

@@ -19,6 +19,9 @@ int comm_world(comm **out, int *argc, char ***argv, ps_error *err);
 void comm_free(comm *c);
 /* Finalises MPI (once, at the end of main). */
 void comm_shutdown(void);
+/* Ends every rank of the job now (MPI_Abort): for a failure the other ranks
+ * cannot learn of, because they wait for this one inside a GPU collective. */
+void comm_abort(comm *c, int code) __attribute__((noreturn));
 
 int comm_rank(const comm *c);
 int comm_size(const comm *c);

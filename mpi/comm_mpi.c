@@ -66,6 +66,11 @@ void comm_shutdown(void) {
     if (ready && !done) MPI_Finalize();
 }
 
+void comm_abort(comm *c, int code) {
+    MPI_Abort(c ? c->mpi : MPI_COMM_WORLD, code);
+    exit(code); /* MPI_Abort does not return; this keeps the compiler sure of it */
+}
+
 int comm_rank(const comm *c) { return c->rank; }
 int comm_size(const comm *c) { return c->size; }
 double comm_bytes(const comm *c) { return c->bytes; }

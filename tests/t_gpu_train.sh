@@ -68,7 +68,9 @@ train_np() { # dir np backend [key=value ...]: global batch 12 sequences
 i=0
 for run in '2 parallel.strategy="ddp"' '2 parallel.strategy="zero1"' '2 parallel.strategy="fsdp"' \
   '3 parallel.strategy="fsdp" model.tied_head=true train.grad_accum=2' '3 parallel.strategy="zero1"' \
-  '4 parallel.strategy="fsdp" parallel.shard_group=2'; do
+  '4 parallel.strategy="fsdp" parallel.shard_group=2' \
+  '4 parallel.strategy="zero1" parallel.shard_group=2 train.grad_accum=2' \
+  '2 parallel.strategy="fsdp" parallel.reshard_after_forward=false model.tied_head=true train.grad_accum=2'; do
   i=$((i + 1))
   eval "set -- $run"
   np=$1
@@ -150,6 +152,17 @@ out=$(EMU_MEM_LIMIT=40000000 PRESIGHT_CUDA_ENGINE=$engine $bin train config/tiny
   fail "a model too large for the (emulated) GPU memory did not fail: $out"
 echo "$out" | grep -q 'out of GPU memory for logits.*lower train.micro_batch' || fail "unclear out-of-memory message: $out"
 [ ! -e "$tmp/oom/final.json" ] || fail "a failed run wrote final.json"
+# One rank of two runs out of memory: the job must end (MPI_Abort), not hang
+# with the other rank waiting in a collective.
+printf '#!/bin/sh\n[ "$OMPI_COMM_WORLD_RANK" = 1 ] && export EMU_MEM_LIMIT=40000000\nexec "$@"\n' >"$tmp/rank1-small.sh"
+chmod +x "$tmp/rank1-small.sh"
+start=$(date +%s)
+out=$(PRESIGHT_CUDA_ENGINE=$engine timeout 120 mpirun -np 2 -x PRESIGHT_CUDA_ENGINE "$tmp/rank1-small.sh" $bin train \
+  config/tiny.cfg run.dir="$tmp/oom2" run.backend='"cuda"' model.vocab=65536 train.micro_batch=8 \
+  train.seq_len=128 2>&1) && fail "one rank out of GPU memory did not fail the job: $out"
+[ $(($(date +%s) - start)) -lt 110 ] || fail "one rank out of GPU memory: the job hung until the timeout"
+echo "$out" | grep -q 'rank 1.*out of GPU memory' || fail "rank 1's out-of-memory message is missing: $out"
+echo "  one rank of two out of memory: the job ended in $(($(date +%s) - start)) s with rank 1's reason"
 echo "  out of memory: $(echo "$out" | grep -o 'out of GPU memory for logits ([0-9]* bytes)')... what to change"
 
 echo "ok"
