@@ -190,6 +190,24 @@ typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragB;
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBT;
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
 
+/* Stages a warp's dK (scaled, which == 0) or dV (which == 1) for its 16 keys
+ * as fp32 rows in St (row stride ldo), for the lanes to convert and store. */
+template <int HD>
+__device__ __forceinline__ void stage_dkdv(FragC (&dk)[HD / 16], FragC (&dv)[HD / 16], int which, float *St, int ldo,
+                                           float scale) {
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+        if (which == 0) {
+#pragma unroll
+            for (int e = 0; e < dk[j].num_elements; e++) dk[j].x[e] *= scale;
+            wmma::store_matrix_sync(St + j * 16, dk[j], ldo, wmma::mem_row_major);
+        } else {
+            wmma::store_matrix_sync(St + j * 16, dv[j], ldo, wmma::mem_row_major);
+        }
+    }
+    __syncwarp();
+}
+
 /* -------------------------------------------------------- flash forward */
 
 template <int HD>
@@ -506,17 +524,7 @@ __global__ void __launch_bounds__(FA_THREADS)
     bf16 *drow_base = dqkv + ((size_t)b * seq + kj) * R;
 #pragma unroll
     for (int which = 0; which < 2; which++) {
-#pragma unroll
-        for (int j = 0; j < HD / 16; j++) {
-            if (which == 0) {
-#pragma unroll
-                for (int e = 0; e < dk[j].num_elements; e++) dk[j].x[e] *= scale;
-                wmma::store_matrix_sync(Sw + j * 16, dk[j], L::LDO, wmma::mem_row_major);
-            } else {
-                wmma::store_matrix_sync(Sw + j * 16, dv[j], L::LDO, wmma::mem_row_major);
-            }
-        }
-        __syncwarp();
+        stage_dkdv<HD>(dk, dv, which, Sw, L::LDO, scale);
         if (kj < seq) {
             bf16 *dst = drow_base + (size_t)(which == 0 ? H + g : H + KV + g) * HD + half * (HD / 2);
             const float *src = Sw + r * L::LDO + half * (HD / 2);
@@ -756,17 +764,7 @@ __device__ __forceinline__ void bwd2_store_dkdv(FragC (&dk)[HD / 16], FragC (&dv
     float *St = (float *)(smem + L::Q) + warp * 16 * L::LDO;
 #pragma unroll
     for (int which = 0; which < 2; which++) {
-#pragma unroll
-        for (int j = 0; j < HD / 16; j++) {
-            if (which == 0) {
-#pragma unroll
-                for (int e = 0; e < dk[j].num_elements; e++) dk[j].x[e] *= scale;
-                wmma::store_matrix_sync(St + j * 16, dk[j], L::LDO, wmma::mem_row_major);
-            } else {
-                wmma::store_matrix_sync(St + j * 16, dv[j], L::LDO, wmma::mem_row_major);
-            }
-        }
-        __syncwarp();
+        stage_dkdv<HD>(dk, dv, which, St, L::LDO, scale);
         if (kj < seq) {
             const float *src = St + r * L::LDO + half * (HD / 2);
             if (group == 1) {
