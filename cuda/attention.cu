@@ -343,6 +343,28 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(bf16 *__restrict_
 
 /* ------------------------------------------------------- flash backward */
 
+/* v1 backward: Sw (16 x 64, fp32, row stride LDS) = A_w B^T over the head
+ * dim, A_w a warp's 16 rows of one tile, B a 64-row tile (both stride LDT). */
+template <int HD>
+__device__ __forceinline__ void warp_rows_by_tile_t(float *Sw, const bf16 *Aw, const bf16 *B) {
+    typedef FaLayout<HD> L;
+#pragma unroll
+    for (int j = 0; j < FA_TILE / 16; j++) {
+        FragC sf;
+        wmma::fill_fragment(sf, 0.f);
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            FragA af;
+            FragBT bf;
+            wmma::load_matrix_sync(af, Aw + kk * 16, L::LDT);
+            wmma::load_matrix_sync(bf, B + j * 16 * L::LDT + kk * 16, L::LDT);
+            wmma::mma_sync(sf, af, bf, sf);
+        }
+        wmma::store_matrix_sync(Sw + j * 16, sf, L::LDS, wmma::mem_row_major);
+    }
+    __syncwarp();
+}
+
 /* D[b, h, t] = sum_c dout[b*seq + t, h*hd + c] * out[...] (one warp per row and head). */
 __global__ void attn_dsum_kernel(float *D, const bf16 *dout, const bf16 *out, int rows, int H, int hd, int seq) {
     int warp_global = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
@@ -408,21 +430,7 @@ __global__ void __launch_bounds__(FA_THREADS)
             __syncthreads();
 
             /* S^T (16 keys x 64 queries) = K_w Q^T */
-#pragma unroll
-            for (int j = 0; j < FA_TILE / 16; j++) {
-                FragC sf;
-                wmma::fill_fragment(sf, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < HD / 16; kk++) {
-                    FragA kf;
-                    FragBT qf;
-                    wmma::load_matrix_sync(kf, Ks + warp * 16 * L::LDT + kk * 16, L::LDT);
-                    wmma::load_matrix_sync(qf, Qs + j * 16 * L::LDT + kk * 16, L::LDT);
-                    wmma::mma_sync(sf, kf, qf, sf);
-                }
-                wmma::store_matrix_sync(Sw + j * 16, sf, L::LDS, wmma::mem_row_major);
-            }
-            __syncwarp();
+            warp_rows_by_tile_t<HD>(Sw, Ks + warp * 16 * L::LDT, Qs);
 
             /* P^T = exp(scale S^T - lse), causal (query >= key) */
             float pv[32];
@@ -444,21 +452,7 @@ __global__ void __launch_bounds__(FA_THREADS)
             __syncwarp();
 
             /* dP^T (16 x 64) = V_w dO^T */
-#pragma unroll
-            for (int j = 0; j < FA_TILE / 16; j++) {
-                FragC sf;
-                wmma::fill_fragment(sf, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < HD / 16; kk++) {
-                    FragA vf;
-                    FragBT of;
-                    wmma::load_matrix_sync(vf, Vs + warp * 16 * L::LDT + kk * 16, L::LDT);
-                    wmma::load_matrix_sync(of, dOs + j * 16 * L::LDT + kk * 16, L::LDT);
-                    wmma::mma_sync(sf, vf, of, sf);
-                }
-                wmma::store_matrix_sync(Sw + j * 16, sf, L::LDS, wmma::mem_row_major);
-            }
-            __syncwarp();
+            warp_rows_by_tile_t<HD>(Sw, Vs + warp * 16 * L::LDT, dOs);
 
             /* dS^T = P^T (dP^T - D) */
             {
