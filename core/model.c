@@ -64,7 +64,10 @@ int model_layout_init(model_layout *L, const model_config *cfg, ps_error *err) {
         model_layout_free(L);
         return ps_fail(err, "internal error: tensor table overflow");
     }
-    for (int u = 0; u < L->n_units; u++) L->n_params += L->units[u].size;
+    for (int u = 0; u < L->n_units; u++) {
+        L->n_params += L->units[u].size;
+        L->units[u].trainable = 1; /* pretraining trains everything; a stage freezes units explicitly */
+    }
     return 0;
 }
 

@@ -35,7 +35,8 @@ typedef struct model_tensor {
 } model_tensor;
 
 typedef struct model_unit {
-    size_t size; /* elements */
+    size_t size;   /* elements */
+    int trainable; /* 1: gets gradients and optimizer state; 0: frozen (used, never updated) */
 } model_unit;
 
 /* The shape of the parameters, derived from a model_config alone. */
