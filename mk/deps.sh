@@ -14,6 +14,7 @@ packages=(
   libjson-c-dev                       # reading final.json and JSONL (study collect, ingest)
   zlib1g-dev                          # .gz sources
   fortunes                            # quickstart corpus (literature)
+  clang                               # fuzz targets (libFuzzer, mk/fuzz.mk)
   python3-torch python3-h5py python3-numpy   # the PyTorch reference test
   nodejs npm                          # reference tokenizers and vocabularies (npm)
 )

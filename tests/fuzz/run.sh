@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh SECONDS BINARY... - runs each libFuzzer target for SECONDS on
+# its seed corpus (tests/fuzz/seeds.sh) plus what earlier campaigns kept in
+# build/fuzz/corpus/<target>; a crash, leak, timeout or failed check is saved
+# under build/fuzz/findings/<target>/ and makes the run fail. Prints one line per
+# target: executions, coverage, corpus size, result.
+set -u
+cd "$(dirname "$0")/../.."
+seconds=$1; shift
+root=build/fuzz
+bash tests/fuzz/seeds.sh "$root/seeds" || exit 1
+failed=0
+printf '%-24s %10s %8s %8s  %s\n' target executions coverage corpus result
+for bin in "$@"; do
+  name=$(basename "$bin")
+  corpus="$root/corpus/$name" findings="$root/findings/$name" log="$root/logs/$name.log"
+  mkdir -p "$corpus" "$findings" "$root/logs"
+  # -timeout: one input that takes longer is a hang; -rss_limit_mb: a reader that balloons is a finding.
+  LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
+  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$findings/" "$corpus" "$root/seeds/$name" >"$log" 2>&1
+  rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+  units=$(find "$corpus" -type f | wc -l)
+  if [ $rc -eq 0 ]; then result=ok; else result="FOUND (see $log)"; failed=1; fi
+  printf '%-24s %10s %8s %8s  %s\n' "$name" "${execs:-?}" "${cov:-?}" "$units" "$result"
+  [ $rc -eq 0 ] || grep -m 3 -E 'ERROR|fuzz check failed|SUMMARY' "$log" | sed 's/^/    /'
+done
+exit $failed

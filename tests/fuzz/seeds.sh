@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# tests/fuzz/seeds.sh DIR - writes each fuzz target's seed corpus into DIR/<target>/
+# from the project's real files and the tests' malformed cases (they are
+# copied, so a campaign never edits the repository).
+set -euo pipefail
+out=$1
+seed() { # target files...
+  local dir="$out/$1"; shift
+  mkdir -p "$dir"
+  local f
+  for f in "$@"; do [ -f "$f" ] && cp -f "$f" "$dir/$(echo "$f" | tr '/' '_')"; done
+  return 0
+}
+# Text: the tokenizer fixtures cut into small pieces (libFuzzer prefers inputs of a few KB).
+mkdir -p "$out/fuzz_tokenizer_encode"
+split -b 2048 -a 3 tests/fixtures/tokenizer/train.txt "$out/fuzz_tokenizer_encode/train-"
+head -c 4096 tests/fixtures/tokenizer/special.tsv >"$out/fuzz_tokenizer_encode/special"
+# Vocabulary files: the head of the 8192-token one (its 256 single bytes come first) and the whole
+# when it exists; without `make test-data` only the head of nothing, so an empty seed.
+mkdir -p "$out/fuzz_tokenizer_file"
+vocab=build/vocab/bpe-8192.tiktoken
+[ -f "$vocab" ] && { head -n 300 "$vocab" >"$out/fuzz_tokenizer_file/bpe-300"; head -n 256 "$vocab" >"$out/fuzz_tokenizer_file/bpe-256"; }
+: >"$out/fuzz_tokenizer_file/empty"
+seed fuzz_config config/*.cfg config/model/*.cfg config/mixtures/*.cfg tests/fixtures/config/*.cfg
+printf 'model = { dim = 64; };\n--overrides\ntrain.steps=3\nmodel.layers=1\n' >"$out/fuzz_config/with-overrides"
+seed fuzz_study config/studies/*.cfg
