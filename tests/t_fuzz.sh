@@ -12,7 +12,7 @@ bash tests/fuzz/run.sh "${PRESIGHT_FUZZ_SECONDS:-4}" "${bins[@]}"
 # Negative control: a leak planted in our own code must still be found through the suppressions.
 log=build/fuzz/logs/planted-leak.log
 if PRESIGHT_FUZZ_PLANTED_LEAK=1 LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp" \
-  build/fuzz/fuzz_tokenizer_file -runs=20 build/fuzz/seeds/fuzz_tokenizer_file >"$log" 2>&1; then
+  build/fuzz/fuzz_tokenizer_file -runs=20 -artifact_prefix=build/fuzz/logs/planted- build/fuzz/seeds/fuzz_tokenizer_file >"$log" 2>&1; then
   echo "the planted leak was not caught (see $log)"; exit 1
 fi
 grep -q "LeakSanitizer: detected memory leaks" "$log" || { echo "planted leak: no LeakSanitizer report ($log)"; exit 1; }
