@@ -278,10 +278,17 @@ static int check_time(reader *rd, const config_setting_t *st, const char *t) {
     return fail_at(rd, st, "time = \"%s\" is not a SLURM time (minutes, HH:MM:SS or D-HH:MM:SS)", t);
 }
 
+/* A word that goes into an #SBATCH line as it is (partition, account, qos,
+ * mem): sbatch does not run a shell on it, but a batch script is read by
+ * people and tools that might, so only the characters such names use pass. */
 static int check_word(reader *rd, const config_setting_t *st, const char *what, const char *t) {
     for (const char *p = t; *p; p++)
-        if (isspace((unsigned char)*p) || *p == '\'' || *p == '"')
-            return fail_at(rd, st, "%s = \"%s\" holds a space or quote", what, t);
+        if (!isalnum((unsigned char)*p) && !strchr("._,:=@/+%-", *p)) {
+            char shown[8];
+            snprintf(shown, sizeof shown, isprint((unsigned char)*p) ? "'%c'" : "0x%02x", (unsigned char)*p);
+            return fail_at(rd, st, "%s = \"%s\": %s is not allowed (letters, digits and ._,:=@/+%%- only)", what, t,
+                           shown);
+        }
     return 0;
 }
 
