@@ -353,7 +353,8 @@ static const char *parse_line(doc_reader *r, const char *p, size_t n, size_t *le
  * MAX_LINE_BYTES are consumed and reported. */
 static int next_line(doc_reader *r, const char **p, size_t *n) {
     for (size_t scanned = 0;;) {
-        unsigned char *nl = memchr(r->buf + r->start + scanned, '\n', r->end - r->start - scanned);
+        size_t unscanned = r->end - r->start - scanned; /* 0 before the first read, when buf is still NULL */
+        unsigned char *nl = unscanned ? memchr(r->buf + r->start + scanned, '\n', unscanned) : NULL;
         if (nl || (r->eof && r->end > r->start)) {
             size_t len = nl ? (size_t)(nl - (r->buf + r->start)) : r->end - r->start;
             *p = (const char *)r->buf + r->start;
