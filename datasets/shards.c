@@ -359,9 +359,16 @@ int shard_file_read(shard_file *f, uint64_t start, uint64_t n, uint32_t *out, ps
                  ? -1
                  : 0;
     H5Sclose(mspace);
-    return rc ? ps_fail(err, "%s: reading tokens [%llu, +%llu) failed", f->path, (unsigned long long)start,
-                        (unsigned long long)n)
-              : 0;
+    if (rc)
+        return ps_fail(err, "%s: reading tokens [%llu, +%llu) failed", f->path, (unsigned long long)start,
+                       (unsigned long long)n);
+    /* An id past the vocabulary would index past the model's embedding table:
+     * a damaged or foreign shard is named here, not found by a crash later. */
+    for (uint64_t i = 0; i < n; i++)
+        if (out[i] >= f->meta.vocab_size)
+            return ps_fail(err, "%s: token %llu is id %u, past the shard's vocab_size %u (a damaged shard?)", f->path,
+                           (unsigned long long)(start + i), out[i], f->meta.vocab_size);
+    return 0;
 }
 
 int shard_file_read_offsets(shard_file *f, uint64_t first, uint64_t n, uint64_t *out, ps_error *err) {

@@ -24,3 +24,9 @@ vocab=build/vocab/bpe-8192.tiktoken
 seed fuzz_config config/*.cfg config/model/*.cfg config/mixtures/*.cfg tests/fixtures/config/*.cfg
 printf 'model = { dim = 64; };\n--overrides\ntrain.steps=3\nmodel.layers=1\n' >"$out/fuzz_config/with-overrides"
 seed fuzz_study config/studies/*.cfg
+# Structure-aware HDF5 targets read their input as a recipe (tests/fuzz/fuzz_h5.h): bytes of 0x80
+# ask for the expected types and good values, 0x00 for everything absent, 0xff for the odd cases.
+for t in fuzz_shard; do
+  mkdir -p "$out/$t"
+  for b in 000 200 377 100; do head -c 4096 /dev/zero | tr '\0' "\\$b" >"$out/$t/bytes-$b"; done
+done
