@@ -254,8 +254,39 @@ static void causal_softmax_rows(real *p, int seq, int i0, int i1) {
     }
 }
 
-/* One (sequence, query head): P = softmax(mask(Q K^T scale)), O = P V. */
-static void attention_forward_head(real *out, real *probs, const real *qkv, const att_shape *s, int b, int h) {
+/* The same under a sample mask: row i keeps the columns j <= i whose sample id
+ * equals its own (sid is the sequence's [seq] ids); a padding row (id -1)
+ * becomes all 0. Masked entries are exact zeros, so they add nothing to the
+ * sums and the other samples' scores cannot reach a row's result. */
+static void masked_softmax_rows(real *p, const int *sid, int seq, int i0, int i1) {
+    for (int i = i0; i < i1; i++) {
+        real *row = p + (size_t)i * seq;
+        int len = i + 1, me = sid[i];
+        if (me < 0) {
+            memset(row, 0, (size_t)seq * sizeof(real));
+            continue;
+        }
+        real mx = row[i];
+        for (int j = 0; j < len; j++)
+            if (sid[j] == me && row[j] > mx) mx = row[j];
+        real sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < len; j++) {
+            real e = sid[j] == me ? exp_r(row[j] - mx) : 0;
+            row[j] = e;
+            sum += e;
+        }
+        real inv = 1 / sum;
+#pragma omp simd
+        for (int j = 0; j < len; j++) row[j] *= inv;
+        for (int j = len; j < seq; j++) row[j] = 0;
+    }
+}
+
+/* One (sequence, query head): P = softmax(mask(Q K^T scale)), O = P V. The
+ * mask is causal, and also by sample id when sample is not NULL. */
+static void attention_forward_head(real *out, real *probs, const real *qkv, const int *sample, const att_shape *s,
+                                   int b, int h) {
     int seq = s->seq, R = s->qkv_stride, kvh = h / (s->heads / s->kv_heads);
     const real *base = qkv + (size_t)b * seq * R;
     const real *Q = base + (size_t)h * s->hd, *K = base + (size_t)(s->heads + kvh) * s->hd;
@@ -265,7 +296,10 @@ static void attention_forward_head(real *out, real *probs, const real *qkv, cons
     for (int i0 = 0; i0 < seq; i0 += ATT_BLOCK) {
         int i1 = i0 + ATT_BLOCK < seq ? i0 + ATT_BLOCK : seq;
         blas_gemm(0, 1, i1 - i0, i1, s->hd, s->scale, Q + (size_t)i0 * R, R, K, R, 0, P + (size_t)i0 * seq, seq);
-        causal_softmax_rows(P, seq, i0, i1);
+        if (sample)
+            masked_softmax_rows(P, sample + (size_t)b * seq, seq, i0, i1);
+        else
+            causal_softmax_rows(P, seq, i0, i1);
         blas_gemm(0, 0, i1 - i0, s->hd, i1, 1, P + (size_t)i0 * seq, seq, V, R, 0, O + (size_t)i0 * s->out_stride,
                   s->out_stride);
     }
@@ -286,7 +320,51 @@ static void attention_forward(real *out, real *probs, const real *qkv, int batch
     att_shape s = att_shape_of(seq, heads, kv_heads, head_dim);
     int tasks = batch * heads;
 #pragma omp parallel for schedule(static) if (att_parallel(tasks, seq, head_dim))
-    for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, &s, t / heads, t % heads);
+    for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, NULL, &s, t / heads, t % heads);
+}
+
+static void attention_forward_masked(real *out, real *probs, const real *qkv, const int *sample, int batch, int seq,
+                                     int heads, int kv_heads, int head_dim) {
+    att_shape s = att_shape_of(seq, heads, kv_heads, head_dim);
+    int tasks = batch * heads;
+#pragma omp parallel for schedule(static) if (att_parallel(tasks, seq, head_dim))
+    for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, sample, &s, t / heads, t % heads);
+}
+
+/* One (sequence, query head) of a decode step, in double: two passes over the
+ * cache (the maximum score, then the weights and the weighted values). */
+static void attention_decode_head(real *out, const real *q, int q_stride, const real *k_cache, const real *v_cache,
+                                  int len, int b, int h, int max_len, int heads, int kv_heads, int hd) {
+    int kvw = kv_heads * hd, g = h / (heads / kv_heads);
+    const real *qh = q + (size_t)b * q_stride + (size_t)h * hd;
+    const real *K = k_cache + (size_t)b * max_len * kvw + (size_t)g * hd;
+    const real *V = v_cache + (size_t)b * max_len * kvw + (size_t)g * hd;
+    double scale = 1.0 / sqrt((double)hd), mx = -INFINITY, sum = 0, acc[512];
+    for (int j = 0; j < len; j++) {
+        double dot = 0;
+        for (int d = 0; d < hd; d++) dot += (double)qh[d] * K[(size_t)j * kvw + d];
+        if (dot * scale > mx) mx = dot * scale;
+    }
+    for (int d = 0; d < hd; d++) acc[d] = 0;
+    for (int j = 0; j < len; j++) {
+        double dot = 0;
+        for (int d = 0; d < hd; d++) dot += (double)qh[d] * K[(size_t)j * kvw + d];
+        double w = exp(dot * scale - mx);
+        sum += w;
+        for (int d = 0; d < hd; d++) acc[d] += w * V[(size_t)j * kvw + d];
+    }
+    real *o = out + (size_t)b * heads * hd + (size_t)h * hd;
+    for (int d = 0; d < hd; d++) o[d] = len > 0 ? (real)(acc[d] / sum) : 0;
+}
+
+static void attention_decode(real *out, const real *q, int q_stride, const real *k_cache, const real *v_cache,
+                             const int *len, int batch, int max_len, int heads, int kv_heads, int head_dim) {
+    if (head_dim > 512) return; /* acc[] bound; model_init rejects such head dims for decoding */
+    int tasks = batch * heads;
+#pragma omp parallel for schedule(static) if (tasks > 1 && omp_get_max_threads() > 1)
+    for (int t = 0; t < tasks; t++)
+        attention_decode_head(out, q, q_stride, k_cache, v_cache, len[t / heads], t / heads, t % heads, max_len, heads,
+                              kv_heads, head_dim);
 }
 
 /* One (sequence, kv head) and all the query heads that share it, so that the
@@ -352,6 +430,75 @@ static void attention_backward(real *dqkv, real *scratch, const real *dout, cons
     } else {
         for (int t = 0; t < tasks; t++)
             attention_backward_group(dqkv, scratch, dout, probs, qkv, &s, t / kv_heads, t % kv_heads);
+    }
+}
+
+static void kv_cache_write(real *k_cache, real *v_cache, const real *qkv, const int *slot, int n, int heads,
+                           int kv_heads, int head_dim) {
+    size_t kvw = (size_t)kv_heads * head_dim, stride = (size_t)(heads + 2 * kv_heads) * head_dim;
+    for (int i = 0; i < n; i++) {
+        if (slot[i] < 0) continue;
+        const real *row = qkv + (size_t)i * stride + (size_t)heads * head_dim;
+        memcpy(k_cache + (size_t)slot[i] * kvw, row, kvw * sizeof(real));
+        memcpy(v_cache + (size_t)slot[i] * kvw, row + kvw, kvw * sizeof(real));
+    }
+}
+
+/* Rows in order, so every group's sum has one fixed order. */
+static void pool_sum(double *out, size_t out_stride, const real *x, const int *group, int n, int dim) {
+    for (int i = 0; i < n; i++) {
+        if (group[i] < 0) continue;
+        double *o = out + (size_t)group[i] * out_stride;
+        const real *xi = x + (size_t)i * dim;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) o[j] += (double)xi[j];
+    }
+}
+
+/* ---------------------------------------------------------- bias, GELU */
+
+static void bias_forward(real *out, const real *bias, int n, int dim) {
+#pragma omp parallel for schedule(static) if ((size_t)n * dim >= PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        real *o = out + (size_t)i * dim;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) o[j] += bias[j];
+    }
+}
+
+/* Column blocks per thread, rows summed in order: independent of the thread count. */
+static void bias_backward(real *dbias, const real *dout, int n, int dim) {
+    const int block = 64;
+    int n_blocks = (dim + block - 1) / block;
+#pragma omp parallel for schedule(static) if ((size_t)n * dim >= PAR_MIN)
+    for (int cb = 0; cb < n_blocks; cb++) {
+        int j0 = cb * block, j1 = j0 + block < dim ? j0 + block : dim;
+        for (int i = 0; i < n; i++) {
+            const real *g = dout + (size_t)i * dim;
+#pragma omp simd
+            for (int j = j0; j < j1; j++) dbias[j] += g[j];
+        }
+    }
+}
+
+/* The exact (erf) GELU, evaluated in double: the projector is small next to
+ * the LLM, and double keeps float32 results within an ulp of PyTorch's. */
+static void gelu_forward(real *out, const real *x, size_t count) {
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
+    for (size_t i = 0; i < count; i++) {
+        double v = x[i];
+        out[i] = (real)(0.5 * v * (1.0 + erf(v * M_SQRT1_2)));
+    }
+}
+
+/* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). */
+static void gelu_backward(real *dx, const real *dout, const real *x, size_t count) {
+    const double inv_sqrt_2pi = 0.39894228040143267794;
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
+    for (size_t i = 0; i < count; i++) {
+        double v = x[i];
+        double d = 0.5 * (1.0 + erf(v * M_SQRT1_2)) + v * inv_sqrt_2pi * exp(-0.5 * v * v);
+        dx[i] = (real)((double)dout[i] * d);
     }
 }
 
@@ -469,6 +616,25 @@ static double cross_entropy(real *logits, const int *targets, int n, int vocab, 
     return total;
 }
 
+/* log softmax(row)[target] in double, with the loss path's own loops. */
+static double log_prob_row(const real *row, int target, int vocab) {
+    real mx = row[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < vocab; j++) mx = mx < row[j] ? row[j] : mx;
+    real sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < vocab; j++) sum += exp_r(row[j] - mx);
+    return (double)row[target] - (double)mx - log((double)sum);
+}
+
+static void log_prob(double *out, const real *logits, const int *targets, int n, int vocab, int ignore_index) {
+#pragma omp parallel for schedule(static) if ((size_t)n * vocab >= PAR_MIN && n > 1)
+    for (int i = 0; i < n; i++) {
+        int t = targets[i];
+        out[i] = t == ignore_index || t < 0 || t >= vocab ? 0 : log_prob_row(logits + (size_t)i * vocab, t, vocab);
+    }
+}
+
 /* ---------------------------------------------------------------- AdamW */
 
 typedef struct adamw_consts {
@@ -573,11 +739,20 @@ static const backend_ops cpu_ops = {
     .rope_backward = rope_backward,
     .attention_forward = attention_forward,
     .attention_backward = attention_backward,
+    .attention_forward_masked = attention_forward_masked,
+    .attention_decode = attention_decode,
+    .kv_cache_write = kv_cache_write,
+    .pool_sum = pool_sum,
+    .bias_forward = bias_forward,
+    .bias_backward = bias_backward,
+    .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward,
     .swiglu_forward = swiglu_forward,
     .swiglu_backward = swiglu_backward,
     .residual_add = residual_add,
     .accumulate = accumulate,
     .cross_entropy = cross_entropy,
+    .log_prob = log_prob,
     .adamw_update = adamw_update,
     .sum_squares = sum_squares,
     .zero = zero,
