@@ -37,6 +37,12 @@ typedef struct backend_ops {
     void (*matmul_backward)(real *din, real *dw, const real *dout, const real *in, const real *w, int n,
                             int in_dim, int out_dim);
 
+    /* The same product, but each output row depends on its input row alone:
+     * bit-identical for a row whatever n is and wherever the row sits (for a
+     * given thread count). Forward-only passes use it, so that scoring a row
+     * does not depend on what else is in the batch. */
+    void (*matmul_forward_rows)(real *out, const real *in, const real *w, int n, int in_dim, int out_dim);
+
     /* out[i, :] = table[tokens[i], :] */
     void (*embedding_forward)(real *out, const int *tokens, const real *table, int n, int dim);
     /* dtable[tokens[i], :] += dout[i, :] */
@@ -80,6 +86,14 @@ typedef struct backend_ops {
      * (bit-identical, as long as they are finite). */
     void (*attention_forward_masked)(real *out, real *probs, const real *qkv, const int *sample, int batch, int seq,
                                      int heads, int kv_heads, int head_dim);
+    /* Forward-only attention, row by row: row i of sequence b attends to rows
+     * j <= i with its sample id (sample NULL: all of them), scores and sums in
+     * double in a fixed order; padding rows (id -1) give 0. A row's output
+     * depends on the rows it attends to alone (not on seq, batch or the other
+     * samples), and equals attention_decode's for the same keys and values.
+     * Keeps no probabilities: no backward. */
+    void (*attention_forward_rows)(real *out, const real *qkv, const int *sample, int batch, int seq, int heads,
+                                   int kv_heads, int head_dim);
     /* One new query per sequence against a KV cache (greedy decoding).
      * q is [batch, q_stride] (the first heads * head_dim entries are used),
      * k_cache and v_cache [batch, max_len, kv_heads * head_dim]; sequence b

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -82,6 +83,39 @@ static void matmul_backward(real *din, real *dw, const real *dout, const real *i
                             int out_dim) {
     if (din) blas_gemm(0, 0, n, in_dim, out_dim, 1, dout, out_dim, w, in_dim, 0, din, in_dim);
     if (dw) blas_gemm(1, 0, out_dim, in_dim, n, 1, dout, out_dim, in, in_dim, 1, dw, in_dim);
+}
+
+/* Fixed tiles of ROW_TILE rows (the last one padded through a scratch
+ * copy): every GEMM has the same shape whatever n is, and for a given shape
+ * a row's result depends on its own data only (tests/test_contract.c checks
+ * it). The tiles run as tasks of one parallel region, so no GEMM is split
+ * over threads either. */
+#define ROW_TILE 16
+
+static void matmul_tile(real *out, const real *in, const real *w, int rows, int in_dim, int out_dim) {
+    if (rows == ROW_TILE) {
+        blas_gemm(0, 1, ROW_TILE, out_dim, in_dim, 1, in, in_dim, w, in_dim, 0, out, out_dim);
+        return;
+    }
+    real *a = calloc((size_t)ROW_TILE * in_dim, sizeof(real)), *c = malloc((size_t)ROW_TILE * out_dim * sizeof(real));
+    if (a && c) {
+        memcpy(a, in, (size_t)rows * in_dim * sizeof(real));
+        blas_gemm(0, 1, ROW_TILE, out_dim, in_dim, 1, a, in_dim, w, in_dim, 0, c, out_dim);
+        memcpy(out, c, (size_t)rows * out_dim * sizeof(real));
+    } else {
+        for (size_t i = 0; i < (size_t)rows * out_dim; i++) out[i] = NAN; /* out of memory: poison, never wrong numbers */
+    }
+    free(a);
+    free(c);
+}
+
+static void matmul_forward_rows(real *out, const real *in, const real *w, int n, int in_dim, int out_dim) {
+    int tiles = (n + ROW_TILE - 1) / ROW_TILE;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        int r0 = t * ROW_TILE, rows = n - r0 < ROW_TILE ? n - r0 : ROW_TILE;
+        matmul_tile(out + (size_t)r0 * out_dim, in + (size_t)r0 * in_dim, w, rows, in_dim, out_dim);
+    }
 }
 
 /* ------------------------------------------------------------ embedding */
@@ -331,40 +365,70 @@ static void attention_forward_masked(real *out, real *probs, const real *qkv, co
     for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, sample, &s, t / heads, t % heads);
 }
 
-/* One (sequence, query head) of a decode step, in double: two passes over the
- * cache (the maximum score, then the weights and the weighted values). */
-static void attention_decode_head(real *out, const real *q, int q_stride, const real *k_cache, const real *v_cache,
-                                  int len, int b, int h, int max_len, int heads, int kv_heads, int hd) {
-    int kvw = kv_heads * hd, g = h / (heads / kv_heads);
-    const real *qh = q + (size_t)b * q_stride + (size_t)h * hd;
-    const real *K = k_cache + (size_t)b * max_len * kvw + (size_t)g * hd;
-    const real *V = v_cache + (size_t)b * max_len * kvw + (size_t)g * hd;
-    double scale = 1.0 / sqrt((double)hd), mx = -INFINITY, sum = 0, acc[512];
+/* One query row against key/value rows 0..len-1 (row stride kv_stride),
+ * keeping those whose id equals me when ids is not NULL: in double, two
+ * passes (the maximum score, then the weights and the weighted values), in
+ * row order. Decoding and forward-only attention share it. */
+static void attend_row(real *o, const real *q, const real *K, const real *V, size_t kv_stride, int len, const int *ids,
+                       int me, int hd, double scale) {
+    double mx = -INFINITY, sum = 0, acc[512];
     for (int j = 0; j < len; j++) {
+        if (ids && ids[j] != me) continue;
         double dot = 0;
-        for (int d = 0; d < hd; d++) dot += (double)qh[d] * K[(size_t)j * kvw + d];
+        for (int d = 0; d < hd; d++) dot += (double)q[d] * K[(size_t)j * kv_stride + d];
         if (dot * scale > mx) mx = dot * scale;
     }
     for (int d = 0; d < hd; d++) acc[d] = 0;
     for (int j = 0; j < len; j++) {
+        if (ids && ids[j] != me) continue;
         double dot = 0;
-        for (int d = 0; d < hd; d++) dot += (double)qh[d] * K[(size_t)j * kvw + d];
+        for (int d = 0; d < hd; d++) dot += (double)q[d] * K[(size_t)j * kv_stride + d];
         double w = exp(dot * scale - mx);
         sum += w;
-        for (int d = 0; d < hd; d++) acc[d] += w * V[(size_t)j * kvw + d];
+        for (int d = 0; d < hd; d++) acc[d] += w * V[(size_t)j * kv_stride + d];
     }
-    real *o = out + (size_t)b * heads * hd + (size_t)h * hd;
-    for (int d = 0; d < hd; d++) o[d] = len > 0 ? (real)(acc[d] / sum) : 0;
+    for (int d = 0; d < hd; d++) o[d] = sum > 0 ? (real)(acc[d] / sum) : 0;
+}
+
+/* head_dim bound of attend_row's accumulator; model_greedy_decode and the
+ * forward-only path check it before they get here. */
+#define ROW_HD_MAX 512
+
+static void attention_forward_rows(real *out, const real *qkv, const int *sample, int batch, int seq, int heads,
+                                   int kv_heads, int head_dim) {
+    if (head_dim > ROW_HD_MAX) return;
+    int R = (heads + 2 * kv_heads) * head_dim, group = heads / kv_heads;
+    double scale = 1.0 / sqrt((double)head_dim);
+    long tasks = (long)batch * seq * heads;
+#pragma omp parallel for schedule(static) if (tasks * seq * head_dim >= PAR_MIN)
+    for (long t = 0; t < tasks; t++) {
+        int h = (int)(t % heads), i = (int)(t / heads % seq), b = (int)(t / heads / seq), g = h / group;
+        const int *ids = sample ? sample + (size_t)b * seq : NULL;
+        const real *base = qkv + (size_t)b * seq * R;
+        real *o = out + ((size_t)b * seq + i) * heads * head_dim + (size_t)h * head_dim;
+        if (ids && ids[i] < 0) {
+            memset(o, 0, (size_t)head_dim * sizeof(real));
+            continue;
+        }
+        attend_row(o, base + (size_t)i * R + (size_t)h * head_dim, base + (size_t)(heads + g) * head_dim,
+                   base + (size_t)(heads + kv_heads + g) * head_dim, (size_t)R, i + 1, ids, ids ? ids[i] : 0,
+                   head_dim, scale);
+    }
 }
 
 static void attention_decode(real *out, const real *q, int q_stride, const real *k_cache, const real *v_cache,
                              const int *len, int batch, int max_len, int heads, int kv_heads, int head_dim) {
-    if (head_dim > 512) return; /* acc[] bound; model_init rejects such head dims for decoding */
-    int tasks = batch * heads;
+    if (head_dim > ROW_HD_MAX) return;
+    int tasks = batch * heads, kvw = kv_heads * head_dim, group = heads / kv_heads;
+    double scale = 1.0 / sqrt((double)head_dim);
 #pragma omp parallel for schedule(static) if (tasks > 1 && omp_get_max_threads() > 1)
-    for (int t = 0; t < tasks; t++)
-        attention_decode_head(out, q, q_stride, k_cache, v_cache, len[t / heads], t / heads, t % heads, max_len, heads,
-                              kv_heads, head_dim);
+    for (int t = 0; t < tasks; t++) {
+        int b = t / heads, h = t % heads, g = h / group;
+        size_t cache = (size_t)b * max_len * kvw + (size_t)g * head_dim;
+        attend_row(out + (size_t)b * heads * head_dim + (size_t)h * head_dim,
+                   q + (size_t)b * q_stride + (size_t)h * head_dim, k_cache + cache, v_cache + cache, (size_t)kvw,
+                   len[b], NULL, 0, head_dim, scale);
+    }
 }
 
 /* One (sequence, kv head) and all the query heads that share it, so that the
@@ -731,6 +795,7 @@ static const backend_ops cpu_ops = {
     .name = "cpu",
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
+    .matmul_forward_rows = matmul_forward_rows,
     .embedding_forward = embedding_forward,
     .embedding_backward = embedding_backward,
     .rmsnorm_forward = rmsnorm_forward,
@@ -740,6 +805,7 @@ static const backend_ops cpu_ops = {
     .attention_forward = attention_forward,
     .attention_backward = attention_backward,
     .attention_forward_masked = attention_forward_masked,
+    .attention_forward_rows = attention_forward_rows,
     .attention_decode = attention_decode,
     .kv_cache_write = kv_cache_write,
     .pool_sum = pool_sum,

@@ -263,7 +263,7 @@ static size_t activation_parts(const model_layout *L, int batch, int seq, int mo
     PART(rstd1, slots * n);
     PART(rstd2, slots * n);
     PART(qkv, slots * n * QKV);
-    PART(probs, slots * probs);
+    PART(probs, back * slots * probs); /* forward-only attention keeps no probabilities */
     PART(att, slots * n * HD);
     PART(h13, slots * n * 2 * F);
     PART(hs, slots * n * F);
@@ -305,6 +305,10 @@ size_t model_activations_forward_bytes(const model_layout *L, int batch, int seq
 static model_activations *alloc_mode(const model_layout *L, int batch, int seq, int mode, ps_error *err) {
     if (batch <= 0 || seq <= 0 || seq > L->cfg.context) {
         ps_fail(err, "batch %d x sequence length %d does not fit model.context %d", batch, seq, L->cfg.context);
+        return NULL;
+    }
+    if (mode == ACT_FORWARD && L->head_dim > 512) {
+        ps_fail(err, "forward-only passes support head_dim <= 512 (%d)", L->head_dim);
         return NULL;
     }
     model_activations *a = calloc(1, sizeof *a);
@@ -475,11 +479,23 @@ static void block_attention(const model *m, const model_activations *a, block_ac
             return;
         }
     }
-    if (a->has_sample)
+    if (a->forward_only)
+        ops->attention_forward_rows(b->att, b->qkv, a->has_sample ? a->sid : NULL, a->batch, a->seq, c->heads,
+                                    c->kv_heads, L->head_dim);
+    else if (a->has_sample)
         ops->attention_forward_masked(b->att, b->probs, b->qkv, a->sid, a->batch, a->seq, c->heads, c->kv_heads,
                                       L->head_dim);
     else
         ops->attention_forward(b->att, b->probs, b->qkv, a->batch, a->seq, c->heads, c->kv_heads, L->head_dim);
+}
+
+/* Forward-only passes take the row-invariant product (see backend.h). */
+static void linear(const model *m, const model_activations *a, real *out, const real *in, const real *w, int n,
+                   int in_dim, int out_dim) {
+    if (a->forward_only)
+        m->ops->matmul_forward_rows(out, in, w, n, in_dim, out_dim);
+    else
+        m->ops->matmul_forward(out, in, w, n, in_dim, out_dim);
 }
 
 /* Block l forward. with_output = 0 (recompute in backward) stops before the
@@ -493,17 +509,17 @@ static void block_forward(const model *m, const block_params *w, const model_act
     size_t nD = a->n * D;
     float eps = (float)c->norm_eps;
     ops->rmsnorm_forward(b->ln1, b->rstd1, b->x, w->attn_norm, n, D, eps);
-    ops->matmul_forward(b->qkv, b->ln1, w->wqkv, n, D, QKV);
+    linear(m, a, b->qkv, b->ln1, w->wqkv, n, D, QKV);
     ops->rope_forward(b->qkv, m->rope_cos_sin, a->pos, n, QKV, c->heads + c->kv_heads, L->head_dim);
     block_attention(m, a, b, l, cu);
-    ops->matmul_forward(b->x_mid, b->att, w->wo, n, HD, D);
+    linear(m, a, b->x_mid, b->att, w->wo, n, HD, D);
     ops->residual_add(b->x_mid, b->x_mid, b->x, nD);
 
     ops->rmsnorm_forward(b->ln2, b->rstd2, b->x_mid, w->ffn_norm, n, D, eps);
-    ops->matmul_forward(b->h13, b->ln2, w->w13, n, D, 2 * F);
+    linear(m, a, b->h13, b->ln2, w->w13, n, D, 2 * F);
     ops->swiglu_forward(b->hs, b->h13, n, F);
     if (!with_output) return;
-    ops->matmul_forward(b->x_out, b->hs, w->w2, n, F, D);
+    linear(m, a, b->x_out, b->hs, w->w2, n, F, D);
     ops->residual_add(b->x_out, b->x_out, b->x_mid, nD);
 }
 
@@ -654,7 +670,7 @@ int model_forward_batch(model *m, const model_params *P, model_activations *a, c
     hook_acquire(m, head, 0);
     if (c->tied_head) hook_acquire(m, 0, 0);
     ops->rmsnorm_forward(a->lnf, a->rstdf, residual(m, a, c->layers), final_norm_of(P, L), n, D, (float)c->norm_eps);
-    ops->matmul_forward(a->logits, a->lnf, head_of(P, L), n, D, c->vocab);
+    linear(m, a, a->logits, a->lnf, head_of(P, L), n, D, c->vocab);
     if (c->tied_head) hook_release(m, 0, 0);
     hook_release(m, head, 0);
     if (bt->hidden) {
