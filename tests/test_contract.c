@@ -43,10 +43,13 @@ static void random_tokens(int *x, int n, int vocab, uint64_t seed) {
     for (int i = 0; i < n; i++) x[i] = (int)rng_below(seed, (uint64_t)i, (uint64_t)vocab);
 }
 
-/* Forward of a batch into its own forward-only activations; returns the logits (caller frees). */
+static int g_training_acts; /* logits_of uses training activations instead of forward-only ones */
+
+/* Forward of a batch into its own activations; returns the logits (caller frees). */
 static real *logits_of(fixture *f, const model_batch *b, double *log_probs) {
     ps_error err;
-    model_activations *a = model_activations_alloc_forward(&f->m.layout, b->batch, b->seq, &err);
+    model_activations *a = g_training_acts ? model_activations_alloc(&f->m.layout, b->batch, b->seq, 0, &err)
+                                           : model_activations_alloc_forward(&f->m.layout, b->batch, b->seq, &err);
     cr_assert_not_null(a, "%s", err.msg);
     model_batch bb = *b;
     bb.log_probs = log_probs;
@@ -59,8 +62,10 @@ static real *logits_of(fixture *f, const model_batch *b, double *log_probs) {
 }
 
 /* Three samples packed into one sequence, positions restarting per sample:
- * changing the middle sample's tokens leaves the others' logits bit-identical. */
-Test(contract, packed_samples_are_isolated) {
+ * changing the middle sample's tokens leaves the others' logits bit-identical
+ * (with forward-only and with training activations). */
+static void packed_samples_case(int training) {
+    g_training_acts = training;
     fixture f;
     setup(&f, small_config());
     enum { S = 24 };
@@ -91,7 +96,11 @@ Test(contract, packed_samples_are_isolated) {
     free(after);
     free(single);
     teardown(&f);
+    g_training_acts = 0;
 }
+
+Test(contract, packed_samples_are_isolated) { packed_samples_case(0); }
+Test(contract, packed_samples_are_isolated_in_training) { packed_samples_case(1); }
 
 /* Without sample ids the rows see each other: the isolation above is the mask's doing. */
 Test(contract, without_sample_ids_rows_mix) {
