@@ -267,6 +267,15 @@ static att_shape att_shape_of(int seq, int heads, int kv_heads, int head_dim) {
 
 /* Row-wise causal softmax of the scaled scores in p[seq, seq] for rows
  * [i0, i1): row i keeps columns 0..i, the rest of the row becomes 0. */
+/* Row of probabilities: the first len entries (exponentials) divided by their
+ * sum, the rest of the seq-wide row 0. */
+static inline void normalise_row(real *row, int len, int seq, real sum) {
+    real inv = 1 / sum;
+#pragma omp simd
+    for (int j = 0; j < len; j++) row[j] *= inv;
+    for (int j = len; j < seq; j++) row[j] = 0;
+}
+
 static void causal_softmax_rows(real *p, int seq, int i0, int i1) {
     for (int i = i0; i < i1; i++) {
         real *row = p + (size_t)i * seq;
@@ -281,10 +290,7 @@ static void causal_softmax_rows(real *p, int seq, int i0, int i1) {
             row[j] = e;
             sum += e;
         }
-        real inv = 1 / sum;
-#pragma omp simd
-        for (int j = 0; j < len; j++) row[j] *= inv;
-        for (int j = len; j < seq; j++) row[j] = 0;
+        normalise_row(row, len, seq, sum);
     }
 }
 
@@ -310,10 +316,7 @@ static void masked_softmax_rows(real *p, const int *sid, int seq, int i0, int i1
             row[j] = e;
             sum += e;
         }
-        real inv = 1 / sum;
-#pragma omp simd
-        for (int j = 0; j < len; j++) row[j] *= inv;
-        for (int j = len; j < seq; j++) row[j] = 0;
+        normalise_row(row, len, seq, sum);
     }
 }
 

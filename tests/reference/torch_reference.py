@@ -448,17 +448,32 @@ def contract_run(hp, f, weights, dtype, mutate):
     return out
 
 
-def check_contract(args):
+INT_HPARAMS = ("vocab", "dim", "layers", "heads", "kv_heads", "ffn_dim", "context", "tied_head")
+
+
+def open_h5(path):
+    """The file, or None after saying why."""
     try:
-        f = h5py.File(args.h5, "r")
+        return h5py.File(path, "r")
     except OSError as e:
-        print(f"bad input: cannot open {args.h5}: {e}")
+        print(f"bad input: cannot open {path}: {e}")
+        return None
+
+
+def read_hparams(f, extra_ints=()):
+    hp = {k[len("hparams."):]: float(f[k][0]) for k in f.keys() if k.startswith("hparams.")}
+    for k in INT_HPARAMS + tuple(extra_ints):
+        hp[k] = int(hp[k])
+    return hp
+
+
+def check_contract(args):
+    f = open_h5(args.h5)
+    if f is None:
         return 2
     with f:
         try:
-            hp = {k[len("hparams."):]: float(f[k][0]) for k in f.keys() if k.startswith("hparams.")}
-            for k in ("vocab", "dim", "layers", "heads", "kv_heads", "ffn_dim", "context", "tied_head", "in_dim"):
-                hp[k] = int(hp[k])
+            hp = read_hparams(f, ("in_dim",))
             names = expected_names(hp) + [f"mm_projector.{i}.{w}" for i in (0, 2) for w in ("weight", "bias")]
             if set(f["model"].keys()) != set(names):
                 print(f"FAIL: /model tensor names {sorted(f['model'].keys())} differ from {names}")
@@ -520,16 +535,12 @@ def main():
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     if args.contract:
         return check_contract(args)
-    try:
-        f = h5py.File(args.h5, "r")
-    except OSError as e:
-        print(f"bad input: cannot open {args.h5}: {e}")
+    f = open_h5(args.h5)
+    if f is None:
         return 2
     with f:
         try:
-            hp = {k[len("hparams."):]: float(f[k][0]) for k in f.keys() if k.startswith("hparams.")}
-            for k in ("vocab", "dim", "layers", "heads", "kv_heads", "ffn_dim", "context", "tied_head"):
-                hp[k] = int(hp[k])
+            hp = read_hparams(f)
             names = expected_names(hp)
             for group in ("model", "grad", "after_step"):
                 have = set(f[group].keys())
