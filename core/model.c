@@ -134,10 +134,13 @@ int model_layout_find(const model_layout *L, const char *name) {
 
 /* ------------------------------------------------------------ parameters */
 
-int model_params_alloc(model_params *p, const model_layout *L, ps_error *err) {
+/* One allocation for the units (all, or the trainable ones only), each unit
+ * 64-byte aligned; the others stay NULL. */
+static int alloc_units(model_params *p, const model_layout *L, int trainable_only, ps_error *err) {
     memset(p, 0, sizeof *p);
     size_t total = 0;
-    for (int u = 0; u < L->n_units; u++) total += (L->units[u].size + 15) & ~(size_t)15; /* 64-byte aligned units */
+    for (int u = 0; u < L->n_units; u++)
+        if (!trainable_only || L->units[u].trainable) total += (L->units[u].size + 15) & ~(size_t)15;
     p->unit = calloc((size_t)L->n_units, sizeof *p->unit);
     if (!p->unit || posix_memalign((void **)&p->memory, 64, total * sizeof(real) + 64)) {
         free(p->unit);
@@ -149,18 +152,16 @@ int model_params_alloc(model_params *p, const model_layout *L, ps_error *err) {
     memset(p->memory, 0, total * sizeof(real));
     size_t at = 0;
     for (int u = 0; u < L->n_units; u++) {
+        if (trainable_only && !L->units[u].trainable) continue;
         p->unit[u] = p->memory + at;
         at += (L->units[u].size + 15) & ~(size_t)15;
     }
     return 0;
 }
 
-int model_grads_alloc(model_params *g, const model_layout *L, ps_error *err) {
-    if (model_params_alloc(g, L, err)) return -1;
-    for (int u = 0; u < L->n_units; u++)
-        if (!L->units[u].trainable) g->unit[u] = NULL; /* (its share of the allocation stays unused) */
-    return 0;
-}
+int model_params_alloc(model_params *p, const model_layout *L, ps_error *err) { return alloc_units(p, L, 0, err); }
+
+int model_grads_alloc(model_params *g, const model_layout *L, ps_error *err) { return alloc_units(g, L, 1, err); }
 
 void model_params_free(model_params *p) {
     free(p->unit);

@@ -9,7 +9,9 @@
  * mm_projector.0.bias [dim], mm_projector.2.weight [dim, dim],
  * mm_projector.2.bias [dim]: "LLM + projector" is one layout, so one set of
  * parameters, gradients, optimizer state and checkpoint covers both. Weights
- * start as normal(0, model.init_std), biases at 0 (model_init_weights). */
+ * start as normal(0, model.init_std), biases at 0 (model_init_weights).
+ * The model's hooks cover the decoder's units only: under FSDP the caller
+ * gathers the projector's unit around projector_forward / _backward. */
 #ifndef PRESIGHT_PROJECTOR_H
 #define PRESIGHT_PROJECTOR_H
 

@@ -375,3 +375,28 @@ Test(contract, bad_batches_are_named) {
     model_activations_free(a);
     teardown(&f);
 }
+
+/* The row-tiled product in float32 at shapes where the plain one splits over
+ * threads and where OpenBLAS picks different kernels for different M: a
+ * row's bits do not depend on how many rows come with it. */
+Test(contract, row_tiled_matmul_is_row_invariant) {
+    ps_error err;
+    cr_assert_eq(blas_init(&err), 0, "%s", err.msg);
+    enum { N = 40, K = 512, O = 2048 };
+    real *in = malloc(sizeof(real) * N * K), *w = malloc(sizeof(real) * O * K);
+    real *all = malloc(sizeof(real) * N * O), *part = malloc(sizeof(real) * N * O);
+    for (int i = 0; i < N * K; i++) in[i] = (real)rng_normal(20, (uint64_t)i);
+    for (int i = 0; i < O * K; i++) w[i] = (real)(0.05 * rng_normal(21, (uint64_t)i));
+    const int outs[] = {96, O};
+    for (int s = 0; s < 2; s++) {
+        backend_cpu()->matmul_forward_rows(all, in, w, N, K, outs[s]);
+        const int counts[] = {1, 5, 16, 17, 33};
+        for (int c = 0; c < 5; c++) {
+            int n = counts[c], first = N - n;
+            backend_cpu()->matmul_forward_rows(part, in + (size_t)first * K, w, n, K, outs[s]);
+            cr_assert_eq(memcmp(part, all + (size_t)first * outs[s], (size_t)n * outs[s] * sizeof(real)), 0,
+                         "rows %d.. of a %d x %d product change when computed %d at a time", first, N, outs[s], n);
+        }
+    }
+    free(in), free(w), free(all), free(part);
+}
