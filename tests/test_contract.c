@@ -144,6 +144,20 @@ Test(contract, scoring_is_batch_invariant) {
                       lp[b * S + t]);
         for (int t = len[b]; t < S; t++) cr_expect(lp[b * S + t] == 0, "padding row %d of %d has a log-prob", t, b);
     }
+    /* The control: the training forward's plain GEMMs, with this BLAS, give
+     * rows other bits in another batch (information: another BLAS may not). */
+    g_training_acts = 1;
+    int differ = 0, rows = 0;
+    double lp_train[B * S];
+    free(logits_of(&f, &all, lp_train));
+    for (int b = 0; b < B; b++) {
+        double one[S];
+        model_batch alone = {.batch = 1, .seq = len[b], .tokens = tokens + b * S, .targets = targets + b * S};
+        free(logits_of(&f, &alone, one));
+        for (int t = 0; t < len[b] - 1; t++, rows++) differ += one[t] != lp_train[b * S + t];
+    }
+    g_training_acts = 0;
+    cr_log_info("training activations: %d of %d rows score differently alone and in the batch", differ, rows);
     teardown(&f);
 }
 
