@@ -7,9 +7,11 @@
  *   loss = mean cross-entropy of logits against next tokens
  *
  * Parameters live in "units", one flat buffer each: unit 0 holds the token
- * embedding, units 1..layers one transformer block each, and the last unit the
- * final norm and (untied) output head. A unit is what FSDP gathers and
- * shards; tensors are views at fixed offsets into their unit. Tensors that are
+ * embedding, units 1..layers one transformer block each, and unit layers + 1
+ * the final norm and (untied) output head; a stage may append units of its
+ * own after those (a projector, core/projector.h). A unit is what FSDP
+ * gathers and shards, and what trains or stays frozen; tensors are views at
+ * fixed offsets into their unit. Tensors that are
  * used fused sit next to each other in the unit (wq|wk|wv, w1|w3), so one GEMM
  * serves them, while the tensor table still lists Meta's names and shapes
  * (layers.0.attention.wq.weight ...) for checkpoints and the PyTorch check. */
