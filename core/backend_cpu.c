@@ -90,7 +90,7 @@ static void matmul_backward(real *din, real *dw, const real *dout, const real *i
  * a row's result depends on its own data only (tests/test_contract.c checks
  * it). The tiles run as tasks of one parallel region, so no GEMM is split
  * over threads either. */
-#define ROW_TILE 16
+#define ROW_TILE 64
 
 static void matmul_tile(real *out, const real *in, const real *w, int rows, int in_dim, int out_dim) {
     if (rows == ROW_TILE) {
