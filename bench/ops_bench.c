@@ -133,6 +133,21 @@ int main(int argc, char **argv) {
     TIME_OP("sum_squares (all gradients)", 1, 0, ops->sum_squares(g, params));
     TIME_OP("adamw (all parameters)", 1, 0,
             ops->adamw_update(p, g, m, v, params, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 1.0f));
+    printf("-- forward-only and adaptation ops (x0: not part of the training step)\n");
+    int *sample = malloc(n * sizeof(int));
+    for (int i = 0; i < n; i++) sample[i] = (i % S) / (S / 4); /* four packed samples per sequence */
+    TIME_OP("matmul_forward_rows qkv", 0, mm * QKV * D, ops->matmul_forward_rows(qkv, x, wq, n, D, QKV));
+    TIME_OP("matmul_forward_rows head", 0, mm * V * D, ops->matmul_forward_rows(logits_work, x, head, n, D, V));
+    for (int i = 0; i < n * QKV; i++) qkv[i] = (real)(0.5 * (2 * rng_uniform(6, i) - 1));
+    TIME_OP("attention fwd masked (4 samples)", 0, att_flops,
+            ops->attention_forward_masked(att, probs, qkv, sample, B, S, H, KV, hd));
+    TIME_OP("attention fwd rows (forward-only)", 0, att_flops / 2,
+            ops->attention_forward_rows(att, qkv, NULL, B, S, H, KV, hd));
+    TIME_OP("bias fwd", 0, 0, ops->bias_forward(y, w, n, D));
+    TIME_OP("bias bwd", 0, 0, ops->bias_backward(dw, x, n, D));
+    TIME_OP("gelu fwd", 0, 0, ops->gelu_forward(y, x, nD));
+    TIME_OP("gelu bwd", 0, 0, ops->gelu_backward(z, y, x, nD));
+    free(sample);
     double flops = n * (6.0 * ((double)layers * ((double)D * QKV + (double)HD * D + 3.0 * D * F) + (double)V * D) +
                         12.0 * layers * (double)D * S);
     printf("step estimate: %.3f s, %.1f model GFLOP/s, %.0f tokens/s\n", step_total, flops / step_total / 1e9,

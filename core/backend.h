@@ -37,6 +37,12 @@ typedef struct backend_ops {
     void (*matmul_backward)(real *din, real *dw, const real *dout, const real *in, const real *w, int n,
                             int in_dim, int out_dim);
 
+    /* The same product, but each output row depends on its input row alone:
+     * bit-identical for a row whatever n is and wherever the row sits (for a
+     * given thread count). Forward-only passes use it, so that scoring a row
+     * does not depend on what else is in the batch. */
+    void (*matmul_forward_rows)(real *out, const real *in, const real *w, int n, int in_dim, int out_dim);
+
     /* out[i, :] = table[tokens[i], :] */
     void (*embedding_forward)(real *out, const int *tokens, const real *table, int n, int dim);
     /* dtable[tokens[i], :] += dout[i, :] */
@@ -72,6 +78,49 @@ typedef struct backend_ops {
     void (*attention_backward)(real *dqkv, real *scratch, const real *dout, const real *probs, const real *qkv,
                                int batch, int seq, int heads, int kv_heads, int head_dim);
 
+    /* The same over packed samples: sample[b * seq + t] is the sample id of
+     * each row. Row i attends to rows j <= i of its own sequence with the same
+     * sample id; a row with sample id -1 (padding) attends to nothing and its
+     * output row is 0. probs gets zeros outside that mask, so attention_backward
+     * serves both. A row's output does not depend on the other samples' values
+     * (bit-identical, as long as they are finite). */
+    void (*attention_forward_masked)(real *out, real *probs, const real *qkv, const int *sample, int batch, int seq,
+                                     int heads, int kv_heads, int head_dim);
+    /* Forward-only attention, row by row: row i of sequence b attends to rows
+     * j <= i with its sample id (sample NULL: all of them), scores and sums in
+     * double in a fixed order; padding rows (id -1) give 0. A row's output
+     * depends on the rows it attends to alone (not on seq, batch or the other
+     * samples), and equals attention_decode's for the same keys and values.
+     * Keeps no probabilities: no backward. */
+    void (*attention_forward_rows)(real *out, const real *qkv, const int *sample, int batch, int seq, int heads,
+                                   int kv_heads, int head_dim);
+    /* One new query per sequence against a KV cache (greedy decoding).
+     * q is [batch, q_stride] (the first heads * head_dim entries are used),
+     * k_cache and v_cache [batch, max_len, kv_heads * head_dim]; sequence b
+     * attends to cache rows 0..len[b] - 1 (the new token's own k, v included).
+     * out is [batch, heads * head_dim]. Scores in double, fixed order. */
+    void (*attention_decode)(real *out, const real *q, int q_stride, const real *k_cache, const real *v_cache,
+                             const int *len, int batch, int max_len, int heads, int kv_heads, int head_dim);
+
+    /* Copies the k and v heads of row i of the fused qkv [n, (H + 2 KVH) hd]
+     * to row slot[i] of k_cache and v_cache ([rows, KVH hd] each) for each
+     * slot[i] >= 0 (filling a KV cache). */
+    void (*kv_cache_write)(real *k_cache, real *v_cache, const real *qkv, const int *slot, int n, int heads,
+                           int kv_heads, int head_dim);
+    /* out[group[i] * out_stride + j] += x[i, j] for the rows with group[i] >= 0,
+     * in double, rows in order (mean-pooling hidden states; the caller divides). */
+    void (*pool_sum)(double *out, size_t out_stride, const real *x, const int *group, int n, int dim);
+
+    /* out[i, :] += bias[:] for n rows of dim (the bias of a Linear layer). */
+    void (*bias_forward)(real *out, const real *bias, int n, int dim);
+    /* dbias[:] += sum over rows of dout[i, :] (fixed row order). */
+    void (*bias_backward)(real *dbias, const real *dout, int n, int dim);
+    /* out[i] = gelu(x[i]) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)): PyTorch's
+     * nn.GELU() (approximate='none'), LLaVA's mlp2x_gelu. out may alias x. */
+    void (*gelu_forward)(real *out, const real *x, size_t count);
+    /* dx[i] = dout[i] (Phi(x) + x phi(x)) (overwrite; dx may alias dout). */
+    void (*gelu_backward)(real *dx, const real *dout, const real *x, size_t count);
+
     /* h13 is [n, 2 * ffn]: gate a = h13[:, :ffn], up b = h13[:, ffn:].
      * out[n, ffn] = silu(a) * b, silu(a) = a * sigmoid(a). */
     void (*swiglu_forward)(real *out, const real *h13, int n, int ffn);
@@ -91,6 +140,12 @@ typedef struct backend_ops {
      * and by zeros for ignored rows; when grad_scale == 0 logits are left alone. */
     double (*cross_entropy)(real *logits, const int *targets, int n, int vocab, int ignore_index,
                             real grad_scale, int *n_valid);
+
+    /* Per-row log-probability of the target: out[i] = log softmax(logits[i])[targets[i]]
+     * in double, 0 for rows whose target is ignore_index or outside [0, vocab).
+     * logits are left alone; each row is computed on its own (the result for a
+     * row does not depend on the other rows). */
+    void (*log_prob)(double *out, const real *logits, const int *targets, int n, int vocab, int ignore_index);
 
     /* AdamW with decoupled weight decay and bias correction, on count elements:
      *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -82,6 +83,39 @@ static void matmul_backward(real *din, real *dw, const real *dout, const real *i
                             int out_dim) {
     if (din) blas_gemm(0, 0, n, in_dim, out_dim, 1, dout, out_dim, w, in_dim, 0, din, in_dim);
     if (dw) blas_gemm(1, 0, out_dim, in_dim, n, 1, dout, out_dim, in, in_dim, 1, dw, in_dim);
+}
+
+/* Fixed tiles of ROW_TILE rows (the last one padded through a scratch
+ * copy): every GEMM has the same shape whatever n is, and for a given shape
+ * a row's result depends on its own data only (tests/test_contract.c checks
+ * it). The tiles run as tasks of one parallel region, so no GEMM is split
+ * over threads either. */
+#define ROW_TILE 64
+
+static void matmul_tile(real *out, const real *in, const real *w, int rows, int in_dim, int out_dim) {
+    if (rows == ROW_TILE) {
+        blas_gemm(0, 1, ROW_TILE, out_dim, in_dim, 1, in, in_dim, w, in_dim, 0, out, out_dim);
+        return;
+    }
+    real *a = calloc((size_t)ROW_TILE * in_dim, sizeof(real)), *c = malloc((size_t)ROW_TILE * out_dim * sizeof(real));
+    if (a && c) {
+        memcpy(a, in, (size_t)rows * in_dim * sizeof(real));
+        blas_gemm(0, 1, ROW_TILE, out_dim, in_dim, 1, a, in_dim, w, in_dim, 0, c, out_dim);
+        memcpy(out, c, (size_t)rows * out_dim * sizeof(real));
+    } else {
+        for (size_t i = 0; i < (size_t)rows * out_dim; i++) out[i] = NAN; /* out of memory: poison, never wrong numbers */
+    }
+    free(a);
+    free(c);
+}
+
+static void matmul_forward_rows(real *out, const real *in, const real *w, int n, int in_dim, int out_dim) {
+    int tiles = (n + ROW_TILE - 1) / ROW_TILE;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        int r0 = t * ROW_TILE, rows = n - r0 < ROW_TILE ? n - r0 : ROW_TILE;
+        matmul_tile(out + (size_t)r0 * out_dim, in + (size_t)r0 * in_dim, w, rows, in_dim, out_dim);
+    }
 }
 
 /* ------------------------------------------------------------ embedding */
@@ -233,6 +267,15 @@ static att_shape att_shape_of(int seq, int heads, int kv_heads, int head_dim) {
 
 /* Row-wise causal softmax of the scaled scores in p[seq, seq] for rows
  * [i0, i1): row i keeps columns 0..i, the rest of the row becomes 0. */
+/* Row of probabilities: the first len entries (exponentials) divided by their
+ * sum, the rest of the seq-wide row 0. */
+static inline void normalise_row(real *row, int len, int seq, real sum) {
+    real inv = 1 / sum;
+#pragma omp simd
+    for (int j = 0; j < len; j++) row[j] *= inv;
+    for (int j = len; j < seq; j++) row[j] = 0;
+}
+
 static void causal_softmax_rows(real *p, int seq, int i0, int i1) {
     for (int i = i0; i < i1; i++) {
         real *row = p + (size_t)i * seq;
@@ -247,15 +290,40 @@ static void causal_softmax_rows(real *p, int seq, int i0, int i1) {
             row[j] = e;
             sum += e;
         }
-        real inv = 1 / sum;
-#pragma omp simd
-        for (int j = 0; j < len; j++) row[j] *= inv;
-        for (int j = len; j < seq; j++) row[j] = 0;
+        normalise_row(row, len, seq, sum);
     }
 }
 
-/* One (sequence, query head): P = softmax(mask(Q K^T scale)), O = P V. */
-static void attention_forward_head(real *out, real *probs, const real *qkv, const att_shape *s, int b, int h) {
+/* The same under a sample mask: row i keeps the columns j <= i whose sample id
+ * equals its own (sid is the sequence's [seq] ids); a padding row (id -1)
+ * becomes all 0. Masked entries are exact zeros, so they add nothing to the
+ * sums and the other samples' scores cannot reach a row's result. */
+static void masked_softmax_rows(real *p, const int *sid, int seq, int i0, int i1) {
+    for (int i = i0; i < i1; i++) {
+        real *row = p + (size_t)i * seq;
+        int len = i + 1, me = sid[i];
+        if (me < 0) {
+            memset(row, 0, (size_t)seq * sizeof(real));
+            continue;
+        }
+        real mx = row[i];
+        for (int j = 0; j < len; j++)
+            if (sid[j] == me && row[j] > mx) mx = row[j];
+        real sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < len; j++) {
+            real e = sid[j] == me ? exp_r(row[j] - mx) : 0;
+            row[j] = e;
+            sum += e;
+        }
+        normalise_row(row, len, seq, sum);
+    }
+}
+
+/* One (sequence, query head): P = softmax(mask(Q K^T scale)), O = P V. The
+ * mask is causal, and also by sample id when sample is not NULL. */
+static void attention_forward_head(real *out, real *probs, const real *qkv, const int *sample, const att_shape *s,
+                                   int b, int h) {
     int seq = s->seq, R = s->qkv_stride, kvh = h / (s->heads / s->kv_heads);
     const real *base = qkv + (size_t)b * seq * R;
     const real *Q = base + (size_t)h * s->hd, *K = base + (size_t)(s->heads + kvh) * s->hd;
@@ -265,7 +333,10 @@ static void attention_forward_head(real *out, real *probs, const real *qkv, cons
     for (int i0 = 0; i0 < seq; i0 += ATT_BLOCK) {
         int i1 = i0 + ATT_BLOCK < seq ? i0 + ATT_BLOCK : seq;
         blas_gemm(0, 1, i1 - i0, i1, s->hd, s->scale, Q + (size_t)i0 * R, R, K, R, 0, P + (size_t)i0 * seq, seq);
-        causal_softmax_rows(P, seq, i0, i1);
+        if (sample)
+            masked_softmax_rows(P, sample + (size_t)b * seq, seq, i0, i1);
+        else
+            causal_softmax_rows(P, seq, i0, i1);
         blas_gemm(0, 0, i1 - i0, s->hd, i1, 1, P + (size_t)i0 * seq, seq, V, R, 0, O + (size_t)i0 * s->out_stride,
                   s->out_stride);
     }
@@ -286,7 +357,104 @@ static void attention_forward(real *out, real *probs, const real *qkv, int batch
     att_shape s = att_shape_of(seq, heads, kv_heads, head_dim);
     int tasks = batch * heads;
 #pragma omp parallel for schedule(static) if (att_parallel(tasks, seq, head_dim))
-    for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, &s, t / heads, t % heads);
+    for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, NULL, &s, t / heads, t % heads);
+}
+
+static void attention_forward_masked(real *out, real *probs, const real *qkv, const int *sample, int batch, int seq,
+                                     int heads, int kv_heads, int head_dim) {
+    att_shape s = att_shape_of(seq, heads, kv_heads, head_dim);
+    int tasks = batch * heads;
+#pragma omp parallel for schedule(static) if (att_parallel(tasks, seq, head_dim))
+    for (int t = 0; t < tasks; t++) attention_forward_head(out, probs, qkv, sample, &s, t / heads, t % heads);
+}
+
+/* q . k in double with four partial sums in a fixed order: the same result
+ * wherever the vectors sit in memory (no alignment-dependent vector peeling),
+ * four times the instruction-level parallelism of one chain. */
+static double dot4(const real *q, const real *k, int hd) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        s0 += (double)q[d] * k[d];
+        s1 += (double)q[d + 1] * k[d + 1];
+        s2 += (double)q[d + 2] * k[d + 2];
+        s3 += (double)q[d + 3] * k[d + 3];
+    }
+    for (; d < hd; d++) s0 += (double)q[d] * k[d];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* One query row against key/value rows 0..len-1 (row stride kv_stride),
+ * keeping those whose id equals me when ids is not NULL: scores, softmax
+ * and the weighted sum of values in double, rows in order. score is len
+ * doubles of scratch. Decoding and forward-only attention share it, so a
+ * decode step reproduces the forward pass exactly. */
+static void attend_row(real *o, const real *q, const real *K, const real *V, size_t kv_stride, int len, const int *ids,
+                       int me, int hd, double scale, double *score) {
+    double mx = -INFINITY, sum = 0, acc[512];
+    for (int j = 0; j < len; j++) {
+        score[j] = ids && ids[j] != me ? -INFINITY : dot4(q, K + (size_t)j * kv_stride, hd) * scale;
+        if (score[j] > mx) mx = score[j];
+    }
+    for (int d = 0; d < hd; d++) acc[d] = 0;
+    for (int j = 0; j < len; j++) {
+        if (score[j] == -INFINITY) continue;
+        double w = exp(score[j] - mx);
+        const real *v = V + (size_t)j * kv_stride;
+        sum += w;
+        for (int d = 0; d < hd; d++) acc[d] += w * v[d];
+    }
+    for (int d = 0; d < hd; d++) o[d] = sum > 0 ? (real)(acc[d] / sum) : 0;
+}
+
+/* head_dim bound of attend_row's accumulator; model_greedy_decode and the
+ * forward-only path check it before they get here. */
+#define ROW_HD_MAX 512
+
+/* Tasks are (sequence, head) pairs, each with its own score scratch. */
+static void attention_forward_rows(real *out, const real *qkv, const int *sample, int batch, int seq, int heads,
+                                   int kv_heads, int head_dim) {
+    if (head_dim > ROW_HD_MAX) return;
+    int R = (heads + 2 * kv_heads) * head_dim, group = heads / kv_heads, tasks = batch * heads;
+    double scale = 1.0 / sqrt((double)head_dim);
+#pragma omp parallel for schedule(static) if ((size_t)tasks * seq * seq * head_dim >= PAR_MIN)
+    for (int t = 0; t < tasks; t++) {
+        int b = t / heads, h = t % heads, g = h / group;
+        const int *ids = sample ? sample + (size_t)b * seq : NULL;
+        const real *base = qkv + (size_t)b * seq * R;
+        double *score = malloc((size_t)seq * sizeof *score);
+        for (int i = 0; i < seq; i++) {
+            real *o = out + ((size_t)b * seq + i) * heads * head_dim + (size_t)h * head_dim;
+            if (!score || (ids && ids[i] < 0)) { /* padding (or out of memory: NaN, never wrong numbers) */
+                for (int d = 0; d < head_dim; d++) o[d] = score ? 0 : NAN;
+                continue;
+            }
+            attend_row(o, base + (size_t)i * R + (size_t)h * head_dim, base + (size_t)(heads + g) * head_dim,
+                       base + (size_t)(heads + kv_heads + g) * head_dim, (size_t)R, i + 1, ids, ids ? ids[i] : 0,
+                       head_dim, scale, score);
+        }
+        free(score);
+    }
+}
+
+static void attention_decode(real *out, const real *q, int q_stride, const real *k_cache, const real *v_cache,
+                             const int *len, int batch, int max_len, int heads, int kv_heads, int head_dim) {
+    if (head_dim > ROW_HD_MAX) return;
+    int tasks = batch * heads, kvw = kv_heads * head_dim, group = heads / kv_heads;
+    double scale = 1.0 / sqrt((double)head_dim);
+#pragma omp parallel for schedule(static) if (tasks > 1 && omp_get_max_threads() > 1)
+    for (int t = 0; t < tasks; t++) {
+        int b = t / heads, h = t % heads, g = h / group;
+        size_t cache = (size_t)b * max_len * kvw + (size_t)g * head_dim;
+        real *o = out + (size_t)b * heads * head_dim + (size_t)h * head_dim;
+        double *score = malloc((size_t)(len[b] > 0 ? len[b] : 1) * sizeof *score);
+        if (score)
+            attend_row(o, q + (size_t)b * q_stride + (size_t)h * head_dim, k_cache + cache, v_cache + cache,
+                       (size_t)kvw, len[b], NULL, 0, head_dim, scale, score);
+        else
+            for (int d = 0; d < head_dim; d++) o[d] = NAN;
+        free(score);
+    }
 }
 
 /* One (sequence, kv head) and all the query heads that share it, so that the
@@ -352,6 +520,75 @@ static void attention_backward(real *dqkv, real *scratch, const real *dout, cons
     } else {
         for (int t = 0; t < tasks; t++)
             attention_backward_group(dqkv, scratch, dout, probs, qkv, &s, t / kv_heads, t % kv_heads);
+    }
+}
+
+static void kv_cache_write(real *k_cache, real *v_cache, const real *qkv, const int *slot, int n, int heads,
+                           int kv_heads, int head_dim) {
+    size_t kvw = (size_t)kv_heads * head_dim, stride = (size_t)(heads + 2 * kv_heads) * head_dim;
+    for (int i = 0; i < n; i++) {
+        if (slot[i] < 0) continue;
+        const real *row = qkv + (size_t)i * stride + (size_t)heads * head_dim;
+        memcpy(k_cache + (size_t)slot[i] * kvw, row, kvw * sizeof(real));
+        memcpy(v_cache + (size_t)slot[i] * kvw, row + kvw, kvw * sizeof(real));
+    }
+}
+
+/* Rows in order, so every group's sum has one fixed order. */
+static void pool_sum(double *out, size_t out_stride, const real *x, const int *group, int n, int dim) {
+    for (int i = 0; i < n; i++) {
+        if (group[i] < 0) continue;
+        double *o = out + (size_t)group[i] * out_stride;
+        const real *xi = x + (size_t)i * dim;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) o[j] += (double)xi[j];
+    }
+}
+
+/* ---------------------------------------------------------- bias, GELU */
+
+static void bias_forward(real *out, const real *bias, int n, int dim) {
+#pragma omp parallel for schedule(static) if ((size_t)n * dim >= PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        real *o = out + (size_t)i * dim;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) o[j] += bias[j];
+    }
+}
+
+/* Column blocks per thread, rows summed in order: independent of the thread count. */
+static void bias_backward(real *dbias, const real *dout, int n, int dim) {
+    const int block = 64;
+    int n_blocks = (dim + block - 1) / block;
+#pragma omp parallel for schedule(static) if ((size_t)n * dim >= PAR_MIN)
+    for (int cb = 0; cb < n_blocks; cb++) {
+        int j0 = cb * block, j1 = j0 + block < dim ? j0 + block : dim;
+        for (int i = 0; i < n; i++) {
+            const real *g = dout + (size_t)i * dim;
+#pragma omp simd
+            for (int j = j0; j < j1; j++) dbias[j] += g[j];
+        }
+    }
+}
+
+/* The exact (erf) GELU, evaluated in double: the projector is small next to
+ * the LLM, and double keeps float32 results within an ulp of PyTorch's. */
+static void gelu_forward(real *out, const real *x, size_t count) {
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
+    for (size_t i = 0; i < count; i++) {
+        double v = x[i];
+        out[i] = (real)(0.5 * v * (1.0 + erf(v * M_SQRT1_2)));
+    }
+}
+
+/* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). */
+static void gelu_backward(real *dx, const real *dout, const real *x, size_t count) {
+    const double inv_sqrt_2pi = 0.39894228040143267794;
+#pragma omp parallel for schedule(static) if (count >= PAR_MIN)
+    for (size_t i = 0; i < count; i++) {
+        double v = x[i];
+        double d = 0.5 * (1.0 + erf(v * M_SQRT1_2)) + v * inv_sqrt_2pi * exp(-0.5 * v * v);
+        dx[i] = (real)((double)dout[i] * d);
     }
 }
 
@@ -469,6 +706,25 @@ static double cross_entropy(real *logits, const int *targets, int n, int vocab, 
     return total;
 }
 
+/* log softmax(row)[target] in double, with the loss path's own loops. */
+static double log_prob_row(const real *row, int target, int vocab) {
+    real mx = row[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < vocab; j++) mx = mx < row[j] ? row[j] : mx;
+    real sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < vocab; j++) sum += exp_r(row[j] - mx);
+    return (double)row[target] - (double)mx - log((double)sum);
+}
+
+static void log_prob(double *out, const real *logits, const int *targets, int n, int vocab, int ignore_index) {
+#pragma omp parallel for schedule(static) if ((size_t)n * vocab >= PAR_MIN && n > 1)
+    for (int i = 0; i < n; i++) {
+        int t = targets[i];
+        out[i] = t == ignore_index || t < 0 || t >= vocab ? 0 : log_prob_row(logits + (size_t)i * vocab, t, vocab);
+    }
+}
+
 /* ---------------------------------------------------------------- AdamW */
 
 typedef struct adamw_consts {
@@ -565,6 +821,7 @@ static const backend_ops cpu_ops = {
     .name = "cpu",
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
+    .matmul_forward_rows = matmul_forward_rows,
     .embedding_forward = embedding_forward,
     .embedding_backward = embedding_backward,
     .rmsnorm_forward = rmsnorm_forward,
@@ -573,11 +830,21 @@ static const backend_ops cpu_ops = {
     .rope_backward = rope_backward,
     .attention_forward = attention_forward,
     .attention_backward = attention_backward,
+    .attention_forward_masked = attention_forward_masked,
+    .attention_forward_rows = attention_forward_rows,
+    .attention_decode = attention_decode,
+    .kv_cache_write = kv_cache_write,
+    .pool_sum = pool_sum,
+    .bias_forward = bias_forward,
+    .bias_backward = bias_backward,
+    .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward,
     .swiglu_forward = swiglu_forward,
     .swiglu_backward = swiglu_backward,
     .residual_add = residual_add,
     .accumulate = accumulate,
     .cross_entropy = cross_entropy,
+    .log_prob = log_prob,
     .adamw_update = adamw_update,
     .sum_squares = sum_squares,
     .zero = zero,

@@ -396,27 +396,41 @@ Test(f64_ops, rope) {
 
 typedef struct att_ctx {
     real *out, *probs, *qkv, *r;
+    const int *sample; /* NULL: plain causal */
     int batch, seq, H, KV, hd;
 } att_ctx;
 
 static dd att_loss(void *p) {
     att_ctx *c = p;
-    backend_cpu()->attention_forward(c->out, c->probs, c->qkv, c->batch, c->seq, c->H, c->KV, c->hd);
+    if (c->sample)
+        backend_cpu()->attention_forward_masked(c->out, c->probs, c->qkv, c->sample, c->batch, c->seq, c->H, c->KV,
+                                                c->hd);
+    else
+        backend_cpu()->attention_forward(c->out, c->probs, c->qkv, c->batch, c->seq, c->H, c->KV, c->hd);
     return dot_r(c->out, c->r, (size_t)c->batch * c->seq * c->H * c->hd);
 }
 
-/* Explicit loops: masked scores, softmax, weighted sum of values. */
-static void naive_attention(double *out, double *probs, const real *qkv, int B, int S, int H, int KV, int hd) {
+/* May row i attend to row j (of one sequence)? Causal, and within the sample when ids are given. */
+static int allowed(const int *sample_row, int i, int j) {
+    if (j > i) return 0;
+    return !sample_row || (sample_row[i] >= 0 && sample_row[j] == sample_row[i]);
+}
+
+/* Explicit loops: masked scores, softmax, weighted sum of values; a row
+ * that may attend to nothing (padding) gets zeros. */
+static void naive_attention(double *out, double *probs, const real *qkv, const int *sample, int B, int S, int H,
+                            int KV, int hd) {
     int R = (H + 2 * KV) * hd, group = H / KV;
     double *s = malloc(S * sizeof *s);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int g = h / group;
+            const int *ids = sample ? sample + (size_t)b * S : NULL;
             for (int i = 0; i < S; i++) {
                 const real *q = qkv + (size_t)(b * S + i) * R + h * hd;
                 double mx = -INFINITY, sum = 0;
                 for (int j = 0; j < S; j++) {
-                    if (j > i) {
+                    if (!allowed(ids, i, j)) {
                         s[j] = -INFINITY;
                         continue;
                     }
@@ -426,9 +440,9 @@ static void naive_attention(double *out, double *probs, const real *qkv, int B, 
                     s[j] = d / sqrt((double)hd);
                     if (s[j] > mx) mx = s[j];
                 }
-                for (int j = 0; j < S; j++) sum += (s[j] = j > i ? 0 : exp(s[j] - mx));
+                for (int j = 0; j < S; j++) sum += (s[j] = allowed(ids, i, j) ? exp(s[j] - mx) : 0);
                 double *p = probs + (((size_t)b * H + h) * S + i) * S;
-                for (int j = 0; j < S; j++) p[j] = s[j] / sum;
+                for (int j = 0; j < S; j++) p[j] = sum > 0 ? s[j] / sum : 0;
                 double *o = out + (size_t)(b * S + i) * H * hd + h * hd;
                 for (int t = 0; t < hd; t++) {
                     double acc = 0;
@@ -451,7 +465,7 @@ static void attention_case(int batch, int seq, int H, int KV, int hd, size_t ste
     att_loss(&c);
 
     double *ref_out = malloc(no * sizeof *ref_out), *ref_p = malloc(np * sizeof *ref_p);
-    naive_attention(ref_out, ref_p, c.qkv, batch, seq, H, KV, hd);
+    naive_attention(ref_out, ref_p, c.qkv, NULL, batch, seq, H, KV, hd);
     expect_close_arrays("attention out", c.out, ref_out, no, 1e-13);
     expect_close_arrays("attention probs", c.probs, ref_p, np, 1e-13);
     for (int bh = 0; bh < batch * H; bh++)
@@ -479,6 +493,203 @@ Test(f64_ops, attention_multi_block) { attention_case(1, 150, 2, 1, 4, 7); }
 /* Enough (sequence, kv head) tasks for the multi-threaded path, two query blocks. */
 Test(f64_ops, attention_parallel_tasks) { attention_case(2, 70, 4, 2, 4, 5); }
 Test(f64_ops, attention_seq1) { attention_case(3, 1, 2, 1, 4, 1); }
+
+/* Packed samples and padding: sequence 0 holds samples 0 | 1 | 2, sequence 1
+ * samples 5 | 6 then padding. Forward against the naive loops (probs exactly
+ * 0 outside the mask); the shared backward against central differences. */
+static void masked_attention_case(int H, int KV, int hd) {
+    enum { B = 2, S = 9 };
+    static const int sample[B * S] = {0, 0, 0, 1, 1, 2, 2, 2, 2, 5, 5, 5, 5, 6, 6, -1, -1, -1};
+    const backend_ops *ops = backend_cpu();
+    att_ctx c = {.batch = B, .seq = S, .H = H, .KV = KV, .hd = hd, .sample = sample};
+    size_t n = (size_t)B * S, nq = n * (H + 2 * KV) * hd, no = n * H * hd, np = (size_t)B * H * S * S;
+    c.qkv = alloc_r(nq), c.out = alloc_r(no), c.probs = alloc_r(np), c.r = alloc_r(no);
+    fill_uniform(c.qkv, nq, 40 + KV, -1.5, 1.5);
+    fill_uniform(c.r, no, 41, -1, 1);
+    fill_value(c.probs, np, GARBAGE);
+    att_loss(&c);
+    double *ref_out = malloc(no * sizeof *ref_out), *ref_p = malloc(np * sizeof *ref_p);
+    naive_attention(ref_out, ref_p, c.qkv, sample, B, S, H, KV, hd);
+    expect_close_arrays("masked attention out", c.out, ref_out, no, 1e-13);
+    expect_close_arrays("masked attention probs", c.probs, ref_p, np, 1e-13);
+    for (size_t i = 0; i < np; i++) cr_assert(ref_p[i] != 0 || c.probs[i] == 0, "probs[%zu] outside the mask", i);
+
+    /* The row-by-row forward-only op computes the same. */
+    real *rows = alloc_r(no);
+    fill_value(rows, no, GARBAGE);
+    ops->attention_forward_rows(rows, c.qkv, sample, B, S, H, KV, hd);
+    expect_close_arrays("row-by-row attention out", rows, ref_out, no, 1e-13);
+
+    real *dqkv = alloc_r(nq), *scratch = alloc_r(np);
+    fill_value(dqkv, nq, GARBAGE);
+    ops->attention_backward(dqkv, scratch, c.r, c.probs, c.qkv, B, S, H, KV, hd);
+    check_gradient("masked attention dqkv", att_loss, &c, c.qkv, dqkv, nq, 1);
+    for (int t = 15; t < 18; t++) /* padding rows get no gradient */
+        for (int j = 0; j < (H + 2 * KV) * hd; j++) cr_assert(dqkv[(size_t)t * (H + 2 * KV) * hd + j] == 0);
+    free(c.qkv), free(c.out), free(c.probs), free(c.r), free(ref_out), free(ref_p), free(rows), free(dqkv);
+    free(scratch);
+}
+
+Test(f64_ops, attention_masked_gqa) { masked_attention_case(4, 2, 6); }
+Test(f64_ops, attention_masked_mqa) { masked_attention_case(4, 1, 4); }
+
+/* Without sample ids the row-by-row op is plain causal attention. */
+Test(f64_ops, attention_rows_causal) {
+    enum { B = 2, S = 70, H = 2, KV = 1, hd = 4 };
+    size_t n = (size_t)B * S, nq = n * (H + 2 * KV) * hd, no = n * H * hd, np = (size_t)B * H * S * S;
+    real *qkv = alloc_r(nq), *out = alloc_r(no);
+    fill_uniform(qkv, nq, 44, -1.5, 1.5);
+    double *ref_out = malloc(no * sizeof *ref_out), *ref_p = malloc(np * sizeof *ref_p);
+    naive_attention(ref_out, ref_p, qkv, NULL, B, S, H, KV, hd);
+    backend_cpu()->attention_forward_rows(out, qkv, NULL, B, S, H, KV, hd);
+    expect_close_arrays("row-by-row causal attention", out, ref_out, no, 1e-13);
+    free(qkv), free(out), free(ref_out), free(ref_p);
+}
+
+/* A decode step: the last query of each sequence against a cache holding
+ * that sequence's keys and values equals the last row of full attention;
+ * kv_cache_write puts the rows where the step reads them. */
+Test(f64_ops, attention_decode_and_cache_write) {
+    enum { B = 3, S = 7, H = 4, KV = 2, hd = 6, MAX = 10 };
+    const int len[B] = {7, 3, 5};
+    const backend_ops *ops = backend_cpu();
+    int R = (H + 2 * KV) * hd, kvw = KV * hd;
+    size_t n = (size_t)B * S, nq = n * R, no = n * H * hd, np = (size_t)B * H * S * S;
+    real *qkv = alloc_r(nq), *kc = alloc_r((size_t)B * MAX * kvw), *vc = alloc_r((size_t)B * MAX * kvw);
+    real *q = alloc_r((size_t)B * R), *out = alloc_r((size_t)B * H * hd);
+    fill_uniform(qkv, nq, 45, -1.5, 1.5);
+    fill_value(kc, (size_t)B * MAX * kvw, GARBAGE);
+    fill_value(vc, (size_t)B * MAX * kvw, GARBAGE);
+    int slot[B * S];
+    for (int i = 0; i < B * S; i++) slot[i] = i % S < len[i / S] ? (i / S) * MAX + i % S : -1;
+    ops->kv_cache_write(kc, vc, qkv, slot, B * S, H, KV, hd);
+    for (int b = 0; b < B; b++) memcpy(q + (size_t)b * R, qkv + ((size_t)b * S + len[b] - 1) * R, R * sizeof(real));
+    ops->attention_decode(out, q, R, kc, vc, len, B, MAX, H, KV, hd);
+    double *ref_out = malloc(no * sizeof *ref_out), *ref_p = malloc(np * sizeof *ref_p);
+    int sample[B * S];
+    for (int i = 0; i < B * S; i++) sample[i] = i % S < len[i / S] ? 0 : -1;
+    naive_attention(ref_out, ref_p, qkv, sample, B, S, H, KV, hd);
+    for (int b = 0; b < B; b++)
+        expect_close_arrays("decode step", out + (size_t)b * H * hd, ref_out + ((size_t)b * S + len[b] - 1) * H * hd,
+                            (size_t)H * hd, 1e-13);
+    free(qkv), free(kc), free(vc), free(q), free(out), free(ref_out), free(ref_p);
+}
+
+/* ------------------------------------------------------------ bias, GELU */
+
+typedef struct bias_ctx {
+    real *out, *x, *bias, *r;
+    int n, dim;
+} bias_ctx;
+
+static dd bias_loss(void *p) {
+    bias_ctx *c = p;
+    memcpy(c->out, c->x, (size_t)c->n * c->dim * sizeof(real));
+    backend_cpu()->bias_forward(c->out, c->bias, c->n, c->dim);
+    return dot_r(c->out, c->r, (size_t)c->n * c->dim);
+}
+
+static void bias_case(int n, int dim, size_t step) {
+    bias_ctx c = {.n = n, .dim = dim};
+    size_t nx = (size_t)n * dim;
+    c.out = alloc_r(nx), c.x = alloc_r(nx), c.bias = alloc_r(dim), c.r = alloc_r(nx);
+    fill_uniform(c.x, nx, 50, -1, 1);
+    fill_uniform(c.bias, dim, 51, -1, 1);
+    fill_uniform(c.r, nx, 52, -1, 1);
+    bias_loss(&c);
+    for (size_t i = 0; i < nx; i++) cr_assert(c.out[i] == c.x[i] + c.bias[i % dim]);
+    real *db = alloc_r(dim), *db0 = alloc_r(dim);
+    fill_uniform(db0, dim, 53, -1, 1); /* dbias accumulates */
+    memcpy(db, db0, dim * sizeof(real));
+    backend_cpu()->bias_backward(db, c.r, n, dim);
+    real *added = minus(db, db0, dim);
+    check_gradient("bias dbias", bias_loss, &c, c.bias, added, dim, step);
+    free(c.out), free(c.x), free(c.bias), free(c.r), free(db), free(db0), free(added);
+}
+
+Test(f64_ops, bias) { bias_case(7, 9, 1); }
+Test(f64_ops, bias_parallel_path) { bias_case(70, 601, 13); }
+
+typedef struct gelu_ctx {
+    real *out, *x, *r;
+    size_t n;
+} gelu_ctx;
+
+static dd gelu_loss(void *p) {
+    gelu_ctx *c = p;
+    backend_cpu()->gelu_forward(c->out, c->x, c->n);
+    return dot_r(c->out, c->r, c->n);
+}
+
+Test(f64_ops, gelu_erf) {
+    gelu_ctx c = {.n = 41};
+    c.out = alloc_r(c.n), c.x = alloc_r(c.n), c.r = alloc_r(c.n);
+    fill_uniform(c.x, c.n, 60, -4, 4);
+    fill_uniform(c.r, c.n, 61, -1, 1);
+    gelu_loss(&c);
+    /* x Phi(x) with Phi from erfc (another libm route than the op's erf), and torch.nn.GELU()(x) in float64
+     * at a few points (printed by PyTorch 1.13). */
+    for (size_t i = 0; i < c.n; i++)
+        cr_assert(fabs(c.out[i] - c.x[i] * 0.5 * erfc(-c.x[i] / sqrt(2.0))) < 1e-15, "gelu(%g)", c.x[i]);
+    real pts[3] = {-1, 0.5, 2}, want[3] = {-0.15865525393145702, 0.34573123063700656, 1.9544997361036416}, got[3];
+    backend_cpu()->gelu_forward(got, pts, 3);
+    for (int i = 0; i < 3; i++) cr_assert(fabs(got[i] - want[i]) < 1e-15, "gelu(%g) = %.17g", pts[i], got[i]);
+    real *dx = alloc_r(c.n);
+    fill_value(dx, c.n, GARBAGE); /* overwritten */
+    backend_cpu()->gelu_backward(dx, c.r, c.x, c.n);
+    check_gradient("gelu dx", gelu_loss, &c, c.x, dx, c.n, 1);
+    free(c.out), free(c.x), free(c.r), free(dx);
+}
+
+/* ------------------------------------------- row-invariant ops, pooling */
+
+/* matmul_forward_rows: the same product, and a row's result does not depend on n or its index. */
+Test(f64_ops, matmul_forward_rows) {
+    enum { N = 41, IN = 9, OUT = 7 };
+    real *in = alloc_r(N * IN), *w = alloc_r(OUT * IN), *a = alloc_r(N * OUT), *b = alloc_r(N * OUT);
+    fill_uniform(in, N * IN, 70, -1, 1);
+    fill_uniform(w, OUT * IN, 71, -1, 1);
+    backend_cpu()->matmul_forward(a, in, w, N, IN, OUT);
+    backend_cpu()->matmul_forward_rows(b, in, w, N, IN, OUT);
+    double *want = malloc(N * OUT * sizeof *want);
+    for (int i = 0; i < N * OUT; i++) want[i] = a[i];
+    expect_close_arrays("matmul_forward_rows", b, want, N * OUT, 1e-14);
+    for (int n = 1; n < N; n += 3) {
+        real *c = alloc_r((size_t)n * OUT);
+        backend_cpu()->matmul_forward_rows(c, in + (size_t)(N - n) * IN, w, n, IN, OUT);
+        cr_assert(memcmp(c, b + (size_t)(N - n) * OUT, (size_t)n * OUT * sizeof(real)) == 0, "rows depend on n = %d", n);
+        free(c);
+    }
+    free(in), free(w), free(a), free(b), free(want);
+}
+
+Test(f64_ops, log_prob_and_pool_sum) {
+    enum { N = 6, V = 11, D = 5 };
+    real *logits = alloc_r(N * V);
+    fill_uniform(logits, N * V, 80, -3, 3);
+    int targets[N] = {0, 10, -1, 3, 11, 7};
+    double lp[N];
+    backend_cpu()->log_prob(lp, logits, targets, N, V, -1);
+    for (int i = 0; i < N; i++) {
+        double lse = 0;
+        for (int j = 0; j < V; j++) lse += exp(logits[i * V + j]);
+        double want = targets[i] < 0 || targets[i] >= V ? 0 : logits[i * V + targets[i]] - log(lse);
+        cr_assert(fabs(lp[i] - want) < 1e-13, "row %d: %.15g vs %.15g", i, lp[i], want);
+    }
+    real *x = alloc_r(N * D);
+    fill_uniform(x, N * D, 81, -1, 1);
+    int group[N] = {1, -1, 0, 1, 1, 0};
+    double sums[2 * 3 * D] = {0}; /* stride 3 D: level 1 of 3 */
+    backend_cpu()->pool_sum(sums + D, 3 * D, x, group, N, D);
+    for (int g = 0; g < 2; g++)
+        for (int d = 0; d < D; d++) {
+            double want = 0;
+            for (int i = 0; i < N; i++) want += group[i] == g ? x[i * D + d] : 0;
+            cr_assert(fabs(sums[g * 3 * D + D + d] - want) < 1e-15);
+            cr_assert(sums[g * 3 * D + d] == 0 && sums[g * 3 * D + 2 * D + d] == 0, "pool_sum wrote another level");
+        }
+    free(logits), free(x);
+}
 
 /* ----------------------------------------------------------------- swiglu */
 

@@ -9,7 +9,10 @@
 # and the AdamW step to a relative error of 1e-4 (see its docstring for the
 # metric). Then a negative control: the reference with deliberately wrong
 # RoPE layout, GQA head mapping and norm weight decay must FAIL, so a pass
-# above means something.
+# above means something. Then the model contract (ref_contract, torch_reference.py
+# --contract): projector, image rows, packed samples, frozen decoder,
+# log-probabilities, hidden states, KV-cache decoding, with its own negative
+# controls.
 #
 # Exit: 0 all pass, 1 any failure, 77 skip (only when /usr/bin/python3 cannot
 # import torch, h5py or numpy).
@@ -69,6 +72,39 @@ if [ -f "$ctl" ] && [ -f "$h5" ]; then
       echo "  FAIL: the reference with --mutate $mutation exited $rc instead of 1: the check is not sensitive to it"
       tail -n 5 "$OUT/mutate_$mutation.log" | sed 's/^/    /'
       failed+=("negative control $mutation")
+    fi
+  done
+fi
+
+# The model contract (issue 10): image rows from a projector into a frozen
+# decoder, packed samples with their own positions, padding, per-row
+# log-probabilities, pooled hidden states and KV-cache greedy decoding.
+CONTRACT=${REF_CONTRACT:-build/tests/tools/ref_contract}
+for name in tiny_gqa_untied small_mha_tied; do
+  cfg=tests/fixtures/reference/$name.cfg
+  h5="$OUT/contract_$name.h5"
+  echo "=== contract $name"
+  rm -f "$h5"
+  if ! "$CONTRACT" "$cfg" "$h5"; then
+    failed+=("contract $name (ref_contract)")
+    continue
+  fi
+  "$PY" "$REF" --contract "$h5" >"$OUT/contract_$name.log" 2>&1
+  rc=$?
+  cat "$OUT/contract_$name.log"
+  [ $rc -eq 0 ] || failed+=("contract $name")
+done
+h5="$OUT/contract_tiny_gqa_untied.h5"
+if [ -f "$h5" ]; then
+  echo "=== negative control (contract)"
+  for mutation in positions_global no_sample_mask gelu_tanh cache_stale; do
+    "$PY" "$REF" --contract "$h5" --mutate "$mutation" >"$OUT/contract_mutate_$mutation.log" 2>&1
+    rc=$?
+    if [ $rc -eq 1 ]; then
+      echo "  ok: --contract --mutate $mutation is detected: $(grep '^FAIL' "$OUT/contract_mutate_$mutation.log" | cut -c1-160)"
+    else
+      echo "  FAIL: --contract --mutate $mutation exited $rc instead of 1: the check is not sensitive to it"
+      failed+=("contract negative control $mutation")
     fi
   done
 fi

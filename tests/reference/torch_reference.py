@@ -56,6 +56,32 @@ test can fail): rope_half (HF rotate_half RoPE layout instead of Meta's
 interleaved one), gqa_modulo (query head h on kv head h % kv_heads instead of
 h // (heads / kv_heads)), decay_norms (weight decay on norm weights too).
 
+The model contract (--contract)
+-------------------------------
+    torch_reference.py --contract OUT.h5 [--mutate KIND]
+
+OUT.h5 comes from build/tests/tools/ref_contract (see its header). The same
+decoder, extended the way the adaptation and evaluation stages use it, with
+LLaVA's projector in front (mm_projector = nn.Sequential(nn.Linear, nn.GELU(),
+nn.Linear), the mlp2x_gelu of llava/model/multimodal_projector/builder.py):
+  a. features -> projector -> embedding rows placed where the tokens are -1,
+     two samples packed into one sequence (per-sample RoPE positions and a
+     block-diagonal causal mask), padding rows; the decoder's parameters have
+     requires_grad = False. Compared: logits, loss, the projector's output,
+     the gradients of the projector's four tensors, of the embedding rows and
+     of the features; every decoder parameter must have .grad None, and
+     presight must have allocated no gradient for them.
+  b. per-row log p(target) and each layer's hidden states mean-pooled per
+     sequence (Hugging Face's output_hidden_states: the embedding output,
+     every block's output, the last after the final norm) of a padded batch.
+  c. greedy decoding: PyTorch decodes each prompt on its own, step by step,
+     with Meta's KV cache (Attention.cache_k / cache_v, start_pos); presight's
+     batched tokens must be the same and its logits agree at every step.
+Contract mutations (negative controls): positions_global (positions 0..S-1
+whatever the batch says), no_sample_mask (plain causal attention across
+packed samples), gelu_tanh (the tanh approximation of GELU), cache_stale
+(decode steps never enter the KV cache).
+
 Exit status: 0 all agree, 1 any disagreement (with a message naming the worst
 tensor), 2 bad input.
 """
@@ -95,6 +121,8 @@ def precompute_freqs_cis(dim, end, theta, dtype):
 
 
 def reshape_for_broadcast(freqs_cis, x):
+    if freqs_cis.ndim == 3:  # per-row positions: [batch, seq, hd / 2]
+        return freqs_cis[:, :, None, :]
     ndim = x.ndim
     shape = [d if i == 1 or i == ndim - 1 else 1 for i, d in enumerate(x.shape)]
     return freqs_cis.view(*shape)
@@ -145,7 +173,9 @@ class Attention(nn.Module):
         self.wv = nn.Linear(d, self.n_kv_heads * hd, bias=False, dtype=dtype)
         self.wo = nn.Linear(self.n_heads * hd, d, bias=False, dtype=dtype)
 
-    def forward(self, x, freqs_cis, mask):
+    def forward(self, x, freqs_cis, mask, start_pos=None):
+        """start_pos: None (no cache), or Meta's KV-cache mode: this call's rows
+        sit at start_pos.. and attend to the cached rows before them."""
         bsz, seqlen, _ = x.shape
         xq, xk, xv = self.wq(x), self.wk(x), self.wv(x)
         xq = xq.view(bsz, seqlen, self.n_heads, self.head_dim)
@@ -153,11 +183,18 @@ class Attention(nn.Module):
         xv = xv.view(bsz, seqlen, self.n_kv_heads, self.head_dim)
         rope = apply_rotary_emb_half if self.mutate == "rope_half" else apply_rotary_emb
         xq, xk = rope(xq, xk, freqs_cis)
+        if start_pos is not None:  # llama/model.py: write the new rows, read all rows so far
+            if not (self.mutate == "cache_stale" and seqlen == 1):  # MUTATION: steps never enter the cache
+                self.cache_k[:bsz, start_pos:start_pos + seqlen] = xk
+                self.cache_v[:bsz, start_pos:start_pos + seqlen] = xv
+            xk = self.cache_k[:bsz, :start_pos + seqlen]
+            xv = self.cache_v[:bsz, :start_pos + seqlen]
         keys = repeat_kv(xk, self.n_rep, self.mutate)
         values = repeat_kv(xv, self.n_rep, self.mutate)
         xq, keys, values = xq.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2)
         scores = torch.matmul(xq, keys.transpose(2, 3)) / math.sqrt(self.head_dim)
-        scores = scores + mask
+        if mask is not None:
+            scores = scores + mask
         scores = F.softmax(scores, dim=-1)
         output = torch.matmul(scores, values)
         output = output.transpose(1, 2).contiguous().view(bsz, seqlen, -1)
@@ -183,8 +220,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(hp["dim"], hp["norm_eps"], dtype)
         self.ffn_norm = RMSNorm(hp["dim"], hp["norm_eps"], dtype)
 
-    def forward(self, x, freqs_cis, mask):
-        h = x + self.attention(self.attention_norm(x), freqs_cis, mask)
+    def forward(self, x, freqs_cis, mask, start_pos=None):
+        h = x + self.attention(self.attention_norm(x), freqs_cis, mask, start_pos)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -210,6 +247,63 @@ class Transformer(nn.Module):
         h = self.norm(h)
         head = self.tok_embeddings.weight if self.tied else self.output.weight
         return F.linear(h, head)
+
+    def forward_contract(self, tokens, embeds=None, positions=None, sample=None, mutate=None):
+        """The stages' batch: rows whose token is -1 take the next row of
+        embeds (row-major order), positions [B, S] per row, sample ids [B, S]
+        (a row attends to earlier rows with its id; -1 = padding, zero
+        input). Returns logits and the hidden states (HF convention)."""
+        bsz, seqlen = tokens.shape
+        h = self.tok_embeddings(tokens.clamp(min=0))
+        if embeds is not None:
+            rows = tokens == -1
+            if sample is not None:
+                rows = rows & (sample >= 0)
+            h = h.masked_scatter(rows[..., None], embeds.to(h.dtype))
+        if sample is not None:
+            h = h * (sample >= 0)[..., None].to(h.dtype)
+        if positions is None or mutate == "positions_global":
+            positions = torch.arange(seqlen)[None, :].expand(bsz, seqlen)
+        freqs_cis = self.freqs_cis[positions]
+        i, j = torch.arange(seqlen)[:, None], torch.arange(seqlen)[None, :]
+        allowed = (j <= i)[None].expand(bsz, seqlen, seqlen)
+        if sample is not None and mutate != "no_sample_mask":
+            allowed = allowed & (sample[:, :, None] == sample[:, None, :])
+        allowed = allowed | torch.eye(seqlen, dtype=torch.bool)[None]  # padding rows attend to themselves (not compared)
+        mask = torch.zeros(bsz, 1, seqlen, seqlen, dtype=h.dtype).masked_fill(~allowed[:, None], float("-inf"))
+        hidden = [h]
+        for layer in self.layers:
+            h = layer(h, freqs_cis, mask)
+            hidden.append(h)
+        h = self.norm(h)
+        hidden[-1] = h
+        head = self.tok_embeddings.weight if self.tied else self.output.weight
+        return F.linear(h, head), hidden
+
+    def greedy_cached(self, prompt, max_new, dtype):
+        """Meta's generate(), one prompt, greedy: prefill with the cache, then
+        one token per step at start_pos. Returns tokens and per-step logits."""
+        total = len(prompt) + max_new
+        for layer in self.layers:
+            a = layer.attention
+            a.cache_k = torch.zeros(1, total, a.n_kv_heads, a.head_dim, dtype=dtype)
+            a.cache_v = torch.zeros(1, total, a.n_kv_heads, a.head_dim, dtype=dtype)
+        head = self.tok_embeddings.weight if self.tied else self.output.weight
+        tokens, logits, start, feed = [], [], 0, torch.tensor([prompt])
+        for _ in range(max_new):
+            seqlen = feed.shape[1]
+            h = self.tok_embeddings(feed)
+            mask = None
+            if seqlen > 1:
+                mask = torch.full((seqlen, seqlen), float("-inf"), dtype=dtype).triu(1)
+            for layer in self.layers:
+                h = layer(h, self.freqs_cis[start:start + seqlen], mask, start)
+            out = F.linear(self.norm(h), head)[0, -1]
+            logits.append(out)
+            tokens.append(int(torch.argmax(out)))
+            start += seqlen
+            feed = torch.tensor([[tokens[-1]]])
+        return tokens, torch.stack(logits)
 
 
 def expected_names(hp):
@@ -285,27 +379,168 @@ def rel_err(a, b):
     return rel, elem
 
 
+# ------------------------------------------------------------ the contract
+
+CONTRACT_MUTATIONS = ["positions_global", "no_sample_mask", "gelu_tanh", "cache_stale"]
+
+
+def projector_of(hp, weights, dtype, mutate):
+    """LLaVA's mlp2x_gelu: Linear(in_dim, dim), GELU, Linear(dim, dim); named mm_projector.{0,2}.{weight,bias}."""
+    gelu = nn.GELU(approximate="tanh") if mutate == "gelu_tanh" else nn.GELU()
+    proj = nn.Sequential(nn.Linear(hp["in_dim"], hp["dim"], dtype=dtype), gelu,
+                         nn.Linear(hp["dim"], hp["dim"], dtype=dtype))
+    with torch.no_grad():
+        for name, p in proj.named_parameters():
+            p.copy_(torch.from_numpy(weights["mm_projector." + name]).to(dtype))
+    return proj
+
+
+def contract_model(hp, weights, dtype, mutate):
+    model = Transformer(hp, dtype, mutate)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.from_numpy(weights[name]).to(dtype))
+            p.requires_grad_(False)  # the frozen decoder
+    return model
+
+
+def contract_run(hp, f, weights, dtype, mutate):
+    """Parts a, b, c in `dtype`; returns name -> array."""
+    model, proj = contract_model(hp, weights, dtype, mutate), projector_of(hp, weights, dtype, mutate)
+    out = {}
+    ints = lambda k: torch.from_numpy(f[k][()].astype(np.int64))
+    # a: projector -> image rows -> packed, padded decoder; loss gradient into the projector.
+    tok, tgt, pos, sid = ints("a.tokens"), ints("a.targets"), ints("a.positions"), ints("a.sample")
+    feats = torch.from_numpy(f["a.features"][()]).to(dtype).requires_grad_(True)
+    embeds = proj(feats)
+    embeds.retain_grad()
+    logits, _ = model.forward_contract(tok, embeds, pos, sid, mutate)
+    loss = F.cross_entropy(logits.reshape(-1, hp["vocab"]), tgt.reshape(-1), ignore_index=-1)
+    loss.backward()
+    keep = (sid >= 0)[..., None].to(dtype)  # padding rows' logits are not part of the contract
+    out["a.logits"] = (logits * keep).detach().numpy()
+    out["a.loss"] = float(loss)
+    out["a.embeds"] = embeds.detach().numpy()
+    out["a.embeds_grad"] = embeds.grad.numpy()
+    out["a.features_grad"] = feats.grad.numpy()
+    for name, p in proj.named_parameters():
+        out["a.grad.mm_projector." + name] = p.grad.numpy()
+    out["decoder grads"] = [n for n, p in model.named_parameters() if p.grad is not None]
+    # b: per-row log-probabilities and pooled hidden states of a padded batch.
+    with torch.no_grad():
+        tok, tgt, sid, grp = ints("b.tokens"), ints("b.targets"), ints("b.sample"), ints("b.pool_group")
+        logits, hidden = model.forward_contract(tok, None, None, sid, mutate)
+        logp = torch.log_softmax(logits, -1).gather(-1, tgt.clamp(min=0)[..., None])[..., 0]
+        out["b.log_probs"] = (logp * (tgt >= 0)).numpy()
+        pooled = []
+        for g in range(tok.shape[0]):
+            sel = (grp == g)
+            pooled.append(torch.stack([h[sel].mean(0) for h in hidden]))
+        out["b.hidden"] = torch.stack(pooled).numpy()
+    # c: each prompt alone, step by step with Meta's KV cache.
+    with torch.no_grad():
+        prompts, plen = f["c.prompts"][()], f["c.prompt_len"][()]
+        new = f["c.tokens"].shape[1]
+        toks, logs = zip(*(model.greedy_cached([int(t) for t in prompts[b, :plen[b]]], new, dtype)
+                           for b in range(prompts.shape[0])))
+        out["c.tokens"] = np.array(toks)
+        out["c.logits"] = torch.stack(logs).numpy()
+    return out
+
+
+INT_HPARAMS = ("vocab", "dim", "layers", "heads", "kv_heads", "ffn_dim", "context", "tied_head")
+
+
+def open_h5(path):
+    """The file, or None after saying why."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        print(f"bad input: cannot open {path}: {e}")
+        return None
+
+
+def read_hparams(f, extra_ints=()):
+    hp = {k[len("hparams."):]: float(f[k][0]) for k in f.keys() if k.startswith("hparams.")}
+    for k in INT_HPARAMS + tuple(extra_ints):
+        hp[k] = int(hp[k])
+    return hp
+
+
+def check_contract(args):
+    f = open_h5(args.h5)
+    if f is None:
+        return 2
+    with f:
+        try:
+            hp = read_hparams(f, ("in_dim",))
+            names = expected_names(hp) + [f"mm_projector.{i}.{w}" for i in (0, 2) for w in ("weight", "bias")]
+            if set(f["model"].keys()) != set(names):
+                print(f"FAIL: /model tensor names {sorted(f['model'].keys())} differ from {names}")
+                return 1
+            weights = {n: f["model"][n][()] for n in names}
+            ref = contract_run(hp, f, weights, torch.float64, args.mutate)
+            # torch's own float32 column (the noise floor); not needed for a negative control
+            t32 = ref if args.mutate else contract_run(hp, f, weights, torch.float32, args.mutate)
+            mine = {k: f[k][()].astype(np.float64) for k in ref if k.startswith(("a.", "b.", "c.")) and k != "a.loss"}
+            mine["a.loss"] = float(f["a.loss"][0])
+            mine["c.tokens"] = f["c.tokens"][()].astype(np.int64)
+            frozen_grads = int(f["a.frozen_grads"][0])
+            mine["a.logits"] = mine["a.logits"] * (f["a.sample"][()] >= 0)[..., None]
+        except KeyError as e:
+            print(f"bad input: {args.h5} lacks {e}")
+            return 2
+    print(f"{args.h5}: contract check, vocab {hp['vocab']}, dim {hp['dim']}, layers {hp['layers']}, heads "
+          f"{hp['heads']}/{hp['kv_heads']}, projector {hp['in_dim']} -> {hp['dim']}"
+          + (f", MUTATION {args.mutate}" if args.mutate else ""))
+    failures = []
+    if ref["decoder grads"]:
+        failures.append(f"the frozen decoder got gradients in PyTorch: {ref['decoder grads']}")
+    if frozen_grads:
+        failures.append(f"presight allocated gradients for {frozen_grads} frozen decoder units")
+    # Greedy tokens: presight's (batched, cached) against PyTorch's (one prompt at a time, cached).
+    same = np.array_equal(mine["c.tokens"], ref["c.tokens"])
+    if not same:
+        failures.append(f"greedy tokens differ: presight {mine['c.tokens'].tolist()}, torch {ref['c.tokens'].tolist()}")
+    print(f"  greedy tokens {'identical' if same else 'DIFFER'}: {ref['c.tokens'].tolist()}")
+    print(f"{'output':<40} {'rel':>9} {'elem':>9} {'torch f32':>9}")
+    for k in sorted(k for k in ref if k.startswith(("a.", "b.", "c.")) and k != "c.tokens"):
+        if k == "c.logits" and not same:
+            continue
+        rel, elem = rel_err(mine[k], ref[k])
+        trel = rel_err(t32[k], ref[k])[0]
+        bad = not (rel <= args.tol and elem <= args.elem_tol)
+        print(f"{k:<40} {rel:9.2e} {elem:9.2e} {trel:9.2e}{'  <-- FAIL' if bad else ''}")
+        if bad:
+            failures.append(f"{k}: rel {rel:.3e} (tol {args.tol:g}), elem {elem:.3e} (tol {args.elem_tol:g})")
+    if failures:
+        print("FAIL: " + "; ".join(failures))
+        return 1
+    print(f"PASS: the model contract agrees with PyTorch (rel <= {args.tol:g}, elem <= {args.elem_tol:g}); "
+          "no gradient for the frozen decoder")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("h5")
     ap.add_argument("--tol", type=float, default=1e-4, help="max normwise relative error (default 1e-4)")
     ap.add_argument("--elem-tol", type=float, default=1e-2, help="max elementwise relative error with floor (default 1e-2)")
-    ap.add_argument("--mutate", choices=["rope_half", "gqa_modulo", "decay_norms"], default=None)
+    ap.add_argument("--mutate", choices=["rope_half", "gqa_modulo", "decay_norms"] + CONTRACT_MUTATIONS, default=None)
     ap.add_argument("--quiet", action="store_true", help="print only the worst rows and the verdict")
+    ap.add_argument("--contract", action="store_true", help="OUT.h5 is from ref_contract: check the model contract")
     args = ap.parse_args()
 
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    try:
-        f = h5py.File(args.h5, "r")
-    except OSError as e:
-        print(f"bad input: cannot open {args.h5}: {e}")
+    if args.contract:
+        return check_contract(args)
+    f = open_h5(args.h5)
+    if f is None:
         return 2
     with f:
         try:
-            hp = {k[len("hparams."):]: float(f[k][0]) for k in f.keys() if k.startswith("hparams.")}
-            for k in ("vocab", "dim", "layers", "heads", "kv_heads", "ffn_dim", "context", "tied_head"):
-                hp[k] = int(hp[k])
+            hp = read_hparams(f)
             names = expected_names(hp)
             for group in ("model", "grad", "after_step"):
                 have = set(f[group].keys())
