@@ -6,7 +6,7 @@
 #include "commands.h"
 #include "comm.h"
 #include "config.h"
-#include "train.h"
+#include "pretrain.h"
 
 int wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)

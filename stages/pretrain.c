@@ -3,7 +3,7 @@
  * trainer_* is one optimizer step at a time (the benchmark uses it alone);
  * train_run adds the run directory: resolved config, metrics, checkpoints,
  * resume, preemption and the final weights. */
-#include "train.h"
+#include "pretrain.h"
 
 #include <dlfcn.h>
 #include <errno.h>
