@@ -36,8 +36,12 @@ typedef struct sharded_state {
 
     /* What the model reads and writes: full units (fsdp: gathered on demand). */
     model_params params, grads;
-    /* This rank's slices (ddp/zero1: owned points into params). */
+    /* This rank's slices (ddp/zero1: owned points into params). A frozen
+     * unit (model_unit.trainable = 0) has owned only: owned_grad, adam_m and
+     * adam_v are NULL, it is never reduced, counted in the gradient norm or
+     * updated; fsdp still gathers it for use. */
     real **owned, **owned_grad, **adam_m, **adam_v;
+    real *frozen_scratch; /* where model_backward writes frozen units' dw (see sharding.c) */
 
     /* fsdp */
     int reshard_after_forward, prefetch;
