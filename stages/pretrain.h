@@ -1,7 +1,7 @@
-/* train.h - the training loop: data -> forward/backward -> AdamW, with
- * progress lines, JSONL metrics and the run directory. */
-#ifndef PRESIGHT_TRAIN_H
-#define PRESIGHT_TRAIN_H
+/* pretrain.h - pretraining: data -> forward/backward -> AdamW, one optimizer
+ * step at a time (trainer_*), and as a stage on the job runner (runner.h). */
+#ifndef PRESIGHT_PRETRAIN_H
+#define PRESIGHT_PRETRAIN_H
 
 #include <stdint.h>
 
@@ -10,11 +10,8 @@
 #include "dataset.h"
 #include "gpu_engine.h"
 #include "model.h"
+#include "runner.h"
 #include "sharding.h"
-
-/* Exit status of `presight train` when it stopped early on SIGTERM/SIGUSR1
- * after writing a checkpoint: batch scripts requeue on it (EX_TEMPFAIL). */
-#define PRESIGHT_EXIT_PREEMPTED 75
 
 typedef struct trainer {
     run_config cfg;
@@ -23,7 +20,11 @@ typedef struct trainer {
     model_activations *acts;
     dataset *data;
     comm *comm;
-    int *window, *inputs, *targets; /* [micro_batch][seq+1], [micro_batch * seq] x2 */
+    int *window;                    /* [micro_batch][seq+1]: one micro-batch as read */
+    int *inputs, *targets;          /* [grad_accum][micro_batch * seq]: the step's micro-batches */
+    long *counted;                  /* [grad_accum] targets that count (>= 0) in each */
+    double *means;                  /* [grad_accum] their mean losses */
+    double last_loss;               /* of the last step */
     const gpu_engine_api *gpu;      /* the GPU engine (run.backend = cuda, or auto with a GPU); NULL: CPU */
     gpu_engine *engine;             /* its state; shards then holds only the host copy of the owned slices */
     int64_t total_steps;
@@ -47,15 +48,18 @@ int trainer_init(trainer *t, const run_config *cfg, comm *c, ps_error *err);
 int trainer_step(trainer *t, train_step_stats *stats, ps_error *err);
 void trainer_free(trainer *t);
 
-/* A whole run: writes the resolved config into run.dir, trains for the
- * configured steps with a progress line every train.log_every steps, appends
- * one JSON line per step to run.dir/metrics.jsonl, checkpoints into
- * run.dir/checkpoints, and writes the final weights to run.dir/model.h5 and a
- * summary to run.dir/final.json (last: it marks the run complete).
- * Pointed at a run.dir that holds a run of the same config it resumes from
- * the newest valid checkpoint (a complete run returns at once). Returns 0,
- * -1 on error, or PRESIGHT_EXIT_PREEMPTED after checkpointing on SIGTERM or
- * SIGUSR1. */
-int train_run(const run_config *cfg, comm *c, ps_error *err);
+/* The scale of micro-batch gradients (model_backward's loss_scale) that makes
+ * their sum over micro-batches and ranks the gradient of the per-token mean
+ * loss over the global batch: counted / global_counted, the counted targets
+ * of the micro-batch and of the global batch. With every target counted
+ * (global_counted = full * grad_accum * world, full = micro_batch * seq) it
+ * is 1 / (grad_accum * world), computed as before answer-only targets. */
+double pretrain_loss_scale(long counted, double global_counted, int grad_accum, int world, long full);
+
+/* A whole pretraining run on the job runner (runner.h: run.dir, metrics,
+ * checkpoints, resume, preemption, final.json); model.h5 in run.dir holds
+ * the final weights. Returns 0, -1 (this rank failed: main ends the job),
+ * JOB_FAILED_EVERYWHERE, or PRESIGHT_EXIT_PREEMPTED. */
+int pretrain_run(const run_config *cfg, comm *c, ps_error *err);
 
 #endif
