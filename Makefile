@@ -3,6 +3,7 @@
 #   make deps        install missing Debian packages (fast no-op when present)
 #   make / all       build build/presight
 #   make test        deps + build + every test (unit, gradient, reference, ...)
+#   make check       the fast tier: unit tests + fast scripted ones (< 1 min once built)
 #   make quickstart  deps + build + a small end-to-end run on embedded data
 #   make bench       performance table (never part of make test)
 #
@@ -80,7 +81,7 @@ F64_TEST_BIN := $(F64_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/%,$(TOOL_SRC))
 
-.PHONY: all deps test quickstart bench clean gpu-check format
+.PHONY: all deps test check quickstart bench clean gpu-check format
 all: $(BIN)
 
 deps:
@@ -126,6 +127,10 @@ tests-build: $(BIN) $(TEST_BIN) $(F64_TEST_BIN) $(TOOL_BIN)
 test: deps
 	@$(MAKE) --no-print-directory tests-build test-data
 	@bash tests/run.sh
+
+check: deps
+	@$(MAKE) --no-print-directory tests-build test-data
+	@bash tests/run.sh --fast
 
 quickstart: deps
 	@$(MAKE) --no-print-directory $(BIN) quickstart-data
