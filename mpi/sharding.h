@@ -65,7 +65,7 @@ int strategy_parse(const char *name, strategy_kind *out, ps_error *err);
  * strategy gives bit-identical initial weights). */
 int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops, comm *world,
                  ps_error *err);
-/* The host side of a state that lives on the GPU (core/gpu_engine.h): the
+/* The host side of a state that lives on the GPU (stages/gpu_engine.h): the
  * same groups and slices, but only the owned parameter slices and AdamW
  * moments (initialised from seed as above), for upload and checkpoints. */
 int sharded_init_host(sharded_state *s, const run_config *cfg, const model_layout *L, comm *world, ps_error *err);

@@ -5,7 +5,7 @@
                         [--values ckpt_tool] [--quiet]
 
 Prints the layout (every group, dataset, shape and dtype, and the /state
-attributes) and checks, against core/checkpoint.h:
+attributes) and checks, against stages/checkpoint.h:
   * /model, /optim/m and /optim/v hold exactly the tensors of the model given on
     the command line, under Meta's names, float32, at their logical shapes
     ([rows, cols], or [rows] for vectors);
