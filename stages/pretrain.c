@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend_select.h"
@@ -16,12 +15,6 @@
 #include "mixture.h"
 #include "optim.h"
 #include "runner.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int64_t derive_total_steps(const run_config *cfg, int world) {
     const train_config *t = &cfg->train;
@@ -257,9 +250,10 @@ static int cpu_gradients(trainer *t, double global, double *means, double *norm,
 
 /* The same on the GPU engine: the micro-batches are queued on the device;
  * the step waits for the device once, for two numbers. The engine reports
- * the sum of its micro-batches' mean losses only: its loss is the mean of
- * those means (the per-token mean when every target counts). */
-static int gpu_gradients(trainer *t, double global, double *means, double *norm, ps_error *err) {
+ * the sum of its micro-batches' mean losses only (*loss): the step's loss is
+ * then the mean of those means, the per-token mean when every target counts
+ * (its gradient is the per-token mean in any case). */
+static int gpu_gradients(trainer *t, double global, double *loss, double *norm, ps_error *err) {
     const train_config *tc = &t->cfg.train;
     int world = comm_size(t->comm), B = tc->micro_batch, T = tc->seq_len;
     for (int k = 0; k < tc->grad_accum; k++) {
@@ -268,10 +262,8 @@ static int gpu_gradients(trainer *t, double global, double *means, double *norm,
                                 err))
             return -1;
     }
-    double sumsq = 0, loss = 0;
-    if (t->gpu->finish_backward(t->engine, &loss, &sumsq, err)) return -1;
-    means[0] = loss; /* the engine's sum of means, taken as it is by trainer_step */
-    for (int k = 1; k < tc->grad_accum; k++) means[k] = 0;
+    double sumsq = 0;
+    if (t->gpu->finish_backward(t->engine, loss, &sumsq, err)) return -1;
     /* Slices of the shard group partition the model (ddp: a group of one). */
     if (t->shards.slices.world > 1 && comm_all_reduce_sum_double(t->shards.group, &sumsq, 1, err)) return -1;
     *norm = sqrt(sumsq);
@@ -281,16 +273,13 @@ static int gpu_gradients(trainer *t, double global, double *means, double *norm,
 int trainer_step(trainer *t, train_step_stats *stats, ps_error *err) {
     const train_config *tc = &t->cfg.train;
     int world = comm_size(t->comm);
-    double start = now_seconds(), loss = 0, norm = 0, global = 0;
-    if (load_step(t, &global, err) ||
-        (t->engine ? gpu_gradients(t, global, t->means, &norm, err) : cpu_gradients(t, global, t->means, &norm, err)))
-        return -1;
+    double start = job_now(), loss = 0, norm = 0, global = 0;
+    if (load_step(t, &global, err)) return -1;
     if (t->engine) {
-        /* means[] holds the engine's sum: the mean of the micro-batch means */
-        loss = t->means[0];
-        if (comm_all_reduce_sum_double(t->comm, &loss, 1, err)) return -1;
+        if (gpu_gradients(t, global, &loss, &norm, err) || comm_all_reduce_sum_double(t->comm, &loss, 1, err))
+            return -1;
         loss /= (double)tc->grad_accum * world;
-    } else if (global_loss(t, t->means, global, &loss, err))
+    } else if (cpu_gradients(t, global, t->means, &norm, err) || global_loss(t, t->means, global, &loss, err))
         return -1;
     double lr = lr_at(tc, t->step, t->total_steps);
     double clip = clip_scale(norm, tc->grad_clip);
@@ -303,7 +292,7 @@ int trainer_step(trainer *t, train_step_stats *stats, ps_error *err) {
     stats->loss = loss;
     stats->lr = lr;
     stats->grad_norm = norm;
-    stats->seconds = now_seconds() - start;
+    stats->seconds = job_now() - start;
     stats->tokens = (double)tc->micro_batch * tc->seq_len * tc->grad_accum * world;
     t->tokens += stats->tokens;
     if (!isfinite(loss))
