@@ -42,7 +42,9 @@ const char *job_config_text(const job *j) { return j->config_text; }
 static volatile sig_atomic_t stop_requested;
 static void on_stop_signal(int sig) { stop_requested = sig; }
 
+/* A job starts with no stop requested (a process may run several jobs). */
 static void catch_stop_signals(void) {
+    stop_requested = 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
