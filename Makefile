@@ -154,3 +154,7 @@ bench-data:
 
 -include $(wildcard mk/*.mk)
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# `make print-INC_core` etc.: a variable's value, for scripts (tests/t_layers.sh).
+print-%:
+	@echo '$($*)'
