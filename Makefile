@@ -3,11 +3,17 @@
 #   make deps        install missing Debian packages (fast no-op when present)
 #   make / all       build build/presight
 #   make test        deps + build + every test (unit, gradient, reference, ...)
+#   make check       the fast tier: unit tests + fast scripted ones (< 1 min once built)
 #   make quickstart  deps + build + a small end-to-end run on embedded data
 #   make bench       performance table (never part of make test)
 #
-# Sources are found by folder: core/ (the library), mpi/ (communicators),
-# datasets/ (data readers), slurm/ (studies), cli/ (the presight binary). Each tests/test_*.c is
+# Sources are found by folder, one layer each (README, "Layout"): core/ (the
+# leaf: model, backends, config, optimizer math), mpi/ (communicators,
+# sharding) and datasets/ (data readers) on core, stages/ (the job runner,
+# checkpoints, planner, stages) on those three, slurm/ (studies) on stages,
+# cli/ (the presight binary) on top. A folder's files see the headers of
+# their own folder and the folders below only (LAYER_INC), so a wrong-way
+# include is a build error. Each tests/test_*.c is
 # a Criterion binary; tests/f64_*.c are built against a double-precision build
 # of the model and CPU backend for finite-difference checks. mk/*.mk add
 # targets owned by one part of the project (data set-up, ...).
@@ -21,8 +27,24 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O3 -march=native -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Icore -Impi -Idatasets $(PKG_CFLAGS) -MMD -MP
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(LAYER_INC) -MMD -MP
 LDLIBS  += $(PKG_LIBS) -fopenmp -ldl -lm -lz
+
+# Include paths by layer (pattern-specific, so each object gets its folder's).
+# core/ sees neither MPI's nor HDF5's headers; tests, tools and benchmarks
+# see everything.
+INC_core     := -Icore $(shell pkg-config --cflags libconfig 2>/dev/null)
+INC_mpi      := -Icore -Impi $(PKG_CFLAGS)
+INC_datasets := -Icore -Idatasets $(PKG_CFLAGS)
+INC_stages   := -Icore -Impi -Idatasets -Istages $(PKG_CFLAGS)
+INC_slurm    := $(INC_stages) -Islurm
+INC_cli      := $(INC_slurm) -Icli
+LAYER_INC     = $(INC_cli)
+$(BUILD)/core/%.o $(BUILD)/f64/core/%.o: LAYER_INC = $(INC_core)
+$(BUILD)/mpi/%.o: LAYER_INC = $(INC_mpi)
+$(BUILD)/datasets/%.o: LAYER_INC = $(INC_datasets)
+$(BUILD)/stages/%.o: LAYER_INC = $(INC_stages)
+$(BUILD)/slurm/%.o: LAYER_INC = $(INC_slurm)
 
 # CUDA is optional: when nvcc is found, cuda/*.cu are compiled into the
 # library and PRESIGHT_CUDA is defined; otherwise the CPU backend stands alone.
@@ -33,7 +55,7 @@ ifneq ($(strip $(CU_SRC)),)
 HAVE_CUDA := 1
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS    += -DPRESIGHT_CUDA -I$(CUDA_HOME)/include -Icuda
-NVFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Icore -Impi \
+NVFLAGS   ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Icore -Impi -Istages \
              -Xcompiler -fPIC
 # --as-needed: only binaries that call into cuda/ (gpu_check) record the CUDA
 # libraries; presight itself probes for a GPU with dlopen and stays light.
@@ -41,7 +63,7 @@ LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,--as-needed -lcudart -lcublasLt -lcublas -
 endif
 endif
 
-LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c slurm/*.c)
+LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c stages/*.c slurm/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(if $(HAVE_CUDA),$(CU_SRC:%.cu=$(BUILD)/%.o))
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -59,7 +81,7 @@ F64_TEST_BIN := $(F64_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/%,$(TOOL_SRC))
 
-.PHONY: all deps test quickstart bench clean gpu-check format
+.PHONY: all deps test check quickstart bench clean gpu-check format
 all: $(BIN)
 
 deps:
@@ -106,6 +128,10 @@ test: deps
 	@$(MAKE) --no-print-directory tests-build test-data
 	@bash tests/run.sh
 
+check: deps
+	@$(MAKE) --no-print-directory tests-build test-data
+	@bash tests/run.sh --fast
+
 quickstart: deps
 	@$(MAKE) --no-print-directory $(BIN) quickstart-data
 	@bash mk/quickstart.sh
@@ -118,7 +144,7 @@ clean:
 	rm -rf $(BUILD)
 
 format:
-	clang-format -i core/*.[ch] cli/*.[ch] mpi/*.[ch] datasets/*.[ch] slurm/*.[ch] tests/*.c
+	clang-format -i core/*.[ch] cli/*.[ch] mpi/*.[ch] datasets/*.[ch] stages/*.[ch] slurm/*.[ch] tests/*.c
 
 # Data set-up hooks; mk/*.mk fragments add prerequisites to these.
 .PHONY: test-data quickstart-data bench-data tests-build
@@ -128,3 +154,7 @@ bench-data:
 
 -include $(wildcard mk/*.mk)
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# `make print-INC_core` etc.: a variable's value, for scripts (tests/t_layers.sh).
+print-%:
+	@echo '$($*)'

@@ -10,7 +10,7 @@
 #include "comm.h"
 #include "config.h"
 #include "sharding.h"
-#include "train.h"
+#include "pretrain.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {

@@ -35,7 +35,7 @@ static void plan_help(FILE *out) {
             "                       train.* and parallel.* settings on N MPI ranks, ending with a line\n"
             "                       cpu_rank_bytes=R0,R1,... (bytes, rank order)\n"
             "The token budget is train.tokens (the study's default 30B when the config sets none).\n"
-            "The GPU model's assumptions are listed in core/plan.c.\n");
+            "The GPU model's assumptions are listed in stages/plan.c.\n");
 }
 
 static void print_count(const char *what, double n) {
@@ -53,6 +53,18 @@ static void print_params(const run_config *cfg, const model_layout *L) {
     print_count("transformer blocks", blocks);
     print_count("final norm + output head", head);
     print_count("total parameters", (double)L->n_params);
+    double frozen = 0;
+    int frozen_units = 0;
+    for (int u = 0; u < L->n_units; u++)
+        if (!L->units[u].trainable) {
+            frozen += (double)L->units[u].size;
+            frozen_units++;
+        }
+    if (frozen_units) {
+        print_count("trainable parameters", (double)L->n_params - frozen);
+        printf("  %-28s %14.0f  (%.1f M in %d units: no gradients, no optimizer state)\n", "frozen parameters", frozen,
+               frozen / 1e6, frozen_units);
+    }
     int seq = cfg->train.seq_len <= c->context ? cfg->train.seq_len : c->context;
     printf("  %-28s %14.4g  (6N + attention, PaLM convention, seq %d)\n", "training FLOPs per token",
            model_train_flops(L, seq, 1.0), seq);

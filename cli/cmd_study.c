@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../slurm/study.h"
+#include "study.h"
 #include "commands.h"
 
 static void study_help(FILE *out) {

@@ -6,7 +6,7 @@
 #include "commands.h"
 #include "comm.h"
 #include "config.h"
-#include "train.h"
+#include "pretrain.h"
 
 int wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
@@ -28,6 +28,16 @@ static void train_help(FILE *out) {
             "Any key can be overridden, e.g. presight train config/quickstart.cfg train.steps=200 model.layers=4\n"
             "Run under mpirun/srun for several ranks (data parallel).\n\nkeys:\n");
     config_print_keys(out);
+}
+
+/* A failure on this rank alone: the others may wait for it inside a
+ * collective (MPI, or NCCL on the GPU) that never completes, so returning
+ * would hang the job. Its message is out; end every rank now. */
+static void end_job(comm *world) {
+    fprintf(stderr, "presight train (rank %d): stopping every rank of the job\n", comm_rank(world));
+    fflush(stderr);
+    fflush(stdout);
+    comm_abort(world, 1);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -55,8 +65,9 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "presight train: %s\n", err.msg);
         return 1;
     }
-    int rc = train_run(&cfg, world, &err);
+    int rc = pretrain_run(&cfg, world, &err);
     if (rc < 0) fprintf(stderr, "presight train (rank %d): %s\n", comm_rank(world), err.msg);
+    if (rc == -1 && comm_size(world) > 1) end_job(world);
     comm_free(world);
     comm_shutdown();
     return rc == PRESIGHT_EXIT_PREEMPTED ? PRESIGHT_EXIT_PREEMPTED : rc ? 1 : 0;

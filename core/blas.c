@@ -328,13 +328,29 @@ int blas_init(ps_error *err) {
     return rc;
 }
 
+/* C = alpha op(A) op(B) + beta C, row-major, element by element: only for a
+ * caller that skipped blas_init when no BLAS library loads (blas_gemm has no
+ * error to return, and the library never aborts). Slow, but correct. */
+static void plain_gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
+                       const real *b, int ldb, real beta, real *c, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double sum = 0;
+            for (int p = 0; p < k; p++)
+                sum += (double)(trans_a ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+                       (double)(trans_b ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+            real *x = &c[(size_t)i * ldc + j];
+            *x = (real)(alpha * sum + (beta == 0 ? 0 : beta * *x));
+        }
+}
+
 void blas_gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda, const real *b,
                int ldb, real beta, real *c, int ldc) {
     if (!__atomic_load_n(&g_ready, __ATOMIC_ACQUIRE)) {
         ps_error err;
         if (blas_init(&err)) {
-            fprintf(stderr, "presight: blas_gemm: no BLAS: %s\n", err.msg);
-            abort();
+            plain_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
         }
     }
     if (m <= 0 || n <= 0) return;

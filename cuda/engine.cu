@@ -1,4 +1,4 @@
-/* engine.cu - the GPU trainer behind core/gpu_engine.h (read that first).
+/* engine.cu - the GPU trainer behind stages/gpu_engine.h (read that first).
  *
  * One rank, one GPU. Every unit (core/model.h) has on the device:
  *   master, m, v, gslice   fp32, this rank's slice (shard.h), what AdamW reads and writes;

@@ -235,7 +235,7 @@ int gpu_attention_get_impl(void);
 /* 1 when the flash kernels take this head_dim. */
 int gpu_attention_flash_supports(int head_dim);
 /* Bytes gpu_attention_backward takes from the allocator for one call (its
- * scratch, freed before it returns): core/plan.c counts the same.
+ * scratch, freed before it returns): stages/plan.c counts the same.
  * Flash backward: v2 by default (one CTA per 128 keys and query head, GQA
  * group sums through an fp32 buffer); PRESIGHT_GPU_ATT_BWD=v1 selects v1.
  * Flash forward: v2 by default (one CTA per 128 queries and head, S and O in

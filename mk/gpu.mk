@@ -6,7 +6,7 @@
 #                     libraries a bare GPU machine lacks + run.sh (< 60 MB)
 #
 # The trainer's GPU path is build/libpresight-cuda.so (cuda/*.cu, the engine
-# of core/gpu_engine.h), which presight dlopen()s only when run.backend asks
+# of stages/gpu_engine.h), which presight dlopen()s only when run.backend asks
 # for the GPU; `make` builds it beside presight whenever nvcc is found. Its
 # CPU-emulator twin build/emu/libpresight-cuda.so lets tests/t_gpu_train.sh
 # train through the engine on machines without a GPU.
@@ -32,10 +32,10 @@ GPU_EMU_SRC   := $(wildcard cuda/*.cu) cuda/check/gpu_check.cu
 GPU_EMU_OBJ   := $(GPU_EMU_SRC:%.cu=$(BUILD)/emu/%.o)
 GPU_EMU_CPU   := $(addprefix $(BUILD)/core/,backend_cpu.o blas.o error.o rng.o model.o optim.o)
 GPU_EMU_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-GPU_EMU_FLAGS := -std=c++17 -O1 -g -x c++ -DPRESIGHT_EMU -Icuda/emu/include -Icuda -Icore -Impi \
+GPU_EMU_FLAGS := -std=c++17 -O1 -g -x c++ -DPRESIGHT_EMU -Icuda/emu/include -Icuda -Icore -Impi -Istages \
                  -fno-strict-aliasing -fopenmp -Wall -Wno-unused-function -Wno-unknown-pragmas $(GPU_EMU_SAN)
 
-$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
+$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh stages/gpu_engine.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(GPU_EMU_FLAGS) -c $< -o $@
 
@@ -52,7 +52,7 @@ GPU_EMU_SO_OBJ := $(patsubst %.cu,$(BUILD)/emu-pic/%.o,$(wildcard cuda/*.cu)) $(
 GPU_EMU_SO_FLAGS := $(filter-out $(GPU_EMU_SAN) -O1,$(GPU_EMU_FLAGS)) -O2 -fPIC -DEMU_NCCL_MPI \
                     $(shell pkg-config --cflags ompi-c)
 
-$(BUILD)/emu-pic/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/gpu_engine.h
+$(BUILD)/emu-pic/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh stages/gpu_engine.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(GPU_EMU_SO_FLAGS) -c $< -o $@
 
@@ -72,7 +72,7 @@ ifeq ($(HAVE_CUDA),1)
 
 GPU_CHECK_OBJ := $(BUILD)/cuda/check/gpu_check.o
 GPU_CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
-GPU_HDRS      := cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/error.h core/gpu_engine.h \
+GPU_HDRS      := cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh core/error.h stages/gpu_engine.h \
                  core/model.h mpi/sharding.h
 GPU_ENGINE    := $(BUILD)/libpresight-cuda.so
 GPU_LDLIBS    := -fopenmp -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static \

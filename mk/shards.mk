@@ -1,4 +1,4 @@
-# Tokenized shards, segment labels and mixtures (datasets/ingest.c, labels.c,
+# Tokenized shards, segment labels and mixtures (stages/ingest.c, labels.c,
 # mixture.c): the JSON library they use, and the targets that turn the
 # default corpora (mk/corpora.mk) into shards.
 #

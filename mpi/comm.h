@@ -1,7 +1,7 @@
 /* comm.h - the communicator the trainer talks to.
  *
- * One interface, two implementations: MPI for CPU ranks (mpi/comm_mpi.c) and,
- * later, NCCL for GPU ranks (its unique id broadcast over MPI). A plain
+ * MPI (mpi/comm_mpi.c). The GPU engine's collectives are NCCL, inside the
+ * engine (cuda/nccl.cu); this communicator carries their unique ids. A plain
  * `presight train` is world size 1 through the same calls: no special case.
  * Buffers are contiguous arrays of `real`. */
 #ifndef PRESIGHT_COMM_H
@@ -19,8 +19,9 @@ int comm_world(comm **out, int *argc, char ***argv, ps_error *err);
 void comm_free(comm *c);
 /* Finalises MPI (once, at the end of main). */
 void comm_shutdown(void);
-/* Ends every rank of the job now (MPI_Abort): for a failure the other ranks
- * cannot learn of, because they wait for this one inside a GPU collective. */
+/* Ends every rank of the job now (MPI_Abort): for a failure on one rank that
+ * the others cannot learn of, because they wait for it inside a collective.
+ * Only main (cli/) calls it, after printing the rank's message. */
 void comm_abort(comm *c, int code) __attribute__((noreturn));
 
 int comm_rank(const comm *c);

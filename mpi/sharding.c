@@ -33,6 +33,19 @@ static void release_buffer(sharded_state *s, real **p, size_t count) {
 
 static real **unit_array(int n) { return calloc((size_t)n, sizeof(real *)); }
 
+static int trains(const sharded_state *s, int u) { return s->layout->units[u].trainable; }
+
+/* Elements of the buffer frozen units' weight gradients are written into and
+ * never read: the largest frozen unit, gathered (0 when every unit trains).
+ * model_backward still computes them; once it leaves dw of frozen units
+ * alone (the model side of issue 10) this buffer can go. */
+static size_t frozen_scratch_len(const model_layout *L, const size_t *padded) {
+    size_t most = 0;
+    for (int u = 0; u < L->n_units; u++)
+        if (!L->units[u].trainable && padded[u] > most) most = padded[u];
+    return most;
+}
+
 static int hook_fail(sharded_state *s) {
     s->hook_failed = 1;
     return -1;
@@ -92,6 +105,10 @@ static void fsdp_acquire(void *ctx, int u, int backward) {
         hook_fail(s);
         return;
     }
+    if (backward && !trains(s, u)) {
+        s->grads.unit[u] = s->frozen_scratch;
+        return;
+    }
     if (backward && !s->grads.unit[u] && !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u]))) {
         ps_fail(&s->hook_error, "out of memory for the gradient of unit %d", u);
         hook_fail(s);
@@ -107,7 +124,7 @@ static void fsdp_release(void *ctx, int u, int backward) {
 
 static void fsdp_grad_ready(void *ctx, int u) {
     sharded_state *s = ctx;
-    if (s->hook_failed) return;
+    if (s->hook_failed || !trains(s, u)) return; /* a frozen unit's gradient goes nowhere */
     /* One reduce-scatter in flight at a time bounds the gradient memory. */
     for (int v = 0; v < s->layout->n_units; v++)
         if (finish_scatter(s, v)) {
@@ -173,21 +190,28 @@ static int alloc_state(sharded_state *s, uint64_t seed, ps_error *err) {
     if (!s->params.unit || !s->grads.unit || !s->owned || !s->owned_grad || !s->adam_m || !s->adam_v ||
         !s->scatter_recv || !s->gather_pending || !s->scatter_pending)
         return ps_fail(err, "out of memory");
+    /* A frozen unit has parameters only: no gradient, no optimizer moments. */
+    size_t scratch = frozen_scratch_len(L, s->padded);
+    if (scratch && !(s->frozen_scratch = alloc_zeroed(s, scratch)))
+        return ps_fail(err, "out of memory for the frozen units' scratch gradient (%zu elements)", scratch);
     for (int u = 0; u < n; u++) {
         size_t len = s->slices.shard_len[u], start = shard_start(&s->slices, u);
-        if (!(s->adam_m[u] = alloc_zeroed(s, len)) || !(s->adam_v[u] = alloc_zeroed(s, len)))
+        int train = trains(s, u);
+        if (train && (!(s->adam_m[u] = alloc_zeroed(s, len)) || !(s->adam_v[u] = alloc_zeroed(s, len))))
             return ps_fail(err, "out of memory for optimizer state (%zu elements)", len);
         if (s->kind == STRATEGY_FSDP) {
-            if (!(s->owned[u] = alloc_zeroed(s, len)) || !(s->owned_grad[u] = alloc_zeroed(s, len)))
+            if (!(s->owned[u] = alloc_zeroed(s, len)) || (train && !(s->owned_grad[u] = alloc_zeroed(s, len))))
                 return ps_fail(err, "out of memory for unit %d's slice", u);
             model_init_range(L, u, start, start + shard_count(&s->slices, u), s->owned[u], seed);
             continue;
         }
-        if (!(s->params.unit[u] = alloc_zeroed(s, s->padded[u])) || !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u])))
+        if (!(s->params.unit[u] = alloc_zeroed(s, s->padded[u])) ||
+            (train && !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u]))))
             return ps_fail(err, "out of memory for unit %d (%zu elements)", u, s->padded[u]);
         model_init_range(L, u, 0, L->units[u].size, s->params.unit[u], seed);
         s->owned[u] = s->params.unit[u] + start;
-        if (s->kind == STRATEGY_DDP) s->owned_grad[u] = s->grads.unit[u];
+        if (!train) s->grads.unit[u] = s->frozen_scratch;
+        else if (s->kind == STRATEGY_DDP) s->owned_grad[u] = s->grads.unit[u];
         else if (!(s->owned_grad[u] = alloc_zeroed(s, len))) return ps_fail(err, "out of memory");
     }
     return 0;
@@ -246,13 +270,14 @@ void sharded_free(sharded_state *s) {
         if (s->gather_pending && s->gather_pending[u]) comm_wait(s->gather_pending[u], &ignored);
         if (s->scatter_pending && s->scatter_pending[u]) comm_wait(s->scatter_pending[u], &ignored);
         if (s->params.unit) free(s->params.unit[u]);
-        if (s->grads.unit) free(s->grads.unit[u]);
+        if (s->grads.unit && s->grads.unit[u] != s->frozen_scratch) free(s->grads.unit[u]);
         if ((s->kind == STRATEGY_FSDP || s->host_only) && s->owned) free(s->owned[u]);
         if (s->kind != STRATEGY_DDP && s->owned_grad) free(s->owned_grad[u]);
         if (s->adam_m) free(s->adam_m[u]);
         if (s->adam_v) free(s->adam_v[u]);
         if (s->scatter_recv) free(s->scatter_recv[u]);
     }
+    free(s->frozen_scratch);
     free(s->params.unit);
     free(s->grads.unit);
     free(s->owned);
@@ -276,6 +301,7 @@ const model_hooks *sharded_hooks(sharded_state *s) { return s->kind == STRATEGY_
 
 void sharded_begin_step(sharded_state *s) {
     for (int u = 0; u < s->slices.n_units; u++) {
+        if (!trains(s, u)) continue;
         if (s->kind != STRATEGY_FSDP) s->ops->zero(s->grads.unit[u], s->padded[u]);
         if (s->kind != STRATEGY_DDP) s->ops->zero(s->owned_grad[u], s->slices.shard_len[u]);
     }
@@ -285,6 +311,7 @@ int sharded_reduce_gradients(sharded_state *s, ps_error *err) {
     const int n = s->slices.n_units;
     if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
     for (int u = 0; u < n; u++) {
+        if (!trains(s, u)) continue; /* frozen: nothing to reduce */
         switch (s->kind) {
         case STRATEGY_DDP:
             if (comm_all_reduce_sum(s->world, s->grads.unit[u], s->layout->units[u].size, err)) return -1;
@@ -304,7 +331,8 @@ int sharded_reduce_gradients(sharded_state *s, ps_error *err) {
 
 int sharded_grad_norm(sharded_state *s, double *norm, ps_error *err) {
     double sum = 0;
-    for (int u = 0; u < s->slices.n_units; u++) sum += s->ops->sum_squares(s->owned_grad[u], s->slices.shard_len[u]);
+    for (int u = 0; u < s->slices.n_units; u++)
+        if (trains(s, u)) sum += s->ops->sum_squares(s->owned_grad[u], s->slices.shard_len[u]);
     /* Slices of one group partition the model; replicas hold the same sums. */
     if (s->slices.world > 1 && comm_all_reduce_sum_double(s->group, &sum, 1, err)) return -1;
     *norm = sqrt(sum);
@@ -317,6 +345,7 @@ int sharded_optimizer_step(sharded_state *s, const train_config *t, double lr, i
     for (int i = 0; i < L->n_tensors; i++) {
         const model_tensor *tensor = &L->tensors[i];
         int u = tensor->unit;
+        if (!trains(s, u)) continue; /* frozen: the weights stay bit-identical */
         size_t start = shard_start(&s->slices, u), end = start + shard_count(&s->slices, u);
         size_t t_begin = tensor->offset, t_end = t_begin + (size_t)tensor->rows * tensor->cols;
         size_t lo = t_begin > start ? t_begin : start, hi = t_end < end ? t_end : end;
@@ -382,7 +411,7 @@ static void replay_acquire(mem_replay *r, int u, int backward) {
         else if (!(u == 0 && r->params[r->n - 1])) next = u + 1 < r->n ? u + 1 : -1;
     }
     if (next >= 0) replay_gather(r, next);
-    if (backward && !r->grads[u]) {
+    if (backward && !r->grads[u] && r->L->units[u].trainable) {
         r->grads[u] = 1;
         replay_add(r, r->padded[u]);
     }
@@ -405,6 +434,7 @@ static void replay_finish_scatters(mem_replay *r) {
 }
 
 static void replay_grad_ready(mem_replay *r, int u) {
+    if (!r->L->units[u].trainable) return;
     replay_finish_scatters(r);
     r->scattering[u] = 1;
     replay_add(r, r->len[u]);
@@ -450,9 +480,13 @@ size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_
     for (int u = 0; u < n; u++) {
         len[u] = (L->units[u].size + (size_t)g - 1) / (size_t)g;
         padded[u] = len[u] * (size_t)g;
-        replay_add(&r, 2 * len[u]); /* AdamW m, v */
-        if (kind == STRATEGY_FSDP) replay_add(&r, 2 * len[u]);             /* owned slice and its gradient */
-        else replay_add(&r, 2 * padded[u] + (kind == STRATEGY_ZERO1 ? len[u] : 0)); /* full units (+ owned grad) */
+    }
+    replay_add(&r, frozen_scratch_len(L, padded));
+    for (int u = 0; u < n; u++) {
+        size_t train = L->units[u].trainable ? 1 : 0; /* frozen: the parameters alone */
+        replay_add(&r, 2 * len[u] * train); /* AdamW m, v */
+        if (kind == STRATEGY_FSDP) replay_add(&r, (1 + train) * len[u]); /* owned slice and its gradient */
+        else replay_add(&r, (1 + train) * padded[u] + (kind == STRATEGY_ZERO1 ? len[u] * train : 0)); /* full units (+ owned grad) */
     }
     if (kind == STRATEGY_FSDP) {
         /* Two micro-batches: with accumulation the last reduce-scatter of one

@@ -36,8 +36,12 @@ typedef struct sharded_state {
 
     /* What the model reads and writes: full units (fsdp: gathered on demand). */
     model_params params, grads;
-    /* This rank's slices (ddp/zero1: owned points into params). */
+    /* This rank's slices (ddp/zero1: owned points into params). A frozen
+     * unit (model_unit.trainable = 0) has owned only: owned_grad, adam_m and
+     * adam_v are NULL, it is never reduced, counted in the gradient norm or
+     * updated; fsdp still gathers it for use. */
     real **owned, **owned_grad, **adam_m, **adam_v;
+    real *frozen_scratch; /* where model_backward writes frozen units' dw (see sharding.c) */
 
     /* fsdp */
     int reshard_after_forward, prefetch;
@@ -61,7 +65,7 @@ int strategy_parse(const char *name, strategy_kind *out, ps_error *err);
  * strategy gives bit-identical initial weights). */
 int sharded_init(sharded_state *s, const run_config *cfg, const model_layout *L, const backend_ops *ops, comm *world,
                  ps_error *err);
-/* The host side of a state that lives on the GPU (core/gpu_engine.h): the
+/* The host side of a state that lives on the GPU (stages/gpu_engine.h): the
  * same groups and slices, but only the owned parameter slices and AdamW
  * moments (initialised from seed as above), for upload and checkpoints. */
 int sharded_init_host(sharded_state *s, const run_config *cfg, const model_layout *L, comm *world, ps_error *err);

@@ -6,6 +6,7 @@
 # the cards' counts match the data, parts split at --part-bytes, a second run
 # is a no-op (through make too), a killed build is cleaned up and rebuilt to
 # the same bytes. Exit 0 pass, 1 fail, 77 skip (a package cannot be had).
+# tier: fast (make check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=/usr/bin/python3

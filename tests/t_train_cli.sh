@@ -2,6 +2,7 @@
 # presight train end to end: the loss falls, the run directory holds what it
 # should, the same config and seed give bit-identical losses, a complete run
 # is never written over, and bad configs stop before any work.
+# tier: fast (make check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/presight

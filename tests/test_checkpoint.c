@@ -1,4 +1,4 @@
-/* test_checkpoint.c - core/checkpoint.c on one rank (an MPI singleton).
+/* test_checkpoint.c - stages/checkpoint.c on one rank (an MPI singleton).
  *
  * Criterion runs each test in its own process, so each initialises MPI once
  * (comm_world) and finalises it in the suite's fini. Files go to a fresh

@@ -1,4 +1,4 @@
-/* test_plan.c - core/plan.c and sharded_state_bytes: preset parameter and
+/* test_plan.c - stages/plan.c and sharded_state_bytes: preset parameter and
  * FLOP counts against hand-computed values, the fsdp state falling as 1/N,
  * the GPU model's parts adding up and its verdicts on the presets, the CPU
  * model's per-rank MPI term, and sharded_state_bytes equal to what a real

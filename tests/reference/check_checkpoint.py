@@ -5,12 +5,12 @@
                         [--values ckpt_tool] [--quiet]
 
 Prints the layout (every group, dataset, shape and dtype, and the /state
-attributes) and checks, against core/checkpoint.h:
+attributes) and checks, against stages/checkpoint.h:
   * /model, /optim/m and /optim/v hold exactly the tensors of the model given on
     the command line, under Meta's names, float32, at their logical shapes
     ([rows, cols], or [rows] for vectors);
-  * /state has every documented attribute with its type; format_version is 1;
-  * the stored checksum equals one recomputed here with numpy from the data
+  * /state has every documented attribute with its type; format_version is 2;
+  * the stored checksum (and model_checksum, /model alone) equals one recomputed here with numpy from the data
     (sum over elements of rng_mix(key ^ index * 0x9e3779b97f4a7c15 ^ float32
     bits) mod 2^64, key = rng_key(group salt, tensor name));
   * with --values ckpt_tool: every element equals tests/tools/ckpt_tool's
@@ -101,6 +101,7 @@ STATE = {  # attribute -> (numpy kind, shape)
     "strategy": ("S", ()),
     "format_version": ("i", ()),
     "checksum": ("u", ()),
+    "model_checksum": ("u", ()),
 }
 
 
@@ -135,7 +136,7 @@ def check(a, path):
         return 1
     with f:
         say(f"{path}:")
-        total = 0
+        total = model_total = 0
         for gi, group in enumerate(("model", "optim/m", "optim/v")):
             if group not in f:
                 fail(f"/{group} is missing")
@@ -158,6 +159,8 @@ def check(a, path):
                     fail(f"/{group}/{name} is {d.dtype}, expected float32")
                 data = d[()]
                 total = (total + checksum_of(group, name, data)) & M64
+                if gi == 0:
+                    model_total = (model_total + checksum_of(group, name, data)) & M64
                 if a.values == "ckpt_tool":
                     want_values = tool_values(gi, name, data.size).reshape(shape)
                     bad = np.flatnonzero(want_values.view("<u4") != np.asarray(data, "<f4").view("<u4"))
@@ -180,8 +183,10 @@ def check(a, path):
                 value = np.asarray(attrs[key])
                 if value.dtype.kind != kind or value.shape != shape:
                     fail(f"/state {key} is {value.dtype}{list(value.shape)}, expected kind {kind}{list(shape)}")
-            if "format_version" in attrs and int(attrs["format_version"]) != 1:
-                fail(f"format_version is {attrs['format_version']}, expected 1")
+            if "format_version" in attrs and int(attrs["format_version"]) != 2:
+                fail(f"format_version is {attrs['format_version']}, expected 2")
+            if "model_checksum" in attrs and int(attrs["model_checksum"]) != model_total:
+                fail(f"model_checksum: stored {int(attrs['model_checksum']):016x}, recomputed {model_total:016x}")
             if "checksum" in attrs:
                 stored = int(attrs["checksum"])
                 if stored != total:

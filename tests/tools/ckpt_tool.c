@@ -1,4 +1,4 @@
-/* ckpt_tool - drives core/checkpoint.c under mpirun for tests/t_checkpoint_mpi.sh.
+/* ckpt_tool - drives stages/checkpoint.c under mpirun for tests/t_checkpoint_mpi.sh.
  *
  *   ckpt_tool write MODEL DIR STEP [--hybrid | --all-writers]
  *       Every rank fills its slices of params, m and v with value(group, tensor,

@@ -55,7 +55,10 @@
 
 #include "rng.h"
 
-#define CKPT_FORMAT_VERSION 1
+/* 2: moments of trainable units only, and /state model_checksum (the
+ * weights' own sum, for weights-only loads); 1: moments of every tensor
+ * (still read). */
+#define CKPT_FORMAT_VERSION 2
 #ifndef CKPT_ALIGN
 #define CKPT_ALIGN (1 << 20) /* alignment of datasets >= 64 KiB (PRESIGHT_CKPT_ALIGN overrides) */
 #endif
@@ -166,6 +169,9 @@ static int slice_of(const model_layout *L, const shard_view *v, real *const *bas
 
 static real *const *group_base(const shard_view *v, int g) { return g == 0 ? v->params : g == 1 ? v->m : v->v; }
 
+/* Whether group g stores tensor t: weights always, moments of trainable units only. */
+static int stores(const model_layout *L, int g, int t) { return g == 0 || L->units[L->tensors[t].unit].trainable; }
+
 /* The checksum of this rank's slices, as a pool of pieces of at most
  * HASH_PIECE elements that any number of threads take in turn: while writing,
  * one helper thread starts on them beside the main thread's I/O and the main
@@ -177,13 +183,14 @@ typedef struct hash_piece {
     uint64_t key, first;
     const real *x;
     size_t n;
+    int group;
 } hash_piece;
 
 typedef struct hash_pool {
     hash_piece *pieces;
     int n_pieces;
     atomic_int next;
-    atomic_uint_fast64_t sum;
+    atomic_uint_fast64_t sum, model_sum; /* every group; /model alone */
 } hash_pool;
 
 /* Collects the pieces of every (group, tensor) slice of this rank (none when it is not a writer). */
@@ -192,6 +199,7 @@ static int hash_pool_init(hash_pool *p, const model_layout *L, const shard_view 
     p->n_pieces = 0;
     atomic_init(&p->next, 0);
     atomic_init(&p->sum, 0);
+    atomic_init(&p->model_sum, 0);
     if (!v->writer) return 0;
     for (int pass = 0; pass < 2; pass++) {
         int n = 0;
@@ -199,12 +207,12 @@ static int hash_pool_init(hash_pool *p, const model_layout *L, const shard_view 
             for (int t = 0; t < L->n_tensors; t++) {
                 hsize_t a, b;
                 real *data;
-                if (!slice_of(L, v, group_base(v, g), t, &a, &b, &data)) continue;
+                if (!stores(L, g, t) || !slice_of(L, v, group_base(v, g), t, &a, &b, &data)) continue;
                 uint64_t key = tensor_key(g, L->tensors[t].name);
                 for (hsize_t at = a; at < b; at += HASH_PIECE, n++)
                     if (pass) {
                         size_t len = b - at < HASH_PIECE ? (size_t)(b - at) : HASH_PIECE;
-                        p->pieces[n] = (hash_piece){key, at, data + (at - a), len};
+                        p->pieces[n] = (hash_piece){key, at, data + (at - a), len, g};
                     }
             }
         if (pass == 0 && n && !(p->pieces = malloc((size_t)n * sizeof *p->pieces))) return -1;
@@ -215,10 +223,14 @@ static int hash_pool_init(hash_pool *p, const model_layout *L, const shard_view 
 
 static void *hash_pool_work(void *arg) {
     hash_pool *p = arg;
-    uint64_t sum = 0;
-    for (int i; (i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n_pieces;)
-        sum += hash_range(p->pieces[i].key, p->pieces[i].first, p->pieces[i].x, p->pieces[i].n);
+    uint64_t sum = 0, model = 0;
+    for (int i; (i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n_pieces;) {
+        uint64_t h = hash_range(p->pieces[i].key, p->pieces[i].first, p->pieces[i].x, p->pieces[i].n);
+        sum += h;
+        if (p->pieces[i].group == 0) model += h;
+    }
     atomic_fetch_add_explicit(&p->sum, sum, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->model_sum, model, memory_order_relaxed);
     return NULL;
 }
 
@@ -276,7 +288,7 @@ static int check_view(const model_layout *L, const shard_view *v, ps_error *e) {
             s->shard_len[u] < (L->units[u].size + (size_t)s->world - 1) / (size_t)s->world)
             return ps_fail(e, "checkpoint: unit %d has %zu elements in the shard layout (slices of %zu), the model has %zu",
                            u, s->unit_size[u], s->shard_len[u], L->units[u].size);
-        if (shard_count(s, u) && (!v->params[u] || !v->m[u] || !v->v[u]))
+        if (shard_count(s, u) && (!v->params[u] || (L->units[u].trainable && (!v->m[u] || !v->v[u]))))
             return ps_fail(e, "checkpoint: the shard view has no buffer for unit %d", u);
     }
     return 0;
@@ -460,7 +472,8 @@ static char *attr_read_string(hid_t loc, const char *name) {
     return out;
 }
 
-static int write_state(hid_t file, const checkpoint_state *st, uint64_t checksum, const char *config_text) {
+static int write_state(hid_t file, const checkpoint_state *st, uint64_t checksum, uint64_t model_checksum,
+                       const char *config_text) {
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
     H5Pset_attr_phase_change(gcpl, 0, 0); /* dense attribute storage: any config size */
     hid_t g = H5Gcreate2(file, "state", H5P_DEFAULT, gcpl, H5P_DEFAULT);
@@ -477,6 +490,7 @@ static int write_state(hid_t file, const checkpoint_state *st, uint64_t checksum
     rc |= attr_write_string(g, "strategy", st->strategy);
     rc |= attr_write(g, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT, &version, 0);
     rc |= attr_write(g, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &checksum, 0);
+    rc |= attr_write(g, "model_checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &model_checksum, 0);
     if (config_text) rc |= attr_write_string(g, "config", config_text);
     H5Gclose(g);
     return rc;
@@ -601,6 +615,10 @@ int checkpoint_write(const char *dir, comm *c, const model_layout *L, const shar
     for (; created < n_sets && !failed; created++) {
         int g = created / L->n_tensors;
         const model_tensor *T = &L->tensors[created % L->n_tensors];
+        if (!stores(L, g, created % L->n_tensors)) {
+            sets[created] = -1;
+            continue;
+        }
         hsize_t dims[2] = {(hsize_t)T->rows, (hsize_t)T->cols};
         hid_t fs = H5Screate_simple(T->cols == 1 ? 1 : 2, dims, NULL);
         sets[created] = fs < 0 ? -1 : H5Dcreate2(groups[g], T->name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
@@ -623,6 +641,7 @@ int checkpoint_write(const char *dir, comm *c, const model_layout *L, const shar
         int g = i / L->n_tensors, t = i % L->n_tensors;
         hsize_t a = 0, b = 0;
         real *data = NULL;
+        if (!stores(L, g, t)) continue;
         if (mine->writer) slice_of(L, mine, group_base(mine, g), t, &a, &b, &data);
         if (transfer(sets[i], &L->tensors[t], a, b, data, dxpl, 1) < 0) {
             if (!pending) pending = (ps_fail(&e, "%s: writing %s/%s failed", tmp, group_path[g], L->tensors[t].name), 1);
@@ -644,12 +663,13 @@ int checkpoint_write(const char *dir, comm *c, const model_layout *L, const shar
     polite_barrier(mc);
     free(pool.pieces);
     if (pool_failed && !pending) pending = (ps_fail(&e, "out of memory for the checksum"), 1);
-    uint64_t checksum = atomic_load(&pool.sum);
-    MPI_Allreduce(MPI_IN_PLACE, &checksum, 1, MPI_UINT64_T, MPI_SUM, mc);
+    uint64_t sums[2] = {atomic_load(&pool.sum), atomic_load(&pool.model_sum)};
+    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_UINT64_T, MPI_SUM, mc);
+    uint64_t checksum = sums[0];
     trace(mc, "checksum", &clock);
     if (!failed) failed = sync_error(mc, pending, &e);
     if (!failed) {
-        bad = write_state(file, &st, checksum, config) ? (ps_fail(&e, "%s: writing the /state attributes failed", tmp), 1)
+        bad = write_state(file, &st, checksum, sums[1], config) ? (ps_fail(&e, "%s: writing the /state attributes failed", tmp), 1)
                                                        : 0;
         failed = sync_error(mc, bad, &e);
     }
@@ -738,8 +758,8 @@ static int read_file(const char *path, MPI_Comm mc, const model_layout *L, shard
     if (sg < 0 || attr_read(sg, "format_version", H5T_NATIVE_INT, &version, 1)) {
         bad = (ps_fail(e, "%s: has no /state format_version attribute (incomplete or not a presight checkpoint)", path),
                CK_UNUSABLE);
-    } else if (version != CKPT_FORMAT_VERSION) {
-        bad = (ps_fail(e, "%s: checkpoint format_version %d; this build reads version %d", path, version,
+    } else if (version < 1 || version > CKPT_FORMAT_VERSION) {
+        bad = (ps_fail(e, "%s: checkpoint format_version %d; this build reads versions 1 to %d", path, version,
                        CKPT_FORMAT_VERSION),
                CK_FATAL);
     } else if (attr_read(sg, "step", H5T_NATIVE_INT64, &st.step, 1) ||
@@ -787,6 +807,17 @@ static int read_file(const char *path, MPI_Comm mc, const model_layout *L, shard
             const model_tensor *T = &L->tensors[t];
             hsize_t want[2] = {(hsize_t)T->rows, (hsize_t)T->cols}, dims[3] = {0, 0, 0};
             int ndims_want = T->cols == 1 ? 1 : 2;
+            /* The moments this run keeps are those the file holds: a frozen
+             * unit's moments in the file (a v1 file, or a run that trained it)
+             * mean another run; load its weights only instead. */
+            if (!stores(L, g, t)) {
+                sets[opened++] = -1;
+                if (H5Lexists(grp, T->name, H5P_DEFAULT) > 0)
+                    kind = (ps_fail(e, "%s: holds %s/%s, but this run freezes that tensor (resume with the same "
+                                       "trainable units, or load the weights only)", path, group_path[g], T->name),
+                            CK_FATAL);
+                continue;
+            }
             hid_t set = sets[opened] = H5Dopen2(grp, T->name, H5P_DEFAULT);
             if (set < 0) {
                 kind = (ps_fail(e, "%s: tensor %s/%s is missing", path, group_path[g], T->name), CK_UNUSABLE);
@@ -820,12 +851,14 @@ static int read_file(const char *path, MPI_Comm mc, const model_layout *L, shard
         int g = i / L->n_tensors, t = i % L->n_tensors;
         hsize_t a = 0, b = 0;
         real *data = NULL;
+        if (!stores(L, g, t)) continue;
         slice_of(L, mine, group_base(mine, g), t, &a, &b, &data);
         if (transfer(sets[i], &L->tensors[t], a, b, data, dxpl, 0) < 0 && !kind)
             kind = (ps_fail(e, "%s: reading %s/%s failed", path, group_path[g], L->tensors[t].name), CK_UNUSABLE);
     }
     H5Pclose(dxpl);
-    for (int i = 0; i < opened; i++) H5Dclose(sets[i]);
+    for (int i = 0; i < opened; i++)
+        if (sets[i] >= 0) H5Dclose(sets[i]);
     free(sets);
     if (!bad) polite_barrier(mc);
     if (!bad) bad = sync_error(mc, kind, e);
@@ -992,4 +1025,169 @@ int checkpoint_prune(const char *dir, int keep, ps_error *err) {
         list = NULL;
     }
     return rc;
+}
+
+/* ------------------------------------------------------------ weights only */
+
+static int selected(const char *name, const char *const *select) {
+    if (!select) return 1;
+    for (; *select; select++)
+        if (strncmp(name, *select, strlen(*select)) == 0) return 1;
+    return 0;
+}
+
+typedef struct unused_count {
+    const model_layout *L;
+    const unsigned char *status;
+    int n;
+} unused_count;
+
+static herr_t count_unused(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)g;
+    (void)info;
+    unused_count *uc = data;
+    int t = model_layout_find(uc->L, name);
+    if (t < 0 || uc->status[t] != CKPT_TENSOR_LOADED) uc->n++;
+    return 0;
+}
+
+/* One tensor's part of this rank's slices from /model: CKPT_TENSOR_LOADED,
+ * CKPT_TENSOR_NEW (the file lacks it) or -1 (another shape, a read error). */
+static int load_tensor(hid_t grp, const char *path, const model_layout *L, const shard_view *mine, int t,
+                       uint64_t *sum, ps_error *e) {
+    const model_tensor *T = &L->tensors[t];
+    if (H5Lexists(grp, T->name, H5P_DEFAULT) <= 0) return CKPT_TENSOR_NEW;
+    hid_t set = H5Dopen2(grp, T->name, H5P_DEFAULT);
+    if (set < 0) return ps_fail(e, "%s: cannot open /model/%s", path, T->name);
+    hsize_t want[2] = {(hsize_t)T->rows, (hsize_t)T->cols}, dims[3] = {0, 0, 0};
+    int ndims_want = T->cols == 1 ? 1 : 2;
+    hid_t fs = H5Dget_space(set);
+    int ndims = fs < 0 ? -1 : H5Sget_simple_extent_ndims(fs);
+    if (ndims >= 1 && ndims <= 3) H5Sget_simple_extent_dims(fs, dims, NULL);
+    if (fs >= 0) H5Sclose(fs);
+    int rc = CKPT_TENSOR_LOADED;
+    if (ndims != ndims_want || dims[0] != want[0] || (ndims == 2 && dims[1] != want[1])) {
+        char have_s[64], want_s[64];
+        shape_text(have_s, sizeof have_s, ndims, dims);
+        shape_text(want_s, sizeof want_s, ndims_want, want);
+        rc = ps_fail(e, "%s: tensor /model/%s has shape %s in the file, the model expects %s", path, T->name, have_s,
+                     want_s);
+    } else {
+        hsize_t a = 0, b = 0;
+        real *data = NULL;
+        if (slice_of(L, mine, mine->params, t, &a, &b, &data)) {
+            if (transfer(set, T, a, b, data, H5P_DEFAULT, 0) < 0)
+                rc = ps_fail(e, "%s: reading /model/%s failed", path, T->name);
+            else if (mine->writer)
+                *sum += hash_range(tensor_key(0, T->name), a, data, (size_t)(b - a));
+        }
+    }
+    H5Dclose(set);
+    return rc;
+}
+
+/* The file's format and weights checksum: a checkpoint's /state (0 for a
+ * plain weights file, h5_write_params's layout, which has none). */
+static void weights_file_state(hid_t file, int *version, uint64_t *model_sum) {
+    *version = 0;
+    *model_sum = 0;
+    if (H5Lexists(file, "state", H5P_DEFAULT) <= 0) return;
+    hid_t sg = H5Gopen2(file, "state", H5P_DEFAULT);
+    if (sg < 0) return;
+    if (attr_read(sg, "format_version", H5T_NATIVE_INT, version, 1)) *version = 0;
+    if (*version >= 2 && attr_read(sg, "model_checksum", H5T_NATIVE_UINT64, model_sum, 1)) *version = 1;
+    H5Gclose(sg);
+}
+
+/* Sum over ranks of a 64-bit sum (mod 2^64), exactly, through doubles: the
+ * two 32-bit halves summed apart (each < 2^53 for any job size). */
+static int sum_over_ranks(comm *c, uint64_t *x, ps_error *err) {
+    double halves[2] = {(double)(*x >> 32), (double)(*x & 0xffffffffu)};
+    if (comm_all_reduce_sum_double(c, halves, 2, err)) return -1;
+    *x = ((uint64_t)halves[0] << 32) + (uint64_t)halves[1];
+    return 0;
+}
+
+int checkpoint_load_weights(const char *path, comm *c, const model_layout *L, const shard_view *mine,
+                            const char *const *select, checkpoint_weights_report *rep, ps_error *err) {
+    quiet_hdf5();
+    memset(rep, 0, sizeof *rep);
+    if (!(rep->status = calloc((size_t)L->n_tensors, 1))) return ps_fail(err, "out of memory");
+    ps_error e = {{0}};
+    int failed = 0;
+    uint64_t sum = 0, stored_sum = 0;
+    /* Each rank reads its own slices with the serial driver: no MPI-IO, no collective. */
+    hid_t file = access(path, R_OK) == 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    hid_t grp = file < 0 ? -1 : H5Gopen2(file, "model", H5P_DEFAULT);
+    if (file < 0) failed = ps_fail(&e, "%s: cannot open as HDF5 (%s)", path, strerror(errno ? errno : EIO));
+    else if (grp < 0) failed = ps_fail(&e, "%s: has no /model group (not presight weights)", path);
+    else weights_file_state(file, &rep->format_version, &stored_sum);
+    for (int t = 0; t < L->n_tensors && !failed; t++) {
+        if (!selected(L->tensors[t].name, select)) {
+            rep->status[t] = CKPT_TENSOR_SKIPPED;
+            rep->skipped++;
+            continue;
+        }
+        int s = load_tensor(grp, path, L, mine, t, &sum, &e);
+        if (s < 0) failed = -1;
+        else {
+            rep->status[t] = (unsigned char)s;
+            if (s == CKPT_TENSOR_LOADED) rep->loaded++;
+            else rep->fresh++;
+        }
+    }
+    if (!failed) {
+        unused_count uc = {L, rep->status, 0};
+        hsize_t idx = 0;
+        H5Literate(grp, H5_INDEX_NAME, H5_ITER_INC, &idx, count_unused, &uc);
+        rep->unused = uc.n;
+    }
+    if (grp >= 0) H5Gclose(grp);
+    if (file >= 0) H5Fclose(file);
+    /* Every rank must agree before the sum over ranks (the one collective). */
+    double failures = failed ? 1 : 0;
+    if (c && comm_size(c) > 1 && comm_all_reduce_sum_double(c, &failures, 1, err)) return -1;
+    if (failed) return ps_fail(err, "%s", e.msg);
+    if (failures > 0) return ps_fail(err, "%s: another rank failed to load its slices", path);
+    if (rep->format_version < 2 || rep->unused) return 0; /* nothing to verify against */
+    if (c && sum_over_ranks(c, &sum, err)) return -1;
+    if (sum != stored_sum)
+        return ps_fail(err, "%s: the weights' checksum does not match (stored %016llx, computed %016llx): the file is "
+                            "corrupt", path, (unsigned long long)stored_sum, (unsigned long long)sum);
+    rep->verified = 1;
+    return 0;
+}
+
+int checkpoint_read_model(const char *path, const model_layout *L, model_params *p, const char *const *select,
+                          checkpoint_weights_report *rep, ps_error *err) {
+    /* The whole model as one slice of a group of one. */
+    size_t *size = calloc((size_t)L->n_units, sizeof *size);
+    if (!size) return ps_fail(err, "out of memory");
+    for (int u = 0; u < L->n_units; u++) size[u] = L->units[u].size;
+    shard_layout whole = {L->n_units, 0, 1, size, size};
+    shard_view view = {&whole, p->unit, NULL, NULL, 1};
+    int rc = checkpoint_load_weights(path, NULL, L, &view, select, rep, err);
+    free(size);
+    return rc;
+}
+
+void checkpoint_weights_report_free(checkpoint_weights_report *rep) {
+    free(rep->status);
+    memset(rep, 0, sizeof *rep);
+}
+
+void checkpoint_weights_describe(const checkpoint_weights_report *rep, const model_layout *L, char *out, size_t size) {
+    int at = snprintf(out, size, "%d tensors loaded, %d new", rep->loaded, rep->fresh);
+    const char *sep = " (";
+    for (int t = 0; t < L->n_tensors && at > 0 && (size_t)at < size; t++)
+        if (rep->status[t] == CKPT_TENSOR_NEW) {
+            at += snprintf(out + at, size - (size_t)at, "%s%s", sep, L->tensors[t].name);
+            sep = ", ";
+        }
+    if (rep->fresh && at > 0 && (size_t)at < size) at += snprintf(out + at, size - (size_t)at, ")");
+    if (at > 0 && (size_t)at < size)
+        snprintf(out + at, size - (size_t)at, ", %d skipped, %d in the file unused; %s", rep->skipped, rep->unused,
+                 rep->verified ? "checksum verified"
+                 : rep->format_version < 2 ? "format without a weights checksum: not verified"
+                                           : "not every stored tensor read: not verified");
 }

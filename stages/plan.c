@@ -74,13 +74,22 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
     out->group = group;
     out->state = sharded_state_bytes(L, kind, group, cfg->parallel.reshard_after_forward, cfg->parallel.prefetch);
     if (!out->state) return ps_fail(err, "out of memory");
-    size_t owned = 0;
-    for (int u = 0; u < L->n_units; u++) owned += (L->units[u].size + (size_t)group - 1) / (size_t)group;
-    /* m and v always; fsdp adds the slice and its gradient, zero1 the gradient slice. */
-    out->owned = (kind == STRATEGY_FSDP ? 4 : kind == STRATEGY_ZERO1 ? 3 : 2) * owned * sizeof(real);
+    size_t owned = 0, trained = 0;
+    for (int u = 0; u < L->n_units; u++) {
+        size_t len = (L->units[u].size + (size_t)group - 1) / (size_t)group;
+        owned += len;
+        trained += L->units[u].trainable ? len : 0;
+    }
+    /* m and v of trainable units; fsdp adds the slice (every unit) and its
+     * gradient, zero1 the gradient slice (trainable units). */
+    out->owned = (2 * trained + (kind == STRATEGY_FSDP ? owned + trained : kind == STRATEGY_ZERO1 ? trained : 0)) *
+                 sizeof(real);
     out->units = out->state - out->owned;
     out->activations = model_activations_bytes(L, t->micro_batch, t->seq_len, cfg->parallel.recompute_blocks);
-    out->tokens = (size_t)t->micro_batch * ((size_t)t->seq_len + 1 + 2 * (size_t)t->seq_len) * sizeof(int);
+    /* One micro-batch as read, and the step's micro-batches as inputs and
+     * targets (with their counts and mean losses). */
+    out->tokens = (size_t)t->micro_batch * ((size_t)t->seq_len + 1 + 2 * (size_t)t->seq_len * t->grad_accum) * sizeof(int) +
+                  (size_t)t->grad_accum * (sizeof(long) + sizeof(double));
     out->rope = (size_t)L->cfg.context * (size_t)(L->head_dim / 2) * 2 * sizeof(real);
     out->collectives = collective_bytes(kind, L, ranks, group, rank);
     out->process = PLAN_CPU_PROCESS_BYTES;
@@ -97,7 +106,8 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
  *    of one node with replicas across nodes: hybrid). Each GPU owns 1/S of
  *    every unit (padded to whole slices) and keeps, in fp32, the master
  *    weights, the gradient slice and AdamW's m and v of it (16 bytes per
- *    owned parameter), plus the slice in bf16, the source of the gathers.
+ *    owned parameter; 4 for a frozen unit, weights only), plus the slice in
+ *    bf16, the source of the gathers.
  *  - Gathered units in bf16: the unit in use and the next one, prefetched
  *    (2 bytes per parameter, each counted at the largest unit).
  *  - Gradients: the unit in backward is written into a fp32 full-unit
@@ -186,15 +196,17 @@ static double gpu_attention_scratch(const model_layout *L, int micro_batch, int 
 /* Memory at micro-batch m; fills the memory fields of g. */
 static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, plan_gpu *g) {
     int S = g->shard_group;
-    double owned = 0, largest = 0;
+    double owned = 0, trained = 0, largest = 0;
     for (int u = 0; u < L->n_units; u++) {
         double len = (double)((L->units[u].size + (size_t)S - 1) / (size_t)S);
         owned += len;
+        trained += L->units[u].trainable ? len : 0; /* frozen units: weights only */
         if (len * S > largest) largest = len * S;
     }
-    g->master = g->grads = g->adam_m = g->adam_v = 4.0 * owned;
+    g->master = 4.0 * owned;
+    g->grads = g->adam_m = g->adam_v = 4.0 * trained;
     g->slice_bf16 = 2.0 * owned;
-    g->owned = 18.0 * owned;
+    g->owned = g->master + g->grads + g->adam_m + g->adam_v + g->slice_bf16;
     g->gathered = 2 * 2.0 * largest;
     g->act_full = plan_gpu_activation_bytes(L, m, o->seq, 0);
     g->act_ckpt = plan_gpu_activation_bytes(L, m, o->seq, 1);

@@ -36,7 +36,8 @@
 typedef struct plan_cpu {
     int ranks, rank;    /* world size, this rank */
     int group;          /* ranks a unit is sharded over (1 for ddp) */
-    size_t owned;       /* this rank's slices, fp32: AdamW m, v (+ params and gradients under fsdp, + gradient under zero1) */
+    size_t owned;       /* this rank's slices, fp32: AdamW m, v (+ params and gradients under fsdp, + gradient under
+                         * zero1); frozen units (model_unit.trainable = 0) have no moments nor gradients */
     size_t units;       /* full units (ddp, zero1) or gathered units and gradient buffers in flight (fsdp), at the peak */
     size_t state;       /* owned + units = sharded_state_bytes */
     size_t activations; /* model_activations_bytes(train.micro_batch, train.seq_len, parallel.recompute_blocks) */
