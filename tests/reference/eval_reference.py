@@ -11,6 +11,8 @@ Transcribed (algorithm and constants as published; nothing here is presight's):
     lmms-eval copies it), VQA accuracy as lmms-eval's textvqa_process_results computes it.
   - ChartQA's relaxed_correctness (as lmms-eval's chartqa utils carry it).
   - MME's parse_pred_ans (lmms-eval mme utils, "brought from Otter Eval").
+  - lm-eval's task text filters: hellaswag/utils.py preprocess, wikitext
+    preprocess_wikitext.py wikitext_detokenizer, Python's str.capitalize.
 Each comparison has a negative control: a deliberately wrong variant of the reference
 must disagree with the C code on the same cases."""
 import json
@@ -181,6 +183,42 @@ def parse_pred_ans(pred_ans):
     return pred_label
 
 
+def hellaswag_preprocess(text):
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+def wikitext_detokenizer(string):
+    string = string.replace("s '", "s'")
+    string = re.sub(r"/' [0-9]/", r"/'[0-9]/", string)
+    string = string.replace(" @-@ ", "-")
+    string = string.replace(" @,@ ", ",")
+    string = string.replace(" @.@ ", ".")
+    string = string.replace(" : ", ": ")
+    string = string.replace(" ; ", "; ")
+    string = string.replace(" . ", ". ")
+    string = string.replace(" ! ", "! ")
+    string = string.replace(" ? ", "? ")
+    string = string.replace(" , ", ", ")
+    string = re.sub(r"\(\s*([^\)]*?)\s*\)", r"(\1)", string)
+    string = re.sub(r"\[\s*([^\]]*?)\s*\]", r"[\1]", string)
+    string = re.sub(r"{\s*([^}]*?)\s*}", r"{\1}", string)
+    string = re.sub(r"\"\s*([^\"]*?)\s*\"", r'"\1"', string)
+    string = re.sub(r"'\s*([^']*?)\s*'", r"'\1'", string)
+    string = string.replace("= = = =", "====")
+    string = string.replace("= = =", "===")
+    string = string.replace("= =", "==")
+    string = string.replace(" " + chr(176) + " ", chr(176))
+    string = string.replace(" \n", "\n")
+    string = string.replace("\n ", "\n")
+    string = string.replace(" N ", " 1 ")
+    string = string.replace(" 's", "'s")
+    return string
+
+
 # ------------------------------------------------------------------------- cases
 
 def random_text(rng, alphabet, n_max):
@@ -219,7 +257,15 @@ def cases():
         n = rng.randint(2, 5)
         mc.append([[round(rng.uniform(-30, 0), rng.choice([0, 1, 3])) for _ in range(n)],
                    [random_text(rng, ["a", "bé", " ", "xyz", "ü"], 6) or "z" for _ in range(n)], rng.randrange(n)])
-    return {"evalai": evalai, "relaxed": relaxed, "yesno": yesno, "words": words, "rstrip": words, "chars": words,
+    wiki_pieces = [" ", "\n", " @-@ ", " @,@ ", " @.@ ", " : ", " ; ", " . ", " ! ", " ? ", " , ", "(", ")", "[",
+                   "]", "{", "}", '"', "'", "= ", "=", " N ", " 's", "s '", "/' 3/", " \u00b0 ", "word", "1", "é",
+                   "\u00a0", "\t"]
+    filters = [["wikitext", random_text(rng, wiki_pieces, 30)] for _ in range(400)]
+    filters += [["wikitext", " = Sample = \n \n The ship was 1 @,@ 200 tons ( about 1 @.@ 1 kt ) , and it 's fast . \n"]]
+    hs_pieces = [" ", "  ", " [title]", "[", "]", "[step]", "\n", "a", "Word", ".", "\t"]
+    filters += [["hellaswag", random_text(rng, hs_pieces, 14)] for _ in range(300)]
+    filters += [["capitalize", random_text(rng, ["a", "B", "HE", " ", "x1", "Q"], 6)] for _ in range(100)]
+    return {"filter": filters, "evalai": evalai, "relaxed": relaxed, "yesno": yesno, "words": words, "rstrip": words, "chars": words,
             "rolling": rolling, "mc": mc}
 
 
@@ -240,6 +286,13 @@ def reference(mode, x, wrong=False):
         return len((x.rstrip(" ") if wrong else x.rstrip()).encode("utf-8"))
     if mode == "chars":
         return len(x.encode("utf-8")) if wrong else len(x)
+    if mode == "filter":
+        name, text = x
+        if name == "wikitext":
+            return wikitext_detokenizer(text.replace(" , ", ",") if wrong else text)
+        if name == "hellaswag":
+            return hellaswag_preprocess(text).replace(" ", "") if wrong else hellaswag_preprocess(text)
+        return text.title() if wrong else text.capitalize()
     if mode == "rolling":
         n, L, c = x
         tokens = list(range(1000, 1000 + n))

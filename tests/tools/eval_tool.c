@@ -12,7 +12,8 @@
  *   chars   "text"                  -> len(text)
  *   rolling [n, max_len, context_len] -> [[prefix, ctx_begin, cont_begin, cont_end], ...]
  *   mc      [[ll...], ["text"...], gold] -> [pred, pred_norm, acc, acc_norm]
- *   parse   ["output", ["choice"...], tiers] -> [choice, tier] */
+ *   parse   ["output", ["choice"...], tiers] -> [choice, tier]
+ *   filter  ["name", "text"]        -> the task-template filter's output (datasets/tasks.h) */
 #include <json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include "eval_answer.h"
 #include "eval_requests.h"
+#include "tasks.h"
 
 static json_object *answer(const char *mode, json_object *in) {
     const char *s = json_object_get_type(in) == json_type_string ? json_object_get_string(in) : NULL;
@@ -87,6 +89,16 @@ static json_object *answer(const char *mode, json_object *in) {
         json_object *r = json_object_new_array();
         json_object_array_add(r, json_object_new_int(p.choice));
         json_object_array_add(r, json_object_new_int(p.tier));
+        return r;
+    }
+    if (!strcmp(mode, "filter")) {
+        char *out;
+        ps_error err;
+        if (task_filter_apply(json_object_get_string(json_object_array_get_idx(in, 0)),
+                              json_object_get_string(json_object_array_get_idx(in, 1)), &out, &err))
+            return json_object_new_string(err.msg);
+        json_object *r = json_object_new_string(out);
+        free(out);
         return r;
     }
     return NULL;
