@@ -190,6 +190,7 @@ struct task_def {
     int label_const;
     value_map *maps;
     int n_maps;
+    value_map select, exclude; /* field path -> allowed (select) or refused (exclude) values */
 };
 
 static const char *const filter_names[] = {"strip", "lstrip", "rstrip", "lower", "capitalize", "lcfirst", "droplast",
@@ -355,7 +356,7 @@ static int walk_template(const char *text, piece_fn fn, void *ctx, ps_error *err
 static int check_piece(void *ctx, const char *literal, size_t n, const char *ref, ps_error *err) {
     const task_def *t = ctx;
     (void)literal, (void)n;
-    if (!ref) return 0;
+    if (!ref || !strcmp(ref, "@options")) return 0;
     char copy[512];
     snprintf(copy, sizeof copy, "%s", ref);
     char *save, *field = strtok_r(copy, "|", &save);
@@ -370,12 +371,25 @@ static int check_piece(void *ctx, const char *literal, size_t n, const char *ref
 typedef struct render_ctx {
     const task_def *t;
     json_object *doc;
+    const task_item *item; /* for {@options}; NULL outside an item */
     sbuf out;
 } render_ctx;
+
+/* {@options}: "A. first\nB. second ..." over the item's mapped choices. */
+static int render_options(render_ctx *r, ps_error *err) {
+    if (!r->item || r->item->n_choices < 1) return ps_fail(err, "{@options}: the task maps no choices");
+    for (int i = 0; i < r->item->n_choices; i++) {
+        char head[8];
+        snprintf(head, sizeof head, "%s%c. ", i ? "\n" : "", 'A' + i % 26);
+        if (sb_str(&r->out, head) || sb_str(&r->out, r->item->choices[i])) return ps_fail(err, "out of memory");
+    }
+    return 0;
+}
 
 static int render_piece(void *ctx, const char *literal, size_t n, const char *ref, ps_error *err) {
     render_ctx *r = ctx;
     if (!ref) return sb_put(&r->out, literal, n) ? ps_fail(err, "out of memory") : 0;
+    if (!strcmp(ref, "@options")) return render_options(r, err);
     char copy[512], missing[256] = "";
     snprintf(copy, sizeof copy, "%s", ref);
     char *save, *field = strtok_r(copy, "|", &save);
@@ -402,9 +416,9 @@ static int render_piece(void *ctx, const char *literal, size_t n, const char *re
     return rc ? ps_fail(err, "out of memory") : 0;
 }
 
-static char *render(const task_def *t, const char *text, json_object *doc, char **filters, int n_filters,
-                    ps_error *err) {
-    render_ctx r = {.t = t, .doc = doc};
+static char *render_item(const task_def *t, const char *text, json_object *doc, const task_item *item, char **filters,
+                         int n_filters, ps_error *err) {
+    render_ctx r = {.t = t, .doc = doc, .item = item};
     if (walk_template(text, render_piece, &r, err)) {
         free(r.out.s);
         return NULL;
@@ -420,6 +434,11 @@ static char *render(const task_def *t, const char *text, json_object *doc, char 
         s = next;
     }
     return s;
+}
+
+static char *render(const task_def *t, const char *text, json_object *doc, char **filters, int n_filters,
+                    ps_error *err) {
+    return render_item(t, text, doc, NULL, filters, n_filters, err);
 }
 
 /* ------------------------------------------------------------- task files */
@@ -452,6 +471,11 @@ void task_free(task_def *t) {
         free(t->maps[i].keys), free(t->maps[i].values), free(t->maps[i].name);
     }
     free(t->maps), free(t->choices), free(t->context_filters), free(t->choice_filters);
+    value_map *sel[] = {&t->select, &t->exclude};
+    for (int k = 0; k < 2; k++) {
+        for (int j = 0; j < sel[k]->n; j++) free(sel[k]->keys[j]), free(sel[k]->values[j]);
+        free(sel[k]->keys), free(sel[k]->values);
+    }
     free(t->path), free(t->name), free(t->category), free(t->data), free(t->scorer), free(t->delimiter);
     free(t);
 }
@@ -524,6 +548,31 @@ static int load_maps(loader *L, const config_setting_t *s) {
             const config_setting_t *e = config_setting_get_elem(m, (unsigned)j);
             vm->keys[j] = strdup(config_setting_name(e));
             if (get_string(L, e, &vm->values[j])) return -1;
+        }
+    }
+    return 0;
+}
+
+/* select = { answer_type = "multiple_choice"; image_set = ["charts", "text"]; }: each value
+ * a string or a list of strings; stored as one (field, value) pair per allowed value. */
+static int load_selection(loader *L, const config_setting_t *s, value_map *out) {
+    if (!config_setting_is_group(s)) return fail_at(L, s, "expected a group { field = \"value\"; ... }%s%s", "", "");
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        int list = config_setting_is_array(e) || config_setting_is_list(e);
+        int n = list ? config_setting_length(e) : 1;
+        if (!list && config_setting_type(e) != CONFIG_TYPE_STRING)
+            return fail_at(L, e, "expected a string or a list of strings%s%s", "", "");
+        for (int j = 0; j < n; j++) {
+            const config_setting_t *v = list ? config_setting_get_elem(e, (unsigned)j) : e;
+            if (config_setting_type(v) != CONFIG_TYPE_STRING) return fail_at(L, e, "expected strings%s%s", "", "");
+            char **keys = realloc(out->keys, sizeof *keys * (size_t)(out->n + 1));
+            char **values = keys ? realloc(out->values, sizeof *values * (size_t)(out->n + 1)) : NULL;
+            if (keys) out->keys = keys;
+            if (!keys || !values) return ps_fail(L->err, "out of memory");
+            out->values = values;
+            out->keys[out->n] = strdup(config_setting_name(e));
+            out->values[out->n++] = strdup(config_setting_get_string(v));
         }
     }
     return 0;
@@ -604,6 +653,7 @@ static int load_setting(loader *L, const config_setting_t *s) {
     if (!strcmp(key, "context_filters")) return get_string_list(L, s, &t->context_filters, &t->n_context_filters, 1);
     if (!strcmp(key, "choice_filters")) return get_string_list(L, s, &t->choice_filters, &t->n_choice_filters, 1);
     if (!strcmp(key, "maps")) return 0; /* loaded first, see task_load */
+    if (!strcmp(key, "select") || !strcmp(key, "exclude")) return load_selection(L, s, key[0] == 's' ? &t->select : &t->exclude);
     return fail_at(L, s, "unknown key '%s'%s", key, "");
 }
 
@@ -852,13 +902,14 @@ static int map_item(const task_def *t, json_object *doc, task_item *it, ps_error
         it->count_text = t->count.text ? render(t, t->count.text, doc, NULL, 0, err) : strdup(it->context);
         return it->count_text ? 0 : -1;
     }
-    if (t->context.text && !(it->context = render(t, t->context.text, doc, t->context_filters, t->n_context_filters, err)))
-        return -1;
-    if (t->target.text && !(it->target = render(t, t->target.text, doc, NULL, 0, err))) return -1;
     if (t->n_choices || t->choices_from.text) {
         if (map_choices(t, doc, it, err)) return -1;
         if (t->label_kind != LABEL_NONE && map_label(t, doc, it, err)) return -1;
     }
+    if (t->context.text &&
+        !(it->context = render_item(t, t->context.text, doc, it, t->context_filters, t->n_context_filters, err)))
+        return -1;
+    if (t->target.text && !(it->target = render(t, t->target.text, doc, NULL, 0, err))) return -1;
     if (t->answers.text && field_strings(doc, t->answers.text, &it->answers, &it->n_answers, err)) return -1;
     if (t->image.text && field_scalar(doc, t->image.text, &it->image, err)) return -1;
     if (t->group.text && field_scalar(doc, t->group.text, &it->group, err)) return -1;
@@ -877,6 +928,27 @@ static int map_item(const task_def *t, json_object *doc, task_item *it, ps_error
     return 0;
 }
 
+/* Whether a field's scalar text is one of the pairs' values for that field (a missing
+ * field matches nothing). */
+static int field_in(json_object *doc, const value_map *m, int k) {
+    char missing[256];
+    json_object *v = json_at(doc, m->keys[k], missing, sizeof missing);
+    char *text = v ? scalar_text(v) : NULL;
+    int hit = 0;
+    for (int j = 0; text && j < m->n; j++) hit |= !strcmp(m->keys[j], m->keys[k]) && !strcmp(m->values[j], text);
+    free(text);
+    json_object_put(v);
+    return hit;
+}
+
+static int selected(const task_def *t, json_object *doc) {
+    for (int k = 0; k < t->select.n; k++)
+        if (!field_in(doc, &t->select, k)) return 0;
+    for (int k = 0; k < t->exclude.n; k++)
+        if (field_in(doc, &t->exclude, k)) return 0;
+    return 1;
+}
+
 int task_map_line(const task_def *t, const char *json_line, size_t line_no, task_item *out, ps_error *err) {
     memset(out, 0, sizeof *out);
     task_item_clear(out);
@@ -886,6 +958,10 @@ int task_map_line(const task_def *t, const char *json_line, size_t line_no, task
     if (!doc) return ps_fail(err, "%s:%zu: not JSON: %s", t->data, line_no, json_tokener_error_desc(jerr));
     int rc = 0;
     if (!json_object_is_type(doc, json_type_object)) rc = ps_fail(err, "expected a JSON object, got %s", type_name(doc));
+    if (!rc && !selected(t, doc)) {
+        json_object_put(doc);
+        return 1;
+    }
     if (!rc) rc = map_item(t, doc, out, err);
     if (!rc) {
         const char *id_field = t->id.text ? t->id.text : "id";
@@ -945,7 +1021,8 @@ int task_read_items(const task_def *t, task_item **items, size_t *n, ps_error *e
             *items = grown;
         }
         rc = task_map_line(t, line, line_no, &(*items)[*n], err);
-        if (!rc) (*n)++;
+        if (rc == 1) rc = 0; /* not selected */
+        else if (!rc) (*n)++;
     }
     free(line);
     fclose(f);

@@ -30,7 +30,11 @@
  *   when X is absent) map:NAME (a group of maps = { NAME = { key = "value"; }; })
  *   hellaswag (lm-eval's preprocess) wikitext (lm-eval's wikitext_detokenizer).
  *   context_filters / choice_filters: filter lists applied to the whole rendered context /
- *   each choice.
+ *   each choice. {@options} renders the item's choices as "A. first\nB. second ..." (the
+ *   LLaVA / lmms-eval multiple-choice prompt).
+ * Selection: select = { answer_type = "multiple_choice"; image_set = ["charts", "text"]; }
+ *   keeps only the lines whose fields (as text) take one of the values given, every field
+ *   listed; exclude = { ... } drops the lines that match any.
  * Labels (label_kind): index (0-based int or a string of one), index1 (1-based: "1"/"2"),
  *   letter ("A".. ), key (the value's place in the list at label_keys, stripped: ARC's
  *   answerKey in choices.label), bool (true = 1: BoolQ's original "answer"), text (the
@@ -78,7 +82,8 @@ typedef struct task_item {
     double area_share; /* vqa existence; NaN when not mapped */
 } task_item;
 
-/* Maps one JSON line (line_no for messages) into out. */
+/* Maps one JSON line (line_no for messages) into out: 0, -1 on error, 1 when the task's
+ * select/exclude leave the line out (out is then empty). */
 int task_map_line(const task_def *t, const char *json_line, size_t line_no, task_item *out, ps_error *err);
 void task_item_clear(task_item *item);
 

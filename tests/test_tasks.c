@@ -248,3 +248,91 @@ Test(tasks, bad_data_lines_name_file_line_and_field) {
                       "{\"premise\": \"p.\", \"choice1\": \"a\", \"choice2\": \"b\", \"question\": \"why\", \"label\": 0}\n",
                       "data.jsonl:1:", "no entry for value 'why'");
 }
+
+/* ------------------------------------------------- VQA task files, selection */
+
+static task_item *items_of(task_def *t, size_t want) {
+    task_item *items;
+    size_t n;
+    ps_error err;
+    cr_assert_eq(task_read_items(t, &items, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, want, "%zu items, expected %zu", n, want);
+    return items;
+}
+
+Test(tasks, images_vqa_mc_selects_and_letters_the_options) {
+    task_def *t = load_with("config/tasks/images-vqa-mc.cfg", "tests/fixtures/tasks/images-vqa.jsonl");
+    task_item *it = items_of(t, 1);
+    cr_expect_str_eq(it->context, "What is the main colour of the cup in the image?\nA. green\nB. red\nC. blue\nD. white\n"
+                                  "Answer with the option's letter from the given choices directly.");
+    cr_expect_eq(it->gold, 1);
+    cr_expect_str_eq(it->item_category, "General");
+    cr_expect_str_eq(it->image, "scene-0007");
+    cr_expect_eq(it->line, 1);
+    task_items_free(it, 1);
+    task_free(t);
+}
+
+Test(tasks, images_short_answers_split_by_image_set) {
+    task_def *t = load_with("config/tasks/images-vqa-short.cfg", "tests/fixtures/tasks/images-vqa.jsonl");
+    task_item *it = items_of(t, 1);
+    cr_expect_eq(it->line, 3, "the chart line is excluded");
+    cr_expect(it->n_answers == 1 && !strcmp(it->answers[0], "harbour"));
+    task_items_free(it, 1);
+    task_free(t);
+    t = load_with("config/tasks/images-chart-short.cfg", "tests/fixtures/tasks/images-vqa.jsonl");
+    it = items_of(t, 1);
+    cr_expect(it->line == 2 && !strcmp(it->answers[0], "41.5"));
+    task_items_free(it, 1);
+    task_free(t);
+}
+
+Test(tasks, images_existence) {
+    task_def *t = load_with("config/tasks/images-existence.cfg", "tests/fixtures/tasks/images-existence.jsonl");
+    task_item *it = items_of(t, 1);
+    cr_expect_eq(it->gold, 2);
+    cr_expect_float_eq(it->area_share, 0.42, 1e-12);
+    task_items_free(it, 1);
+    task_free(t);
+}
+
+Test(tasks, textvqa_mme_chartqa) {
+    task_def *t = load_with("config/tasks/textvqa.cfg", "tests/fixtures/tasks/textvqa.jsonl");
+    task_item *it = items_of(t, 1);
+    cr_expect_str_eq(it->context, "what is the brand of this camera?\nAnswer the question using a single word or phrase.");
+    cr_expect_eq(it->n_answers, 10);
+    cr_expect_str_eq(it->id, "34602");
+    task_items_free(it, 1);
+    task_free(t);
+    t = load_with("config/tasks/mme.cfg", "tests/fixtures/tasks/mme.jsonl");
+    it = items_of(t, 1);
+    cr_expect_str_eq(it->group, "code_reasoning/0020.png");
+    cr_expect_str_eq(it->answers[0], "Yes");
+    cr_expect_str_eq(it->item_category, "code_reasoning");
+    task_items_free(it, 1);
+    task_free(t);
+    t = load_with("config/tasks/chartqa.cfg", "tests/fixtures/tasks/chartqa.jsonl");
+    it = items_of(t, 1);
+    cr_expect_str_eq(it->answers[0], "14");
+    cr_expect_str_eq(it->item_category, "human_test");
+    task_items_free(it, 1);
+    task_free(t);
+}
+
+Test(tasks, every_shipped_task_file_loads) {
+    test_chdir_to_repo_root("config/tasks/piqa.cfg");
+    FILE *ls = popen("ls config/tasks/*.cfg", "r");
+    cr_assert(ls);
+    char path[512];
+    int n = 0;
+    while (fgets(path, sizeof path, ls)) {
+        path[strcspn(path, "\n")] = 0;
+        task_def *t;
+        ps_error err;
+        cr_expect_eq(task_load(&t, path, 0, NULL, &err), 0, "%s: %s", path, err.msg);
+        if (t) task_free(t);
+        n++;
+    }
+    pclose(ls);
+    cr_expect_geq(n, 18, "%d task files", n);
+}
