@@ -29,6 +29,8 @@ void eval_prediction_clear(eval_prediction *p) {
     free(p->item_category), free(p->image), free(p->group);
     free(p->context.ids), free(p->output_ids.ids), free(p->output);
     for (int i = 0; i < p->n_continuations; i++) free(p->continuations[i].ids);
+    for (int i = 0; i < p->n_request_contexts; i++) free(p->request_contexts[i].ids);
+    free(p->request_contexts);
     free(p->continuations), free(p->loglikelihoods), free(p->greedy), free(p->letter_loglikelihoods);
     free_strings(p->choices, p->n_choices);
     free_strings(p->answers, p->n_answers);
@@ -42,6 +44,12 @@ static json_object *number(double v) { return isfinite(v) ? json_object_new_doub
 static json_object *id_array(const eval_ids *v) {
     json_object *a = json_object_new_array_ext((int)v->n);
     for (size_t i = 0; i < v->n; i++) json_object_array_add(a, json_object_new_int64(v->ids[i]));
+    return a;
+}
+
+static json_object *id_lists(const eval_ids *v, int n) {
+    json_object *a = json_object_new_array_ext(n);
+    for (int i = 0; i < n; i++) json_object_array_add(a, id_array(&v[i]));
     return a;
 }
 
@@ -88,11 +96,9 @@ int eval_prediction_write(FILE *out, const eval_prediction *p, ps_error *err) {
     add_string(o, "group", p->group);
     if (isfinite(p->area_share)) json_object_object_add(o, "area_share", number(p->area_share));
     if (p->context.n) json_object_object_add(o, "context_ids", id_array(&p->context));
-    if (p->n_continuations) {
-        json_object *a = json_object_new_array_ext(p->n_continuations);
-        for (int i = 0; i < p->n_continuations; i++) json_object_array_add(a, id_array(&p->continuations[i]));
-        json_object_object_add(o, "continuation_ids", a);
-    }
+    if (p->n_continuations) json_object_object_add(o, "continuation_ids", id_lists(p->continuations, p->n_continuations));
+    if (p->n_request_contexts)
+        json_object_object_add(o, "request_context_ids", id_lists(p->request_contexts, p->n_request_contexts));
     if (p->n_loglikelihoods) {
         json_object_object_add(o, "loglikelihoods", double_array(p->loglikelihoods, p->n_loglikelihoods));
         if (p->greedy) {
@@ -180,6 +186,20 @@ static int get_ids(reader *R, json_object *o, const char *key, eval_ids *out) {
     return ids_from(R, v, key, out);
 }
 
+static int get_id_lists(reader *R, json_object *o, const char *key, eval_ids **out, int *n_out) {
+    json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || !v) return 0;
+    if (!json_object_is_type(v, json_type_array)) return bad(R, key, "expected a list of lists of token ids");
+    int n = (int)json_object_array_length(v);
+    *out = calloc((size_t)(n ? n : 1), sizeof **out);
+    if (!*out) return bad(R, key, "out of memory");
+    for (int i = 0; i < n; i++) {
+        *n_out = i + 1;
+        if (ids_from(R, json_object_array_get_idx(v, (size_t)i), key, &(*out)[i])) return -1;
+    }
+    return 0;
+}
+
 static int get_array(reader *R, json_object *o, const char *key, json_object **out, int *n) {
     *out = NULL;
     json_object *v;
@@ -247,11 +267,8 @@ static int parse_prediction(reader *R, json_object *o, eval_prediction *p) {
          get_doubles(R, o, "letter_loglikelihoods", &p->letter_loglikelihoods, &p->n_letter_loglikelihoods);
     json_object *a;
     int n = 0;
-    if (!rc && !get_array(R, o, "continuation_ids", &a, &n) && a) {
-        p->continuations = calloc((size_t)(n ? n : 1), sizeof *p->continuations);
-        for (int i = 0; i < n && !rc; i++, p->n_continuations = i)
-            rc = ids_from(R, json_object_array_get_idx(a, (size_t)i), "continuation_ids", &p->continuations[i]);
-    }
+    if (!rc) rc = get_id_lists(R, o, "continuation_ids", &p->continuations, &p->n_continuations);
+    if (!rc) rc = get_id_lists(R, o, "request_context_ids", &p->request_contexts, &p->n_request_contexts);
     if (!rc && !get_array(R, o, "greedy", &a, &n) && a) {
         if (n != p->n_loglikelihoods) return bad(R, "greedy", "not one entry per log-likelihood");
         p->greedy = malloc(sizeof *p->greedy * (size_t)(n ? n : 1));

@@ -8,6 +8,7 @@
  *   context_ids        [ids]        the context (MC, loglikelihood; VQA: the prompt)
  *   continuation_ids   [[ids], ...] one per request (MC: per choice; partial: the target
  *                                   after each context; rolling: one list, the document)
+ *   request_context_ids [[ids], ...] partial only: each request's own context
  *   loglikelihoods     [ll, ...]    one per request; greedy [bool, ...] likewise
  *   choices            [text, ...]  (partial: the contexts), gold (index)
  *   answers            [text, ...]  (short-answer VQA)
@@ -50,6 +51,8 @@ typedef struct eval_prediction {
     eval_ids context;
     eval_ids *continuations;
     int n_continuations;
+    eval_ids *request_contexts; /* partial */
+    int n_request_contexts;
     double *loglikelihoods;
     int *greedy;
     int n_loglikelihoods;
