@@ -160,3 +160,35 @@ int mknn_align(const float *a, int layers_a, int dim_a, const float *b, int laye
     free(nn_a), free(nn_b);
     return 0;
 }
+
+int mknn_pool_mean(const float *hidden, int layers, size_t layer_stride, int dim, size_t begin, size_t end, float *out,
+                   ps_error *err) {
+    if (end <= begin) return ps_fail(err, "mean pool: empty token range [%zu, %zu)", begin, end);
+    for (int l = 0; l < layers; l++) {
+        for (int d = 0; d < dim; d++) {
+            double s = 0;
+            for (size_t t = begin; t < end; t++) s += hidden[(size_t)l * layer_stride + t * (size_t)dim + d];
+            out[(size_t)l * dim + d] = (float)(s / (double)(end - begin));
+        }
+    }
+    return 0;
+}
+
+int mknn_align_encoders(const float *llm, int layers, int dim, const float *const *vision, const int *vision_layers,
+                        const int *vision_dims, int n_enc, size_t n, int k, double *mean, mknn_result *each,
+                        ps_error *err) {
+    if (n_enc < 1) return ps_fail(err, "mutual k-NN: no encoders");
+    double sum = 0;
+    for (int e = 0; e < n_enc; e++) {
+        mknn_result r;
+        if (mknn_align(llm, layers, dim, vision[e], vision_layers[e], vision_dims[e], n, k, &r, err)) {
+            for (int j = 0; each && j < e; j++) mknn_result_free(&each[j]);
+            return ps_wrap(err, "encoder %d", e);
+        }
+        sum += r.score;
+        if (each) each[e] = r;
+        else mknn_result_free(&r);
+    }
+    *mean = sum / n_enc;
+    return 0;
+}

@@ -45,9 +45,22 @@ typedef struct mknn_result {
     double *pairs;     /* [layers_a * layers_b] every pair's score (malloc'd; free with mknn_result_free) */
 } mknn_result;
 
+/* An LLM's caption feature for one item: out[l][d] = mean over t in [begin, end) of
+ * hidden[l * layer_stride + t * dim + d], for every layer l (the embedding output is layer
+ * 0 when the caller's hidden states have it first). end > begin. */
+int mknn_pool_mean(const float *hidden, int layers, size_t layer_stride, int dim, size_t begin, size_t end, float *out,
+                   ps_error *err);
+
 /* Both tensors already prepared (mknn_prepare). */
 int mknn_align(const float *a, int layers_a, int dim_a, const float *b, int layers_b, int dim_b, size_t n, int k,
                mknn_result *out, ps_error *err);
 void mknn_result_free(mknn_result *r);
+
+/* The paper's alignment: the LLM's features against each of n_enc encoders' (all
+ * prepared), *mean = the mean of the n_enc maximum scores; each[e] (may be NULL) keeps every
+ * encoder's result (free each with mknn_result_free). */
+int mknn_align_encoders(const float *llm, int layers, int dim, const float *const *vision, const int *vision_layers,
+                        const int *vision_dims, int n_enc, size_t n, int k, double *mean, mknn_result *each,
+                        ps_error *err);
 
 #endif

@@ -144,3 +144,30 @@ Test(mknn, clamp_threshold_modes) {
     float bad[2] = {1, NAN};
     cr_assert_eq(mknn_prepare(bad, 1, 1, 2, 0.95, MKNN_QUANTILE_MEAN, &err), -1);
 }
+
+Test(mknn, pool_mean_and_encoder_average) {
+    /* 2 layers x 3 tokens x 2 dims; pool tokens [1, 3) */
+    const float hidden[] = {1, 2, 3, 4, 5, 6, /* layer 0 */ 10, 20, 30, 40, 50, 60};
+    float out[4];
+    ps_error err;
+    cr_assert_eq(mknn_pool_mean(hidden, 2, 6, 2, 1, 3, out, &err), 0);
+    cr_expect(out[0] == 4 && out[1] == 5 && out[2] == 40 && out[3] == 50, "%g %g %g %g", out[0], out[1], out[2], out[3]);
+    cr_expect_eq(mknn_pool_mean(hidden, 2, 6, 2, 2, 2, out, &err), -1);
+    /* an LLM identical to encoder 0 and independent of encoder 1: mean of 1 and about k/(n-1) */
+    size_t n = 100;
+    float *llm = random_features(n, 1, 8, 31), *same = malloc(sizeof *same * n * 8), *other = random_features(n, 2, 8, 32);
+    memcpy(same, llm, sizeof *same * n * 8);
+    mknn_prepare(llm, n, 1, 8, 0.95, MKNN_QUANTILE_MEAN, &err);
+    mknn_prepare(same, n, 1, 8, 0.95, MKNN_QUANTILE_MEAN, &err);
+    mknn_prepare(other, n, 2, 8, 0.95, MKNN_QUANTILE_MEAN, &err);
+    const float *vision[] = {same, other};
+    const int layers[] = {1, 2}, dims[] = {8, 8};
+    double mean;
+    mknn_result each[2];
+    cr_assert_eq(mknn_align_encoders(llm, 1, 8, vision, layers, dims, 2, n, 10, &mean, each, &err), 0, "%s", err.msg);
+    cr_expect_float_eq(each[0].score, 1.0, 1e-15);
+    cr_expect(each[1].score < 0.3, "independent: %g", each[1].score);
+    cr_expect_float_eq(mean, (1.0 + each[1].score) / 2, 1e-15);
+    mknn_result_free(&each[0]), mknn_result_free(&each[1]);
+    free(llm), free(same), free(other);
+}
