@@ -1,21 +1,50 @@
-/* mknn.c - mutual k-NN alignment (see mknn.h for the definition and its source). */
+/* mknn.c - mutual k-NN alignment (see mknn.h for the definition and its source).
+ * Similarities are float32 dot products from the BLAS (blas.h), 256 rows at a time, as the
+ * reference implementation's torch matmul computes them; the top-k of each row is kept by
+ * insertion (k is small). */
 #include "mknn.h"
+
+#include "blas.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+/* The k-th smallest of a[0..n) (0-based); reorders a (Hoare quickselect, median-of-three
+ * pivot: no sort of the whole item for one quantile). */
+static float select_kth(float *a, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
+        float pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j], a[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
 }
 
-/* torch.quantile's linear interpolation on sorted values. */
-static double quantile_linear(const float *sorted, size_t n, double q) {
+/* torch.quantile's linear interpolation, on unsorted values (reordered). */
+static double quantile_linear(float *v, size_t n, double q) {
     double pos = q * (double)(n - 1);
     size_t at = (size_t)floor(pos);
-    if (at >= n - 1) return sorted[n - 1];
-    return sorted[at] + (pos - (double)at) * ((double)sorted[at + 1] - sorted[at]);
+    float low = select_kth(v, n, at);
+    if (at >= n - 1) return low;
+    float high = v[at + 1];
+    for (size_t i = at + 2; i < n; i++) high = v[i] < high ? v[i] : high; /* the next order statistic */
+    return low + (pos - (double)at) * ((double)high - low);
 }
 
 static int clamp_threshold(const float *feats, size_t n, size_t row, double q, mknn_quantile how, float *out,
@@ -25,14 +54,12 @@ static int clamp_threshold(const float *feats, size_t n, size_t row, double q, m
     if (!abs_values) return ps_fail(err, "mutual k-NN: out of memory for %zu values", total);
     if (how == MKNN_QUANTILE_EXACT) {
         for (size_t i = 0; i < total; i++) abs_values[i] = fabsf(feats[i]);
-        qsort(abs_values, total, sizeof *abs_values, cmp_float);
         size_t at = (size_t)(q * (double)total); /* Python's int() truncates */
-        *out = abs_values[at < total ? at : total - 1];
+        *out = select_kth(abs_values, total, at < total ? at : total - 1);
     } else {
         double sum = 0;
         for (size_t item = 0; item < n; item++) {
             for (size_t i = 0; i < row; i++) abs_values[i] = fabsf(feats[item * row + i]);
-            qsort(abs_values, row, sizeof *abs_values, cmp_float);
             sum += quantile_linear(abs_values, row, q);
         }
         *out = (float)(sum / (double)n);
@@ -76,32 +103,41 @@ static void insert_best(double *best_sim, int32_t *best_idx, int *have, int k, d
     if (*have < k) (*have)++;
 }
 
+/* Rows per similarity block: a block of B rows against all n is one GEMM. */
+#define MKNN_BLOCK 256
+
 int mknn_neighbours(const float *feats, size_t n, size_t stride, int dim, int k, int32_t *nn, ps_error *err) {
     if (k < 1 || (size_t)k >= n) return ps_fail(err, "mutual k-NN: k = %d needs 1 <= k <= n - 1 (n = %zu)", k, n);
-    if (n > INT32_MAX) return ps_fail(err, "mutual k-NN: %zu items is too many", n);
+    if (n > INT32_MAX / 2) return ps_fail(err, "mutual k-NN: %zu items is too many", n);
+    if (blas_init(err)) return ps_wrap(err, "mutual k-NN");
+    size_t block = n < MKNN_BLOCK ? n : MKNN_BLOCK;
+    float *sim = malloc(sizeof *sim * block * n);
+    if (!sim) return ps_fail(err, "mutual k-NN: out of memory for a %zu x %zu block", block, n);
     int failed = 0;
+    for (size_t from = 0; from < n; from += block) {
+        size_t rows = n - from < block ? n - from : block;
+        /* sim[r][j] = <x_{from+r}, x_j> in float32, as their torch code computes it */
+        blas_gemm(0, 1, (int)rows, (int)n, dim, 1, feats + from * stride, (int)stride, feats, (int)stride, 0, sim,
+                  (int)n);
 #pragma omp parallel
-    {
-        double *best_sim = malloc(sizeof *best_sim * (size_t)k);
-        if (!best_sim) {
+        {
+            double *best_sim = malloc(sizeof *best_sim * (size_t)k);
+            if (!best_sim) {
 #pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 16)
-        for (size_t i = 0; i < n; i++) {
-            if (!best_sim) continue;
-            const float *xi = feats + i * stride;
-            int have = 0;
-            for (size_t j = 0; j < n; j++) {
-                if (j == i) continue;
-                const float *xj = feats + j * stride;
-                double dot = 0;
-                for (int d = 0; d < dim; d++) dot += (double)xi[d] * xj[d];
-                insert_best(best_sim, nn + i * (size_t)k, &have, k, dot, (int32_t)j);
+                failed = 1;
             }
+#pragma omp for schedule(static)
+            for (size_t r = 0; r < rows; r++) {
+                if (!best_sim) continue;
+                size_t i = from + r;
+                int have = 0;
+                for (size_t j = 0; j < n; j++)
+                    if (j != i) insert_best(best_sim, nn + i * (size_t)k, &have, k, sim[r * n + j], (int32_t)j);
+            }
+            free(best_sim);
         }
-        free(best_sim);
     }
+    free(sim);
     return failed ? ps_fail(err, "mutual k-NN: out of memory") : 0;
 }
 

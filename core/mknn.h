@@ -11,7 +11,8 @@
  *   threshold: MKNN_QUANTILE_MEAN (their default): the mean over items of the q-quantile of
  *              that item's layers*dim values |x| (linear interpolation, torch.quantile);
  *              MKNN_QUANTILE_EXACT (their --precise): sorted(|all values|)[floor(q * numel)]
- *   NN_A(i)  = the k items j != i with the largest <a_i, a_j> (ties: the lower index first)
+ *   NN_A(i)  = the k items j != i with the largest <a_i, a_j> (float32, as their torch
+ *              matmul; ties: the lower index first)
  *   score    = mean_i |NN_A(i) ∩ NN_B(i)| / k
  *   aligned  = max over (layer of A, layer of B) of score (their compute_score, which starts
  *              at 0 and keeps the first pair that is strictly best).
