@@ -50,6 +50,7 @@ Test(records, prediction_round_trip_is_exact) {
     cr_expect(back[0].output == NULL && back[0].gold == -1 && isnan(back[0].correct) && back[0].words == -1,
               "absent fields stay absent");
     eval_predictions_free(back, n);
+    free(p.task), free(p.id), free(p.kind), free(p.scorer); /* the rest of p lives on the stack */
     unlink(path);
 }
 
