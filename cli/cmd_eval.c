@@ -108,19 +108,6 @@ static void print_table(const eval_result *r, size_t n) {
                r[i].stderr_, r[i].n, r[i].parse_failures);
 }
 
-static int write_predictions(const char *path, const eval_prediction *p, size_t n, ps_error *err) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return ps_fail(err, "%s: %s", tmp, strerror(errno));
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) rc = eval_prediction_write(f, &p[i], err);
-    if (fclose(f) && !rc) rc = ps_fail(err, "%s: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path)) rc = ps_fail(err, "renaming %s: %s", tmp, strerror(errno));
-    if (rc) remove(tmp);
-    return rc;
-}
-
 static int cmd_rescore(int argc, char **argv) {
     rescore_args a;
     if (parse_rescore_args(argc, argv, &a)) return 2;
@@ -137,7 +124,7 @@ static int cmd_rescore(int argc, char **argv) {
     int rc = n ? 0 : ps_fail(&err, "%s: no predictions", a.predictions);
     if (!rc) rc = eval_score_all(preds, n, &a.opts, &results, &n_results, &err);
     if (!rc) rc = eval_results_write_file(a.out, results, n_results, &err);
-    if (!rc && a.predictions_out) rc = write_predictions(a.predictions_out, preds, n, &err);
+    if (!rc && a.predictions_out) rc = eval_predictions_write_file(a.predictions_out, preds, n, &err);
     if (rc) fprintf(stderr, "presight eval rescore: %s\n", err.msg);
     else {
         print_table(results, n_results);

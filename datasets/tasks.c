@@ -15,35 +15,7 @@
 #include <pcre2.h>
 
 #include "sha256.h"
-
-/* ------------------------------------------------------------ growable text */
-
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static int sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown) return -1;
-        b->s = grown, b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-    return 0;
-}
-
-static int sb_str(sbuf *b, const char *s) { return sb_put(b, s, strlen(s)); }
-
-static char *sb_take(sbuf *b) {
-    if (!b->s && sb_put(b, "", 0)) return NULL;
-    char *s = b->s;
-    memset(b, 0, sizeof *b);
-    return s;
-}
+#include "strbuf.h"
 
 /* ------------------------------------------------------------------ filters */
 
@@ -51,17 +23,17 @@ static int py_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r
 
 /* Python's str.replace(old, new): left to right, non-overlapping, one pass. */
 static char *replace_all(const char *s, const char *old, const char *new_text) {
-    sbuf b = {0};
+    strbuf b = {0};
     size_t n_old = strlen(old);
     for (const char *p = s; *p;) {
         if (!strncmp(p, old, n_old)) {
-            sb_str(&b, new_text);
+            strbuf_str(&b, new_text);
             p += n_old;
         } else {
-            sb_put(&b, p++, 1);
+            strbuf_put(&b, p++, 1);
         }
     }
-    return sb_take(&b);
+    return strbuf_take(&b);
 }
 
 /* HellaSwag's preprocess: strip, " [title]" -> ". ", drop "[...]" (no newline inside,
@@ -75,7 +47,7 @@ static char *hellaswag_preprocess(const char *text) {
     char *titled = stripped ? replace_all(stripped, " [title]", ". ") : NULL;
     free(stripped);
     if (!titled) return NULL;
-    sbuf b = {0};
+    strbuf b = {0};
     for (const char *p = titled; *p;) {
         if (*p == '[') {
             const char *close = p + 1;
@@ -85,10 +57,10 @@ static char *hellaswag_preprocess(const char *text) {
                 continue;
             }
         }
-        sb_put(&b, p++, 1);
+        strbuf_put(&b, p++, 1);
     }
     free(titled);
-    char *bracketless = sb_take(&b);
+    char *bracketless = strbuf_take(&b);
     char *out = bracketless ? replace_all(bracketless, "  ", " ") : NULL;
     free(bracketless);
     return out;
@@ -372,7 +344,7 @@ typedef struct render_ctx {
     const task_def *t;
     json_object *doc;
     const task_item *item; /* for {@options}; NULL outside an item */
-    sbuf out;
+    strbuf out;
 } render_ctx;
 
 /* {@options}: "A. first\nB. second ..." over the item's mapped choices. */
@@ -381,14 +353,14 @@ static int render_options(render_ctx *r, ps_error *err) {
     for (int i = 0; i < r->item->n_choices; i++) {
         char head[8];
         snprintf(head, sizeof head, "%s%c. ", i ? "\n" : "", 'A' + i % 26);
-        if (sb_str(&r->out, head) || sb_str(&r->out, r->item->choices[i])) return ps_fail(err, "out of memory");
+        if (strbuf_str(&r->out, head) || strbuf_str(&r->out, r->item->choices[i])) return ps_fail(err, "out of memory");
     }
     return 0;
 }
 
 static int render_piece(void *ctx, const char *literal, size_t n, const char *ref, ps_error *err) {
     render_ctx *r = ctx;
-    if (!ref) return sb_put(&r->out, literal, n) ? ps_fail(err, "out of memory") : 0;
+    if (!ref) return strbuf_put(&r->out, literal, n) ? ps_fail(err, "out of memory") : 0;
     if (!strcmp(ref, "@options")) return render_options(r, err);
     char copy[512], missing[256] = "";
     snprintf(copy, sizeof copy, "%s", ref);
@@ -411,7 +383,7 @@ static int render_piece(void *ctx, const char *literal, size_t n, const char *re
         free(text);
         text = next;
     }
-    int rc = sb_str(&r->out, text);
+    int rc = strbuf_str(&r->out, text);
     free(text);
     return rc ? ps_fail(err, "out of memory") : 0;
 }
@@ -423,7 +395,7 @@ static char *render_item(const task_def *t, const char *text, json_object *doc, 
         free(r.out.s);
         return NULL;
     }
-    char *s = sb_take(&r.out);
+    char *s = strbuf_take(&r.out);
     for (int i = 0; s && i < n_filters; i++) {
         char *next;
         if (apply_filter(t, filters[i], s, &next, err)) {

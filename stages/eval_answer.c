@@ -1,6 +1,8 @@
 /* eval_answer.c - answer parsing and short-answer scoring (the rules are in eval_answer.h). */
 #include "eval_answer.h"
 
+#include "strbuf.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -231,21 +233,9 @@ int eval_relaxed_match(const char *prediction, const char *target, double max_re
 
 /* ------------------------------------------------------------------ EvalAI */
 
-typedef struct text_buf {
-    char *s;
-    size_t n, cap;
-} text_buf;
-
-static void put(text_buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown) abort(); /* a few bytes of an answer: nothing sensible to recover */
-        b->s = grown, b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
+/* An answer is a few bytes: running out of memory here leaves nothing sensible to do. */
+static void put(strbuf *b, const char *s, size_t n) {
+    if (strbuf_put(b, s, n)) abort();
 }
 
 static const char *const contractions[][2] = {
@@ -290,8 +280,8 @@ static const char *const number_words[][2] = {
 static const char punctuations[] = ";/[]\"{}()=+\\_-><@`,?!";
 
 /* word_tokenize + the newline/tab step: lower, drop "," and "?", "'s" -> " 's", strip. */
-static void evalai_word_tokenize(const char *answer, text_buf *out) {
-    text_buf low = {0};
+static void evalai_word_tokenize(const char *answer, strbuf *out) {
+    strbuf low = {0};
     put(&low, "", 0);
     for (const char *p = answer; *p; p++) {
         char c = (char)tolower((unsigned char)*p);
@@ -326,14 +316,14 @@ static int has_digit_comma_digit(const char *s) {
     return 0;
 }
 
-static void evalai_punctuation(const char *in, text_buf *out) {
+static void evalai_punctuation(const char *in, strbuf *out) {
     int comma = has_digit_comma_digit(in);
     unsigned char mode[256] = {0}; /* 1 delete, 2 replace by a space */
     for (const char *p = punctuations; *p; p++) {
         char spaced_after[3] = {*p, ' ', 0}, spaced_before[3] = {' ', *p, 0};
         mode[(unsigned char)*p] = (strstr(in, spaced_after) || strstr(in, spaced_before) || comma) ? 1 : 2;
     }
-    text_buf mid = {0};
+    strbuf mid = {0};
     put(&mid, "", 0);
     for (const char *p = in; *p; p++) {
         unsigned char m = mode[(unsigned char)*p];
@@ -353,7 +343,7 @@ static void evalai_punctuation(const char *in, text_buf *out) {
     free(mid.s);
 }
 
-static void evalai_digit_article(const char *in, text_buf *out) {
+static void evalai_digit_article(const char *in, strbuf *out) {
     put(out, "", 0);
     const char *p = in;
     int words = 0;
@@ -382,7 +372,7 @@ static void evalai_digit_article(const char *in, text_buf *out) {
 }
 
 void eval_evalai_normalize(const char *answer, char *out, size_t size) {
-    text_buf a = {0}, b = {0}, c = {0};
+    strbuf a = {0}, b = {0}, c = {0};
     evalai_word_tokenize(answer, &a);
     evalai_punctuation(a.s, &b);
     evalai_digit_article(b.s, &c);

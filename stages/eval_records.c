@@ -368,17 +368,35 @@ int eval_result_write(FILE *out, const eval_result *r, ps_error *err) {
     return write_line(out, o, err);
 }
 
-int eval_results_write_file(const char *path, const eval_result *results, size_t n, ps_error *err) {
+/* Writes n records through write_one to path.tmp, then renames it to path. */
+static int write_file(const char *path, size_t n, int (*write_one)(FILE *, const void *, size_t, ps_error *),
+                      const void *records, ps_error *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return ps_fail(err, "%s: %s", tmp, strerror(errno));
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) rc = eval_result_write(f, &results[i], err);
+    for (size_t i = 0; i < n && !rc; i++) rc = write_one(f, records, i, err);
     if (fclose(f) && !rc) rc = ps_fail(err, "%s: %s", tmp, strerror(errno));
     if (!rc && rename(tmp, path)) rc = ps_fail(err, "renaming %s to %s: %s", tmp, path, strerror(errno));
     if (rc) unlink(tmp);
     return rc;
+}
+
+static int write_result_at(FILE *f, const void *records, size_t i, ps_error *err) {
+    return eval_result_write(f, (const eval_result *)records + i, err);
+}
+
+static int write_prediction_at(FILE *f, const void *records, size_t i, ps_error *err) {
+    return eval_prediction_write(f, (const eval_prediction *)records + i, err);
+}
+
+int eval_results_write_file(const char *path, const eval_result *results, size_t n, ps_error *err) {
+    return write_file(path, n, write_result_at, results, err);
+}
+
+int eval_predictions_write_file(const char *path, const eval_prediction *p, size_t n, ps_error *err) {
+    return write_file(path, n, write_prediction_at, p, err);
 }
 
 typedef struct result_list {

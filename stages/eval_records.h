@@ -79,6 +79,9 @@ void eval_prediction_clear(eval_prediction *p);
 /* Appends p as one line and flushes. */
 int eval_prediction_write(FILE *out, const eval_prediction *p, ps_error *err);
 
+/* Writes p[0..n) to path.tmp, then renames it to path (a re-scored copy, say). */
+int eval_predictions_write_file(const char *path, const eval_prediction *p, size_t n, ps_error *err);
+
 /* Reads a whole predictions file; a last line without its newline that is not JSON (a
  * torn write) is skipped and counted in *torn (may be NULL); any other bad line is an
  * error naming PATH:LINE and the key. */
