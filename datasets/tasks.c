@@ -160,16 +160,23 @@ struct task_def {
     int n_context_filters, n_choice_filters;
     label_kind label_kind;
     int label_const;
+    int skip_empty_choices;
     value_map *maps;
     int n_maps;
     value_map select, exclude; /* field path -> allowed (select) or refused (exclude) values */
 };
 
-static const char *const filter_names[] = {"strip", "lstrip", "rstrip", "lower", "capitalize", "lcfirst", "droplast",
-                                           "lastword", "butlastword", "hellaswag", "wikitext", NULL};
+static const char *const filter_names[] = {"strip",       "lstrip",    "rstrip",   "lower",   "capitalize",
+                                           "lcfirst",     "droplast",  "lastword", "optline", "butlastword",
+                                           "hellaswag",   "wikitext",  NULL};
 
 static int filter_known(const char *name) {
     if (!strncmp(name, "before:", 7) || !strncmp(name, "after:", 6) || !strncmp(name, "map:", 4)) return 1;
+    if (!strncmp(name, "mod:", 4)) {
+        char *end;
+        long m = strtol(name + 4, &end, 10);
+        return m > 0 && !*end;
+    }
     for (int i = 0; filter_names[i]; i++)
         if (!strcmp(name, filter_names[i])) return 1;
     return 0;
@@ -225,6 +232,18 @@ static int apply_filter(const task_def *t, const char *filter, const char *in, c
         for (int i = 0; i < m->n && !*out; i++)
             if (!strcmp(m->keys[i], in)) *out = strdup(m->values[i]);
         if (!*out) return ps_fail(err, "filter %s: no entry for value '%s'", filter, in);
+    } else if (!strncmp(filter, "mod:", 4)) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(in, &end, 10), m = strtoll(filter + 4, NULL, 10);
+        if (errno || end == in || *end || m <= 0) return ps_fail(err, "filter %s: '%s' is not an integer", filter, in);
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", ((v % m) + m) % m);
+        *out = strdup(buf);
+    } else if (!strcmp(filter, "optline")) {
+        /* an empty or "nan" field gives nothing, anything else itself and a newline */
+        if (!*in || !strcmp(in, "nan")) *out = strdup("");
+        else if ((*out = malloc(len + 2))) memcpy(*out, in, len), (*out)[len] = '\n', (*out)[len + 1] = 0;
     } else if (!strcmp(filter, "hellaswag")) *out = hellaswag_preprocess(in);
     else if (!strcmp(filter, "wikitext")) *out = wikitext_detokenize(in);
     else return ps_fail(err, "unknown filter '%s'", filter);
@@ -365,9 +384,13 @@ static int render_piece(void *ctx, const char *literal, size_t n, const char *re
     char copy[512], missing[256] = "";
     snprintf(copy, sizeof copy, "%s", ref);
     char *save, *field = strtok_r(copy, "|", &save);
+    size_t flen = strlen(field);
+    int optional = flen > 1 && field[flen - 1] == '?';
+    if (optional) field[flen - 1] = 0;
     json_object *v = json_at(r->doc, field, missing, sizeof missing);
-    if (!v) return ps_fail(err, "field '%s': missing", field);
-    char *text = scalar_text(v);
+    if (!v && !optional) return ps_fail(err, "field '%s': missing", field);
+    char *text = v ? scalar_text(v) : strdup("");
+    if (!text && optional && json_object_is_type(v, json_type_null)) text = strdup("");
     if (!text) {
         ps_fail(err, "field '%s': wrong type: expected a string or number, got %s", field, type_name(v));
         json_object_put(v);
@@ -479,6 +502,7 @@ static int get_string(loader *L, const config_setting_t *s, char **out) {
 static int get_tmpl(loader *L, const config_setting_t *s, tmpl *out, int check) {
     if (get_string(L, s, &out->text)) return -1;
     out->line = (int)config_setting_source_line(s);
+    if (check == 2) check = strchr(out->text, '{') != NULL; /* a field path or a template */
     if (check && walk_template(out->text, check_piece, L->t, L->err)) {
         char msg[2048];
         snprintf(msg, sizeof msg, "%s", L->err->msg);
@@ -578,8 +602,8 @@ static int load_setting(loader *L, const config_setting_t *s) {
     } tmpls[] = {
         {"context", &t->context, 1}, {"target", &t->target, 1}, {"text", &t->text, 1}, {"count", &t->count, 1},
         {"choices_from", &t->choices_from, 0}, {"label", &t->label, 0}, {"label_keys", &t->label_keys, 0},
-        {"answers", &t->answers, 0}, {"image", &t->image, 0}, {"group", &t->group, 0},
-        {"area_share", &t->area_share, 0}, {"item_category", &t->item_category, 0}, {"id", &t->id, 0},
+        {"answers", &t->answers, 0}, {"image", &t->image, 2}, {"group", &t->group, 2},
+        {"area_share", &t->area_share, 0}, {"item_category", &t->item_category, 2}, {"id", &t->id, 2},
     };
     for (size_t i = 0; i < sizeof tmpls / sizeof *tmpls; i++)
         if (!strcmp(key, tmpls[i].name)) return get_tmpl(L, s, tmpls[i].slot, tmpls[i].is_template);
@@ -601,6 +625,11 @@ static int load_setting(loader *L, const config_setting_t *s) {
         int k;
         if (parse_enum(L, s, label_kind_names, &k)) return -1;
         t->label_kind = (label_kind)k;
+        return 0;
+    }
+    if (!strcmp(key, "skip_empty_choices")) {
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL) return fail_at(L, s, "expected true or false%s%s", "", "");
+        t->skip_empty_choices = config_setting_get_bool(s);
         return 0;
     }
     if (!strcmp(key, "label_const")) {
@@ -859,13 +888,24 @@ static int map_choices(const task_def *t, json_object *doc, task_item *it, ps_er
     } else {
         it->choices = calloc((size_t)t->n_choices, sizeof *it->choices);
         for (int i = 0; i < t->n_choices; i++) {
-            it->choices[i] = render(t, t->choices[i].text, doc, t->choice_filters, t->n_choice_filters, err);
-            if (!it->choices[i]) return -1;
-            it->n_choices = i + 1;
+            char *c = render(t, t->choices[i].text, doc, t->choice_filters, t->n_choice_filters, err);
+            if (!c) return -1;
+            if (t->skip_empty_choices && (!*c || !strcmp(c, "nan"))) {
+                free(c);
+                continue;
+            }
+            it->choices[it->n_choices++] = c;
         }
     }
     if (it->n_choices < 1) return ps_fail(err, "no choices");
     return 0;
+}
+
+/* image, group, item_category, id: a field path, or a template when it holds a '{'. */
+static int field_or_template(const task_def *t, json_object *doc, const char *spec, char **out, ps_error *err) {
+    if (!strchr(spec, '{')) return field_scalar(doc, spec, out, err);
+    *out = render(t, spec, doc, NULL, 0, err);
+    return *out ? 0 : -1;
 }
 
 static int map_item(const task_def *t, json_object *doc, task_item *it, ps_error *err) {
@@ -883,9 +923,9 @@ static int map_item(const task_def *t, json_object *doc, task_item *it, ps_error
         return -1;
     if (t->target.text && !(it->target = render(t, t->target.text, doc, NULL, 0, err))) return -1;
     if (t->answers.text && field_strings(doc, t->answers.text, &it->answers, &it->n_answers, err)) return -1;
-    if (t->image.text && field_scalar(doc, t->image.text, &it->image, err)) return -1;
-    if (t->group.text && field_scalar(doc, t->group.text, &it->group, err)) return -1;
-    if (t->item_category.text && field_scalar(doc, t->item_category.text, &it->item_category, err)) return -1;
+    if (t->image.text && field_or_template(t, doc, t->image.text, &it->image, err)) return -1;
+    if (t->group.text && field_or_template(t, doc, t->group.text, &it->group, err)) return -1;
+    if (t->item_category.text && field_or_template(t, doc, t->item_category.text, &it->item_category, err)) return -1;
     if (t->area_share.text) {
         char missing[256] = "";
         json_object *v = json_at(doc, t->area_share.text, missing, sizeof missing);
@@ -939,8 +979,9 @@ int task_map_line(const task_def *t, const char *json_line, size_t line_no, task
         const char *id_field = t->id.text ? t->id.text : "id";
         char *id = NULL;
         json_object *v;
-        if (!strchr(id_field, '.') && json_object_object_get_ex(doc, id_field, &v) && v) id = scalar_text(v);
-        else if (t->id.text && field_scalar(doc, id_field, &id, err)) rc = -1;
+        if (!strchr(id_field, '.') && !strchr(id_field, '{') && json_object_object_get_ex(doc, id_field, &v) && v)
+            id = scalar_text(v);
+        else if (t->id.text && field_or_template(t, doc, id_field, &id, err)) rc = -1;
         if (!rc && !id) {
             char buf[32];
             snprintf(buf, sizeof buf, "%zu", line_no);

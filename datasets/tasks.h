@@ -24,17 +24,24 @@
  *
  * Templates: text with {path|filter|filter:arg}; "{{" and "}}" are braces. A path is
  *   field names joined by "." (choices.text); a step into a list of objects maps over it.
- *   A value that is a number or boolean becomes Python's str() of it. Filters:
+ *   A value that is a number or boolean becomes Python's str() of it; {field?} is optional
+ *   (missing or null gives ""). Filters:
  *   strip lstrip rstrip lower capitalize (Python's) lcfirst droplast (s[:-1])
  *   lastword butlastword (split on " ") before:X after:X (around the first X; an error
  *   when X is absent) map:NAME (a group of maps = { NAME = { key = "value"; }; })
- *   hellaswag (lm-eval's preprocess) wikitext (lm-eval's wikitext_detokenizer).
+ *   hellaswag (lm-eval's preprocess) wikitext (lm-eval's wikitext_detokenizer)
+ *   mod:N (an integer's remainder: MMBench's circular copies share index % 1000000)
+ *   optline ("" and "nan" give "", anything else itself + "\n": an optional hint line).
+ *   skip_empty_choices = true drops choices that render to "" or "nan" (MMBench's
+ *   missing C/D options).
  *   context_filters / choice_filters: filter lists applied to the whole rendered context /
  *   each choice. {@options} renders the item's choices as "A. first\nB. second ..." (the
  *   LLaVA / lmms-eval multiple-choice prompt).
  * Selection: select = { answer_type = "multiple_choice"; image_set = ["charts", "text"]; }
  *   keeps only the lines whose fields (as text) take one of the values given, every field
  *   listed; exclude = { ... } drops the lines that match any.
+ * image, group, item_category and id name a field, or are templates when they hold a "{"
+ *   (group = "{index|mod:1000000}").
  * Labels (label_kind): index (0-based int or a string of one), index1 (1-based: "1"/"2"),
  *   letter ("A".. ), key (the value's place in the list at label_keys, stripped: ARC's
  *   answerKey in choices.label), bool (true = 1: BoolQ's original "answer"), text (the

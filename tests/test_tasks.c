@@ -336,3 +336,21 @@ Test(tasks, every_shipped_task_file_loads) {
     pclose(ls);
     cr_expect_geq(n, 18, "%d task files", n);
 }
+
+Test(tasks, mmbench_hint_missing_options_and_circular_group) {
+    task_def *t = load_with("config/tasks/mmbench.cfg", "tests/fixtures/tasks/mmbench.jsonl");
+    task_item *it = items_of(t, 2);
+    /* "nan" hint: no hint line; D is null: three options */
+    cr_expect_str_eq(it[0].context, "Which of these is a mammal?\nA. whale\nB. shark\nC. trout\n"
+                                    "Answer with the option's letter from the given choices directly.");
+    cr_expect_eq(it[0].n_choices, 3);
+    cr_expect_eq(it[0].gold, 0);
+    cr_expect_str_eq(it[1].context, "Think about how they breathe.\nWhich of these is a mammal?\nA. shark\nB. trout\n"
+                                    "C. whale\nAnswer with the option's letter from the given choices directly.");
+    cr_expect_eq(it[1].gold, 2);
+    cr_expect_str_eq(it[0].group, "241");
+    cr_expect_str_eq(it[1].group, "241", "the circular copy shares index %% 1000000");
+    cr_expect_str_eq(it[1].id, "1000241");
+    task_items_free(it, 2);
+    task_free(t);
+}
