@@ -16,7 +16,8 @@ static void eval_help(FILE *out) {
             "Re-scores a stored predictions.jsonl without the model: every generated answer is parsed\n"
             "again with the chosen parser setting, every log-likelihood scored again, and the results\n"
             "(one line per task, subset and metric, with standard errors, parse failures and the\n"
-            "provenance of the run) are written to a results file and printed as a table.\n\n"
+            "provenance of the run) are written to a results file and printed as a table, closed by the\n"
+            "category and overall means of the tasks' accuracies (task \"mean\").\n\n"
             "keys:\n"
             "  tiers=123          parser tiers: 1 option letter, 2 whole option text, 3 longest\n"
             "                     contained option text (any subset, e.g. tiers=1)\n"
@@ -123,6 +124,14 @@ static int cmd_rescore(int argc, char **argv) {
     if (torn) fprintf(stderr, "presight eval rescore: %s: skipped a torn last line (an interrupted write)\n", a.predictions);
     int rc = n ? 0 : ps_fail(&err, "%s: no predictions", a.predictions);
     if (!rc) rc = eval_score_all(preds, n, &a.opts, &results, &n_results, &err);
+    if (!rc) {
+        /* summarise a copy of the task rows: *out grows while r is read */
+        eval_result *tasks = malloc(sizeof *tasks * (n_results ? n_results : 1));
+        rc = tasks ? 0 : ps_fail(&err, "out of memory");
+        if (!rc) memcpy(tasks, results, sizeof *tasks * n_results);
+        if (!rc) rc = eval_summarize(tasks, n_results, &results, &n_results, &err);
+        free(tasks);
+    }
     if (!rc) rc = eval_results_write_file(a.out, results, n_results, &err);
     if (!rc && a.predictions_out) rc = eval_predictions_write_file(a.predictions_out, preds, n, &err);
     if (rc) fprintf(stderr, "presight eval rescore: %s\n", err.msg);

@@ -356,6 +356,7 @@ int eval_result_write(FILE *out, const eval_result *r, ps_error *err) {
     json_object *o = json_object_new_object();
     add_string(o, "task", r->task);
     add_string(o, "category", r->category);
+    if (r->scorer[0]) add_string(o, "scorer", r->scorer);
     add_string(o, "subset", r->subset);
     add_string(o, "metric", r->metric);
     json_object_object_add(o, "value", number(r->value));
@@ -419,6 +420,7 @@ static int add_result(void *ctx, reader *R, json_object *o) {
     get_fixed(o, "task", r->task, sizeof r->task);
     get_fixed(o, "category", r->category, sizeof r->category);
     get_fixed(o, "subset", r->subset, sizeof r->subset);
+    get_fixed(o, "scorer", r->scorer, sizeof r->scorer);
     get_fixed(o, "metric", r->metric, sizeof r->metric);
     get_fixed(o, "parser", r->parser, sizeof r->parser);
     get_fixed(o, "tiers", r->tiers, sizeof r->tiers);

@@ -18,7 +18,7 @@
  *   parsed, tier, correct           as scored when written (rescore recomputes them)
  *   checkpoint_sha256, task_sha256, encoder, seed  provenance of the run
  * results.jsonl: one line per (task, subset, metric):
- *   task, category (the task file's), subset (an item_category such as MME's "color", or
+ *   task, category (the task file's), scorer, subset (an item_category such as MME's "color", or
  *   "" for the whole task), metric, value, stderr (null when undefined), n, parse_failures,
  *   checkpoint_sha256, task_sha256, parser, tiers, encoder, seed
  * Both are written to NAME.tmp and renamed when whole (eval_results_write_file); the
@@ -89,7 +89,7 @@ int eval_predictions_read(const char *path, eval_prediction **out, size_t *n, si
 void eval_predictions_free(eval_prediction *p, size_t n);
 
 typedef struct eval_result {
-    char task[128], category[128], subset[128], metric[64];
+    char task[128], category[128], scorer[16], subset[128], metric[64];
     double value, stderr_; /* stderr NaN -> null */
     size_t n, parse_failures;
     char parser[32], tiers[8];

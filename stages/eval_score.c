@@ -46,6 +46,7 @@ static int add_result(scoring *S, const char *subset, const char *metric, double
     snprintf(r->task, sizeof r->task, "%s", S->p[0].task);
     snprintf(r->category, sizeof r->category, "%s", S->p[0].category ? S->p[0].category : "");
     snprintf(r->subset, sizeof r->subset, "%s", subset ? subset : "");
+    snprintf(r->scorer, sizeof r->scorer, "%s", S->p[0].scorer ? S->p[0].scorer : "");
     snprintf(r->metric, sizeof r->metric, "%s", metric);
     r->value = value, r->stderr_ = stderr_, r->n = n, r->parse_failures = failures;
     snprintf(r->parser, sizeof r->parser, "%s", EVAL_PARSER_VERSION);
@@ -338,5 +339,56 @@ int eval_score_all(eval_prediction *preds, size_t n, const eval_score_opts *o, e
         for (size_t k = 0; k < m; k++) preds[from[k]] = sorted[k]; /* scores written back */
     }
     free(sorted), free(from), free(taken);
+    return rc;
+}
+
+/* Whether a result row is a task's headline accuracy that the means take in. */
+static int headline(const eval_result *r) {
+    return !r->subset[0] && !strcmp(r->metric, "acc") && strcmp(r->scorer, "lambada") && strcmp(r->scorer, "mme") &&
+           strcmp(r->task, EVAL_SUMMARY_TASK);
+}
+
+static int add_summary_row(eval_result **out, size_t *n_out, const char *category, double sum, double var, size_t k,
+                           const eval_result *like, ps_error *err) {
+    eval_result *grown = realloc(*out, sizeof *grown * (*n_out + 1));
+    if (!grown) return ps_fail(err, "out of memory");
+    *out = grown;
+    eval_result *r = &grown[(*n_out)++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->task, sizeof r->task, "%s", EVAL_SUMMARY_TASK);
+    snprintf(r->category, sizeof r->category, "%s", category);
+    snprintf(r->metric, sizeof r->metric, "acc");
+    r->value = sum / (double)k;
+    r->stderr_ = sqrt(var) / (double)k;
+    r->n = k;
+    snprintf(r->parser, sizeof r->parser, "%s", like->parser);
+    snprintf(r->tiers, sizeof r->tiers, "%s", like->tiers);
+    r->prov = like->prov;
+    return 0;
+}
+
+int eval_summarize(const eval_result *r, size_t n, eval_result **out, size_t *n_out, ps_error *err) {
+    double all_sum = 0, all_var = 0;
+    size_t all_k = 0;
+    const eval_result *first = NULL;
+    char *done = calloc(n ? n : 1, 1);
+    if (!done) return ps_fail(err, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (done[i] || !headline(&r[i])) continue;
+        double sum = 0, var = 0;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && headline(&r[j]) && !strcmp(r[j].category, r[i].category)) {
+                done[j] = 1;
+                sum += r[j].value, k++;
+                var += isfinite(r[j].stderr_) ? r[j].stderr_ * r[j].stderr_ : 0;
+            }
+        rc = add_summary_row(out, n_out, r[i].category, sum, var, k, &r[i], err);
+        all_sum += sum, all_var += var, all_k += k;
+        if (!first) first = &r[i];
+    }
+    if (!rc && all_k) rc = add_summary_row(out, n_out, "overall", all_sum, all_var, all_k, first, err);
+    free(done);
     return rc;
 }

@@ -49,4 +49,14 @@ int eval_score_task(eval_prediction *preds, size_t n, const eval_score_opts *o, 
 int eval_score_all(eval_prediction *preds, size_t n, const eval_score_opts *o, eval_result **results,
                    size_t *n_results, ps_error *err);
 
+/* The task name of summary rows. */
+#define EVAL_SUMMARY_TASK "mean"
+
+/* The paper's means: per category, the unweighted mean of its tasks' headline accuracy
+ * (subset "", metric "acc"; LAMBADA's and MME's are left out: a perplexity task's accuracy
+ * and a 0-2800 score do not average with the rest), then "overall" over all those tasks.
+ * Rows task = "mean", category = the category or "overall", n = the number of tasks, stderr
+ * = sqrt(sum se^2) / tasks (independent tasks). Appended to *out. */
+int eval_summarize(const eval_result *r, size_t n, eval_result **out, size_t *n_out, ps_error *err);
+
 #endif

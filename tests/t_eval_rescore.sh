@@ -73,6 +73,15 @@ expect(r, ("existence", "", "acc_macro"), 0.75, 3)
 # MMBench: q1 both copies right, q2 one wrong -> circular 1/2, vanilla 3/4
 expect(r, ("mmbench", "", "acc"), 0.5, 2)
 expect(r, ("mmbench", "", "acc_vanilla"), 0.75, 4)
+# means over the tasks' headline accuracy (LAMBADA's and MME's left out): general = mean of
+# vqa-choice 0.6 and mmbench 0.5; ocr_chart = textvqa 0.9, chart 0.5; vision_centric 2/3;
+# language = mc 0.5; overall = the six
+summary = {x["category"]: x for x in map(json.loads, open(f"{tmp}/results-rescored.jsonl")) if x["task"] == "mean"}
+want = {"general": (0.55, 2), "ocr_chart": (0.7, 2), "vision_centric": (2 / 3, 1), "language": (0.5, 1),
+        "overall": ((0.6 + 0.5 + 0.9 + 0.5 + 2 / 3 + 0.5) / 6, 6)}
+for cat, (v, k) in want.items():
+    got = summary.get(cat)
+    if not got or abs(got["value"] - v) > 1e-12 or got["n"] != k: fails.append(f"mean {cat}: {got}, expected {v} over {k}")
 # provenance and parser setting travel with the results
 first = r[("vqa-choice", "", "acc")]
 if (first.get("checkpoint_sha256"), first.get("task_sha256"), first.get("encoder"), first.get("seed"),
