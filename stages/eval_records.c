@@ -350,6 +350,36 @@ int eval_predictions_read(const char *path, eval_prediction **out, size_t *n, si
     return 0;
 }
 
+int eval_predictions_trim_torn(const char *path, size_t *cut, ps_error *err) {
+    if (cut) *cut = 0;
+    FILE *f = fopen(path, "r+b");
+    if (!f) return errno == ENOENT ? 0 : ps_fail(err, "%s: %s", path, strerror(errno));
+    int rc = 0;
+    if (fseeko(f, 0, SEEK_END)) rc = ps_fail(err, "%s: %s", path, strerror(errno));
+    off_t end = rc ? 0 : ftello(f), keep = end;
+    /* walk back from the end to just past the last newline */
+    char buf[4096];
+    while (!rc && keep > 0) {
+        off_t from = keep > (off_t)sizeof buf ? keep - (off_t)sizeof buf : 0;
+        size_t len = (size_t)(keep - from);
+        if (fseeko(f, from, SEEK_SET) || fread(buf, 1, len, f) != len) {
+            rc = ps_fail(err, "%s: %s", path, strerror(errno));
+            break;
+        }
+        size_t i = len;
+        while (i > 0 && buf[i - 1] != '\n') i--;
+        if (i > 0) {
+            keep = from + (off_t)i;
+            break;
+        }
+        keep = from;
+    }
+    if (!rc && keep < end && ftruncate(fileno(f), keep)) rc = ps_fail(err, "%s: truncating: %s", path, strerror(errno));
+    if (!rc && cut) *cut = (size_t)(end - keep);
+    fclose(f);
+    return rc;
+}
+
 /* -------------------------------------------------------------- results */
 
 int eval_result_write(FILE *out, const eval_result *r, ps_error *err) {

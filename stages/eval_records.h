@@ -86,6 +86,11 @@ int eval_predictions_write_file(const char *path, const eval_prediction *p, size
  * torn write) is skipped and counted in *torn (may be NULL); any other bad line is an
  * error naming PATH:LINE and the key. */
 int eval_predictions_read(const char *path, eval_prediction **out, size_t *n, size_t *torn, ps_error *err);
+
+/* Before a resumed run appends to path: cuts the bytes after the last newline (a torn
+ * write), so that the next line starts on a line of its own; *cut (may be NULL) is how
+ * many bytes went. A missing file is not an error (nothing to cut). */
+int eval_predictions_trim_torn(const char *path, size_t *cut, ps_error *err);
 void eval_predictions_free(eval_prediction *p, size_t n);
 
 typedef struct eval_result {

@@ -103,3 +103,33 @@ Test(records, bad_lines_name_path_line_and_key) {
     cr_expect(strstr(err.msg, ":1: key 'id': missing"), "%s", err.msg);
     unlink(path);
 }
+
+Test(records, a_torn_tail_is_trimmed_before_appending) {
+    const char *path = "/tmp/presight-test-torn-predictions.jsonl";
+    FILE *f = fopen(path, "w");
+    fputs("{\"task\": \"t\", \"id\": \"1\"}\n{\"task\": \"t\", \"id\": \"2\"}\n{\"task\": \"t\", \"i", f);
+    fclose(f);
+    eval_prediction *p;
+    size_t n, torn, cut;
+    ps_error err;
+    cr_assert_eq(eval_predictions_read(path, &p, &n, &torn, &err), 0, "%s", err.msg);
+    cr_expect(n == 2 && torn == 1, "%zu items, %zu torn", n, torn);
+    eval_predictions_free(p, n);
+    cr_assert_eq(eval_predictions_trim_torn(path, &cut, &err), 0, "%s", err.msg);
+    cr_expect_eq(cut, strlen("{\"task\": \"t\", \"i"));
+    /* a resumed run appends item 3 on a line of its own */
+    eval_prediction q;
+    eval_prediction_init(&q);
+    char task[] = "t", id[] = "3";
+    q.task = task, q.id = id;
+    f = fopen(path, "a");
+    cr_assert_eq(eval_prediction_write(f, &q, &err), 0);
+    fclose(f);
+    cr_assert_eq(eval_predictions_read(path, &p, &n, &torn, &err), 0, "%s", err.msg);
+    cr_expect(n == 3 && torn == 0 && !strcmp(p[2].id, "3"));
+    eval_predictions_free(p, n);
+    cr_assert_eq(eval_predictions_trim_torn(path, &cut, &err), 0);
+    cr_expect_eq(cut, 0, "a whole file loses nothing");
+    cr_assert_eq(eval_predictions_trim_torn("/tmp/presight-no-such-file.jsonl", &cut, &err), 0);
+    unlink(path);
+}
