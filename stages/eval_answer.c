@@ -78,8 +78,16 @@ static int letter_in_parens_at_edge(const char *s, size_t len, int n_choices) {
     return -1;
 }
 
+/* "B. dark red", "B) dark red", "B: dark red": a letter opening the answer, marked as one. */
+static int letter_leading(const char *s, size_t len, int n_choices) {
+    int letter = letter_at(s, len, 0, n_choices);
+    if (letter < 0 || len < 3 || (s[1] != '.' && s[1] != ')' && s[1] != ':') || !is_space((unsigned char)s[2])) return -1;
+    return letter;
+}
+
 static int parse_letter(const char *s, size_t len, int n_choices) {
     int letter = letter_alone(s, len, n_choices);
+    if (letter < 0) letter = letter_leading(s, len, n_choices);
     if (letter < 0) letter = letter_after_answer(s, len, n_choices);
     if (letter < 0) letter = letter_in_parens_at_edge(s, len, n_choices);
     return letter;

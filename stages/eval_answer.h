@@ -6,6 +6,7 @@
  *               the whole output "B", "B.", "B)", "(B)", "[B]", "B:";
  *               "answer is B", "answer is (B)", "answer: B", "Answer is: (B)" anywhere
  *               ("answer" in any case, the letter not followed by a letter or digit);
+ *               "B. text", "B) text", "B: text" opening the output;
  *               "(B)" at the start, or at the end (a final "." allowed)
  *   2 whole     the output equals one option's text, ignoring ASCII case, surrounding
  *               whitespace and one final "."

@@ -222,10 +222,11 @@ static int score_mme(scoring *S) {
     for (size_t i = 0; i < S->n; i++) {
         eval_prediction *p = &S->p[i];
         if (need_output(S, p)) return -1;
-        if (p->n_answers < 1 || (strcasecmp(p->answers[0], "yes") && strcasecmp(p->answers[0], "no")))
-            return item_fail(S, p, "MME needs answers[0] \"yes\" or \"no\"");
+        /* the ground truth through the same normalisation, as lmms-eval does */
+        int truth = p->n_answers >= 1 ? eval_parse_yes_no(p->answers[0]) : -1;
+        if (truth < 0) return item_fail(S, p, "MME needs answers[0] to be yes or no");
         if (!p->group) return item_fail(S, p, "MME needs the image as its group");
-        int label = eval_parse_yes_no(p->output), truth = !strcasecmp(p->answers[0], "yes");
+        int label = eval_parse_yes_no(p->output);
         p->parsed = label, p->tier = 0;
         p->correct = S->score[i] = label == truth;
         failures += label < 0;

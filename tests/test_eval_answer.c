@@ -28,9 +28,14 @@ Test(parser, tier1_letters) {
     expect("Answer: D, green", EVAL_TIERS_ALL, 3, 1);
     expect("ANSWER IS: (A)", EVAL_TIERS_ALL, 0, 1);
     expect("(B) dark red", EVAL_TIERS_ALL, 1, 1);
+    /* the letter opening the answer wins over a shorter option text inside it */
+    expect("B. Red, a dark one", EVAL_TIERS_ALL, 1, 1);
+    expect("C) blue", EVAL_TIERS_ALL, 2, 1);
+    expect("A cat", EVAL_TIERS_ALL, -1, 0);
     expect("I think it is green (D).", EVAL_TIERS_ALL, 3, 1);
     /* E is no option of four: tier 1 finds nothing, tier 3 then finds "green" */
     expect("(E) green", EVAL_TIERS_ALL, 3, 3);
+    expect("E. green", EVAL_TIERS_ALL, 3, 3);
     /* a lowercase "a" is an article, never a letter */
     expect("a", EVAL_TIERS_ALL, -1, 0);
     /* "Answer: Blue": the B is part of a word */
