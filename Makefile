@@ -74,6 +74,11 @@ BIN      := $(BUILD)/presight
 F64_SRC  := core/model.c core/backend_cpu.c core/blas.c core/error.c core/rng.c
 F64_OBJ  := $(F64_SRC:%.c=$(BUILD)/f64/%.o)
 
+# stages/ (the eval scoring files for now) until per-layer include paths define INC_stages.
+ifndef INC_stages
+CFLAGS   += -Istages
+endif
+
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 F64_TEST_SRC := $(wildcard tests/f64_*.c)

@@ -17,7 +17,7 @@ static const struct command {
     {"data", cmd_data, "tokenizers, corpora, shards, labels and mixtures"},
     {"study", cmd_study, "expand, submit and follow a study on SLURM or locally"},
     {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
-    {"eval", cmd_later, "language and VQA evaluation of a model"},
+    {"eval", cmd_eval, "language and VQA evaluation of a model (now: eval rescore PREDICTIONS)"},
     {"report", cmd_later, "tables and plots from collected results"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
