@@ -21,8 +21,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O3 -march=native -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Icore -Impi -Idatasets $(PKG_CFLAGS) -MMD -MP
-LDLIBS  += $(PKG_LIBS) -fopenmp -ldl -lm -lz
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Icore -Impi -Idatasets -Istages $(PKG_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) -fopenmp -ldl -lm -lz -lpng -ljpeg
 
 # CUDA is optional: when nvcc is found, cuda/*.cu are compiled into the
 # library and PRESIGHT_CUDA is defined; otherwise the CPU backend stands alone.
@@ -41,7 +41,7 @@ LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,--as-needed -lcudart -lcublasLt -lcublas -
 endif
 endif
 
-LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c slurm/*.c)
+LIB_SRC  := $(wildcard core/*.c mpi/*.c datasets/*.c stages/*.c slurm/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(if $(HAVE_CUDA),$(CU_SRC:%.cu=$(BUILD)/%.o))
 CLI_SRC  := $(wildcard cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)

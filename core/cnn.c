@@ -1,0 +1,153 @@
+/* cnn.c - convolution, depthwise convolution, pooling and resizing for the
+ * vision encoders. See cnn.h for layouts and padding. */
+#include "cnn.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "blas.h"
+
+int cnn_out_size(int in, int k, int stride, int same, int *pad_before) {
+    int out = same ? (in + stride - 1) / stride : (in - k + stride) / stride;
+    int total = (out - 1) * stride + k - in;
+    if (total < 0) total = 0;
+    *pad_before = same ? total / 2 : 0;
+    return out;
+}
+
+static inline float activate(float v, enum cnn_act act) {
+    if (act == CNN_ACT_NONE) return v;
+    v = v > 0.0f ? v : 0.0f;
+    return act == CNN_ACT_RELU6 && v > 6.0f ? 6.0f : v;
+}
+
+size_t cnn_conv_scratch(int h, int w, int cin, int kh, int kw, int sh, int sw, int same) {
+    if (kh == 1 && kw == 1 && sh == 1 && sw == 1) return 0;
+    int ph, pw;
+    int oh = cnn_out_size(h, kh, sh, same, &ph), ow = cnn_out_size(w, kw, sw, same, &pw);
+    return (size_t)oh * ow * kh * kw * cin;
+}
+
+/* Row (oy, ox) of the patch matrix holds x[iy, ix, :] for ky, kx in order,
+ * zeros outside the image: the HWIO kernel seen as [kh*kw*cin, cout]. */
+static void im2col(const float *x, int h, int w, int cin, int kh, int kw, int sh, int sw, int same, float *col) {
+    int ph, pw;
+    int oh = cnn_out_size(h, kh, sh, same, &ph), ow = cnn_out_size(w, kw, sw, same, &pw);
+    size_t row = (size_t)kh * kw * cin;
+#pragma omp parallel for schedule(static)
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            float *dst = col + ((size_t)oy * ow + ox) * row;
+            for (int ky = 0; ky < kh; ky++) {
+                int iy = oy * sh - ph + ky;
+                for (int kx = 0; kx < kw; kx++, dst += cin) {
+                    int ix = ox * sw - pw + kx;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                        memset(dst, 0, sizeof(float) * cin);
+                    else
+                        memcpy(dst, x + ((size_t)iy * w + ix) * cin, sizeof(float) * cin);
+                }
+            }
+        }
+}
+
+static void bias_act(float *y, size_t rows, int c, const float *bias, enum cnn_act act) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *v = y + r * c;
+        for (int i = 0; i < c; i++) v[i] = activate(v[i] + bias[i], act);
+    }
+}
+
+void cnn_conv2d(const float *x, int h, int w, int cin, const float *wt, const float *bias, int kh, int kw, int cout,
+                int sh, int sw, int same, enum cnn_act act, float *y, float *scratch) {
+    int ph, pw;
+    int oh = cnn_out_size(h, kh, sh, same, &ph), ow = cnn_out_size(w, kw, sw, same, &pw);
+    const float *a = x;
+    if (cnn_conv_scratch(h, w, cin, kh, kw, sh, sw, same)) {
+        im2col(x, h, w, cin, kh, kw, sh, sw, same, scratch);
+        a = scratch;
+    }
+    int k = kh * kw * cin;
+    blas_gemm(0, 0, oh * ow, cout, k, 1.0f, a, k, wt, cout, 0.0f, y, cout);
+    bias_act(y, (size_t)oh * ow, cout, bias, act);
+}
+
+void cnn_depthwise(const float *x, int h, int w, int c, const float *wt, const float *bias, int kh, int kw, int sh,
+                   int sw, int same, enum cnn_act act, float *y) {
+    int ph, pw;
+    int oh = cnn_out_size(h, kh, sh, same, &ph), ow = cnn_out_size(w, kw, sw, same, &pw);
+#pragma omp parallel for schedule(static)
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            float *out = y + ((size_t)oy * ow + ox) * c;
+            memcpy(out, bias, sizeof(float) * c);
+            for (int ky = 0; ky < kh; ky++) {
+                int iy = oy * sh - ph + ky;
+                if (iy < 0 || iy >= h) continue;
+                for (int kx = 0; kx < kw; kx++) {
+                    int ix = ox * sw - pw + kx;
+                    if (ix < 0 || ix >= w) continue;
+                    const float *in = x + ((size_t)iy * w + ix) * c, *k = wt + ((size_t)ky * kw + kx) * c;
+#pragma omp simd
+                    for (int i = 0; i < c; i++) out[i] += in[i] * k[i];
+                }
+            }
+            for (int i = 0; i < c; i++) out[i] = activate(out[i], act);
+        }
+}
+
+void cnn_add(const float *a, const float *b, size_t n, float *y) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void cnn_global_mean(const float *x, int h, int w, int c, float *out) {
+    size_t n = (size_t)h * w;
+    for (int i = 0; i < c; i++) {
+        double s = 0.0; /* double: a 112x112 sum in float would lose digits */
+        for (size_t p = 0; p < n; p++) s += x[p * c + i];
+        out[i] = (float)(s / (double)n);
+    }
+}
+
+/* One axis of the sampling: the two source indices and the weight of the second. */
+static void sample_axis(int o, int in, int out, int align, int *lo, int *hi, double *frac) {
+    double pos;
+    if (align && out > 1)
+        pos = (double)(in - 1) / (double)(out - 1) * o;
+    else if (align)
+        pos = 0.0;
+    else {
+        pos = (double)in / (double)out * (o + 0.5) - 0.5;
+        if (pos < 0.0) pos = 0.0;
+    }
+    int f = (int)floor(pos);
+    if (f < 0) f = 0;
+    if (f > in - 1) f = in - 1;
+    *lo = f;
+    *hi = (int)ceil(pos) < in - 1 ? (int)ceil(pos) : in - 1;
+    *frac = pos - f;
+}
+
+void cnn_resize_bilinear(const float *x, int h, int w, int c, int oh, int ow, int align_corners, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < oh; r++) {
+        int r0, r1;
+        double fr;
+        sample_axis(r, h, oh, align_corners, &r0, &r1, &fr);
+        for (int q = 0; q < ow; q++) {
+            int c0, c1;
+            double fc;
+            sample_axis(q, w, ow, align_corners, &c0, &c1, &fc);
+            const float *tl = x + ((size_t)r0 * w + c0) * c, *tr = x + ((size_t)r0 * w + c1) * c;
+            const float *bl = x + ((size_t)r1 * w + c0) * c, *br = x + ((size_t)r1 * w + c1) * c;
+            float *out = y + ((size_t)r * ow + q) * c;
+            for (int i = 0; i < c; i++) {
+                double top = tl[i] + (tr[i] - (double)tl[i]) * fc;
+                double bottom = bl[i] + (br[i] - (double)bl[i]) * fc;
+                out[i] = (float)(top + (bottom - top) * fr);
+            }
+        }
+    }
+}

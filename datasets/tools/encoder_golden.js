@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// encoder_golden.js - the reference no one here wrote: runs an nsfwjs graph
+// model in TensorFlow.js (pure-JS CPU backend) on real PNG pictures and writes
+// what presight's encoder must reproduce.
+//
+// usage: node encoder_golden.js <model dir> <picture dir> <out dir> [--check IMAGE]
+//
+// Pipeline, as nsfwjs feeds its models: pngjs decodes (grey, palette, 16-bit
+// scaled to 8 bits; alpha composited on white: round((c*a + 255*(255-a))/255)),
+// then x/255, tf.image.resizeBilinear(alignCorners=true) to the model's size,
+// then the graph itself (x*2-1, the network).
+// Writes <out>/manifest.json, pooled.f32 (per image, every block's spatial
+// mean, blocks concatenated) and grid_<image>_<block>.f32 (full [h,w,c] grids
+// for a few). With --check it recomputes one image and compares it with the
+// committed files instead (exit 1 on a difference).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const crypto = require('crypto');
+const npm = path.resolve(__dirname, '../../data/encoders/npm/node_modules');
+const req = (m) => require(path.join(npm, m));
+const tf = req('@tensorflow/tfjs-core');
+req('@tensorflow/tfjs-backend-cpu');
+const tfc = req('@tensorflow/tfjs-converter');
+const { PNG } = req('pngjs');
+const { loadModel, dequantise, graphOps, PREFIX } = require('./encoder_model.js');
+
+const IMAGES = ['astronaut', 'brick', 'bw_text', 'camera', 'cell', 'chelsea', 'chessboard_GRAY', 'chessboard_RGB',
+  'clock_motion', 'coffee', 'coins', 'color', 'green_palette', 'grass', 'gravel', 'horse', 'ihc', 'logo',
+  'microaneurysms', 'moon', 'motorcycle_left', 'page', 'phantom', 'text', 'palette_color', 'checker_bilevel'];
+const GRIDS = [['chelsea', 'Conv_1'], ['chelsea', 'expanded_conv_12'], ['logo', 'Conv_1'], ['camera', 'Conv_1']];
+
+function decodePng(file) {
+  const png = PNG.sync.read(fs.readFileSync(file));
+  const { width, height, data } = png;
+  const rgb = new Int32Array(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    const a = data[4 * i + 3];
+    for (let c = 0; c < 3; c++) rgb[3 * i + c] = Math.round((data[4 * i + c] * a + 255 * (255 - a)) / 255);
+  }
+  return tf.tensor3d(rgb, [height, width, 3], 'int32');
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const [modelDir, picDir, outDir] = args;
+  const ci = args.indexOf('--check');
+  const check = ci >= 0 ? args[ci + 1] : null;
+  await tf.setBackend('cpu');
+  const { model, specs, data } = loadModel(modelDir);
+  const g = graphOps(model, dequantise(specs, data));
+  const net = await tfc.loadGraphModel(tf.io.fromMemory({ modelTopology: model.modelTopology, weightSpecs: specs,
+    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.length) }));
+  const size = g.prep.input_size;
+  const run = (name) => tf.tidy(() => {
+    const img = decodePng(path.join(picDir, name + '.png'));
+    const x = tf.reshape(tf.image.resizeBilinear(tf.div(tf.cast(img, 'float32'), tf.scalar(255)), [size, size], true), [1, size, size, 3]);
+    const outs = net.execute(x, g.blocks.map(([, t]) => PREFIX + t));
+    return outs.map((o) => tf.squeeze(o, [0]));
+  });
+  const widths = g.blocks.map(([, t]) => 0);
+  if (check) return compare(run, g, outDir, check);
+  fs.mkdirSync(outDir, { recursive: true });
+  const pooled = [];
+  const manifest = { encoder: path.basename(modelDir), reference: 'TensorFlow.js 4.22.0 (tfjs-backend-cpu), nsfwjs 4.4.0, pngjs 7.0.0',
+    images: [], blocks: [], grids: [] };
+  for (const name of IMAGES) {
+    const t0 = Date.now();
+    const outs = run(name);
+    outs.forEach((o, b) => { widths[b] = o.shape[2]; pooled.push(Buffer.from(tf.mean(o, [0, 1]).dataSync().buffer)); });
+    for (const [img, blk] of GRIDS) if (img === name) {
+      const b = g.blocks.findIndex(([n]) => n === blk);
+      const file = `grid_${img}_${blk}.f32`;
+      fs.writeFileSync(path.join(outDir, file), Buffer.from(outs[b].dataSync().buffer));
+      manifest.grids.push({ image: img, block: blk, shape: outs[b].shape, file });
+    }
+    outs.forEach((o) => o.dispose());
+    const sha = crypto.createHash('sha256').update(fs.readFileSync(path.join(picDir, name + '.png'))).digest('hex');
+    manifest.images.push({ id: name, file: name + '.png', sha256: sha });
+    console.log(`encoder golden: ${name} (${Date.now() - t0} ms)`);
+  }
+  manifest.blocks = g.blocks.map(([n, t], b) => ({ name: n, tensor: t, width: widths[b] }));
+  fs.writeFileSync(path.join(outDir, 'pooled.f32'), Buffer.concat(pooled));
+  fs.writeFileSync(path.join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
+}
+
+// The committed goldens must still be what TF.js computes today.
+function compare(run, g, outDir, name) {
+  const manifest = JSON.parse(fs.readFileSync(path.join(outDir, 'manifest.json')));
+  const idx = manifest.images.findIndex((i) => i.id === name);
+  if (idx < 0) throw new Error(`${name}: not in ${outDir}/manifest.json`);
+  const per = manifest.blocks.reduce((s, b) => s + b.width, 0);
+  const all = new Float32Array(fs.readFileSync(path.join(outDir, 'pooled.f32')).buffer.slice(0));
+  const want = all.subarray(idx * per, (idx + 1) * per);
+  const outs = run(name);
+  let off = 0, worst = 0;
+  outs.forEach((o, b) => {
+    const got = tf.mean(o, [0, 1]).dataSync();
+    let d = 0, n = 0;
+    for (let i = 0; i < got.length; i++) { d += (got[i] - want[off + i]) ** 2; n += want[off + i] ** 2; }
+    worst = Math.max(worst, Math.sqrt(d / Math.max(n, 1e-30)));
+    off += got.length;
+  });
+  const ok = worst <= 1e-6;
+  console.log(`encoder golden check: ${name}: TF.js today vs committed, worst block rel. L2 ${worst.toExponential(2)} ${ok ? 'ok' : 'FAILED'}`);
+  process.exit(ok ? 0 : 1);
+}
+
+main().catch((e) => { console.error(`encoder golden: ${e.message}`); process.exit(1); });
