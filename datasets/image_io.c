@@ -99,12 +99,16 @@ typedef struct jpeg_fail {
 
 static void jpeg_on_error(j_common_ptr c) { longjmp(((jpeg_fail *)c->err)->jump, 1); }
 
+/* Warnings are counted (num_warnings) and become our error; nothing is printed. */
+static void jpeg_quiet(j_common_ptr c) { (void)c; }
+
 static int decode_jpeg(const uint8_t *data, size_t n, const char *name, uint8_t **rgb, int *h, int *w, ps_error *err) {
     struct jpeg_decompress_struct c;
     jpeg_fail fail;
     uint8_t *volatile out = NULL;
     c.err = jpeg_std_error(&fail.mgr);
     fail.mgr.error_exit = jpeg_on_error;
+    fail.mgr.output_message = jpeg_quiet;
     if (setjmp(fail.jump)) {
         char msg[JMSG_LENGTH_MAX];
         fail.mgr.format_message((j_common_ptr)&c, msg);

@@ -16,6 +16,7 @@ packages=(
   fortunes                            # quickstart corpus (literature)
   python3-torch python3-h5py python3-numpy   # the PyTorch reference test
   nodejs npm                          # reference tokenizers and vocabularies (npm)
+  libpng-dev libjpeg-dev libjpeg-turbo-progs   # pictures for the vision encoders; djpeg is the JPEG reference
 )
 
 missing=()

@@ -38,7 +38,8 @@ function decodePng(file) {
     const a = data[4 * i + 3];
     for (let c = 0; c < 3; c++) rgb[3 * i + c] = Math.round((data[4 * i + c] * a + 255 * (255 - a)) / 255);
   }
-  return tf.tensor3d(rgb, [height, width, 3], 'int32');
+  return { tensor: tf.tensor3d(rgb, [height, width, 3], 'int32'), height, width,
+    sha256: crypto.createHash('sha256').update(Uint8Array.from(rgb)).digest('hex') };
 }
 
 async function main() {
@@ -53,7 +54,7 @@ async function main() {
     weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.length) }));
   const size = g.prep.input_size;
   const run = (name) => tf.tidy(() => {
-    const img = decodePng(path.join(picDir, name + '.png'));
+    const img = decodePng(path.join(picDir, name + '.png')).tensor;
     const x = tf.reshape(tf.image.resizeBilinear(tf.div(tf.cast(img, 'float32'), tf.scalar(255)), [size, size], true), [1, size, size, 3]);
     const outs = net.execute(x, g.blocks.map(([, t]) => PREFIX + t));
     return outs.map((o) => tf.squeeze(o, [0]));
@@ -76,7 +77,10 @@ async function main() {
     }
     outs.forEach((o) => o.dispose());
     const sha = crypto.createHash('sha256').update(fs.readFileSync(path.join(picDir, name + '.png'))).digest('hex');
-    manifest.images.push({ id: name, file: name + '.png', sha256: sha });
+    // What pngjs decoded (RGB after compositing on white): libpng must agree byte for byte.
+    const dec = decodePng(path.join(picDir, name + '.png'));
+    dec.tensor.dispose();
+    manifest.images.push({ id: name, file: name + '.png', sha256: sha, height: dec.height, width: dec.width, rgb_sha256: dec.sha256 });
     console.log(`encoder golden: ${name} (${Date.now() - t0} ms)`);
   }
   manifest.blocks = g.blocks.map(([n, t], b) => ({ name: n, tensor: t, width: widths[b] }));
