@@ -54,6 +54,8 @@ int features_valid(const features_file *f, int row);
 /* Row's grid resized to tokens visual tokens (a square: 576 = 24 x 24) with
  * bilinear half-pixel sampling, as Cambrian resizes to 576; out [tokens, width]. */
 int features_read_tokens(features_file *f, int row, int tokens, float *out, ps_error *err);
+/* Row's grid as stored, [grid_h * grid_w, width]. */
+int features_read_grid(features_file *f, int row, float *out, ps_error *err);
 /* Row's pooled vector of one block into out [width_b]. */
 int features_read_pooled(features_file *f, int row, const char *block, float *out, ps_error *err);
 

@@ -23,7 +23,8 @@ tmp = out + ".tmp"
 with h5py.File(tmp, "w") as f:
     for t in meta["tensors"]:
         n = int(np.prod(t["shape"]))
-        f.create_dataset("tensors/" + t["name"], data=flat[t["offset"]:t["offset"] + n].reshape(t["shape"]))
+        # track_times=False: the same weights give the same bytes, so the file hash is stable
+        f.create_dataset("tensors/" + t["name"], data=flat[t["offset"]:t["offset"] + n].reshape(t["shape"]), track_times=False)
     a = f.attrs
     a["format"] = "presight-encoder-weights"
     a["format_version"] = np.int32(1)
