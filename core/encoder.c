@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cnn.h"
 
@@ -263,6 +264,44 @@ static void forward_patches(encoder *e, const float *input, float *grid) {
         }
 }
 
+static double wall_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void run_op(encoder *e, const enc_op *op) {
+    const enc_value *x = &e->values[op->in];
+    enc_value *y = &e->values[op->out];
+    if (op->kind == OP_CONV)
+        cnn_conv2d(x->data, x->h, x->w, x->c, op->wt, op->bias, op->kh, op->kw, y->c, op->sh, op->sw, op->same,
+                   op->act, y->data, e->scratch);
+    else if (op->kind == OP_DWCONV)
+        cnn_depthwise(x->data, x->h, x->w, x->c, op->wt, op->bias, op->kh, op->kw, op->sh, op->sw, op->same, op->act,
+                      y->data);
+    else if (op->kind == OP_ADD)
+        cnn_add(x->data, e->values[op->in2].data, (size_t)x->h * x->w * x->c, y->data);
+    else
+        cnn_global_mean(x->data, x->h, x->w, x->c, y->data);
+}
+
+void encoder_profile(encoder *e, const float *input, enc_profile *p) {
+    memset(p, 0, sizeof *p);
+    if (e->patch_grid) return;
+    memcpy(e->values[0].data, input, sizeof(float) * (size_t)e->prep.size * e->prep.size * 3);
+    for (int i = 0; i < e->n_ops; i++) {
+        const enc_op *op = &e->ops[i];
+        const enc_value *x = &e->values[op->in], *y = &e->values[op->out];
+        double t0 = wall_s();
+        run_op(e, op);
+        double dt = wall_s() - t0;
+        double f = 2.0 * y->h * y->w * y->c * op->kh * op->kw * (op->kind == OP_CONV ? x->c : 1);
+        if (op->kind == OP_CONV) p->conv_s += dt, p->conv_flops += f;
+        else if (op->kind == OP_DWCONV) p->depthwise_s += dt, p->depthwise_flops += f;
+        else p->other_s += dt;
+    }
+}
+
 int encoder_forward(encoder *e, const float *input, int grid_block, float *grid, float *pooled) {
     if (e->patch_grid) {
         const enc_block_info *b = &e->blocks[0];
@@ -274,21 +313,7 @@ int encoder_forward(encoder *e, const float *input, int grid_block, float *grid,
         return 0;
     }
     memcpy(e->values[0].data, input, sizeof(float) * (size_t)e->prep.size * e->prep.size * 3);
-    for (int i = 0; i < e->n_ops; i++) {
-        const enc_op *op = &e->ops[i];
-        const enc_value *x = &e->values[op->in];
-        enc_value *y = &e->values[op->out];
-        if (op->kind == OP_CONV)
-            cnn_conv2d(x->data, x->h, x->w, x->c, op->wt, op->bias, op->kh, op->kw, y->c, op->sh, op->sw, op->same,
-                       op->act, y->data, e->scratch);
-        else if (op->kind == OP_DWCONV)
-            cnn_depthwise(x->data, x->h, x->w, x->c, op->wt, op->bias, op->kh, op->kw, op->sh, op->sw, op->same,
-                          op->act, y->data);
-        else if (op->kind == OP_ADD)
-            cnn_add(x->data, e->values[op->in2].data, (size_t)x->h * x->w * x->c, y->data);
-        else
-            cnn_global_mean(x->data, x->h, x->w, x->c, y->data);
-    }
+    for (int i = 0; i < e->n_ops; i++) run_op(e, &e->ops[i]);
     size_t off = 0;
     for (int b = 0; b < e->n_blocks; b++) {
         const enc_value *v = &e->values[e->block_value[b]];

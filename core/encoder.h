@@ -73,4 +73,11 @@ int encoder_pooled_width(const encoder *e);
  * the benchmark's share-of-peak figure. */
 double encoder_flops(const encoder *e);
 
+/* One forward pass timed by op kind (seconds) and the FLOPs of the
+ * GEMM convolutions, for the benchmark's share-of-peak figures. */
+typedef struct enc_profile {
+    double conv_s, depthwise_s, other_s, conv_flops, depthwise_flops;
+} enc_profile;
+void encoder_profile(encoder *e, const float *input, enc_profile *p);
+
 #endif

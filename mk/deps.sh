@@ -14,7 +14,7 @@ packages=(
   libjson-c-dev                       # reading final.json and JSONL (study collect, ingest)
   zlib1g-dev                          # .gz sources
   fortunes                            # quickstart corpus (literature)
-  python3-torch python3-h5py python3-numpy   # the PyTorch reference test
+  python3-torch python3-h5py python3-numpy python3-pil   # the PyTorch reference tests
   nodejs npm                          # reference tokenizers and vocabularies (npm)
   libpng-dev libjpeg-dev libjpeg-turbo-progs   # pictures for the vision encoders; djpeg is the JPEG reference
 )

@@ -3,7 +3,7 @@
 // model in TensorFlow.js (pure-JS CPU backend) on real PNG pictures and writes
 // what presight's encoder must reproduce.
 //
-// usage: node encoder_golden.js <model dir> <picture dir> <out dir> [--check IMAGE]
+// usage: node encoder_golden.js <model dir> <picture dir> <out dir> [--check IMAGE | --bench N]
 //
 // Pipeline, as nsfwjs feeds its models: pngjs decodes (grey, palette, 16-bit
 // scaled to 8 bits; alpha composited on white: round((c*a + 255*(255-a))/255)),
@@ -61,6 +61,16 @@ async function main() {
   });
   const widths = g.blocks.map(([, t]) => 0);
   if (check) return compare(run, g, outDir, check);
+  const bi = args.indexOf('--bench');
+  if (bi >= 0) { // images/s of TF.js's forward pass alone, batch 1, after a warm-up
+    const n = Number(args[bi + 1] || 3);
+    const x = tf.zeros([1, size, size, 3]);
+    tf.dispose(net.execute(x, PREFIX + g.feature));
+    const t0 = Date.now();
+    for (let i = 0; i < n; i++) tf.dispose(net.execute(x, PREFIX + g.feature));
+    console.log(JSON.stringify({ images_per_s: n / ((Date.now() - t0) / 1000), images: n, backend: 'tfjs-backend-cpu 4.22.0' }));
+    return;
+  }
   fs.mkdirSync(outDir, { recursive: true });
   const pooled = [];
   const manifest = { encoder: path.basename(modelDir), reference: 'TensorFlow.js 4.22.0 (tfjs-backend-cpu), nsfwjs 4.4.0, pngjs 7.0.0',
