@@ -97,6 +97,42 @@ void cnn_depthwise(const float *x, int h, int w, int c, const float *wt, const f
         }
 }
 
+static void pool2d(const float *x, int h, int w, int c, int k, int stride, int same, int average, float *y) {
+    int ph, pw;
+    int oh = cnn_out_size(h, k, stride, same, &ph), ow = cnn_out_size(w, k, stride, same, &pw);
+#pragma omp parallel for schedule(static)
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            float *out = y + ((size_t)oy * ow + ox) * c;
+            int n = 0;
+            for (int i = 0; i < c; i++) out[i] = average ? 0.0f : -INFINITY;
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * stride - ph + ky;
+                if (iy < 0 || iy >= h) continue;
+                for (int kx = 0; kx < k; kx++) {
+                    int ix = ox * stride - pw + kx;
+                    if (ix < 0 || ix >= w) continue;
+                    const float *in = x + ((size_t)iy * w + ix) * c;
+                    n++;
+                    if (average)
+                        for (int i = 0; i < c; i++) out[i] += in[i];
+                    else
+                        for (int i = 0; i < c; i++) out[i] = in[i] > out[i] ? in[i] : out[i];
+                }
+            }
+            if (average)
+                for (int i = 0; i < c; i++) out[i] /= (float)n;
+        }
+}
+
+void cnn_maxpool(const float *x, int h, int w, int c, int k, int stride, int same, float *y) {
+    pool2d(x, h, w, c, k, stride, same, 0, y);
+}
+
+void cnn_avgpool(const float *x, int h, int w, int c, int k, int stride, int same, float *y) {
+    pool2d(x, h, w, c, k, stride, same, 1, y);
+}
+
 void cnn_add(const float *a, const float *b, size_t n, float *y) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];

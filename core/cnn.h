@@ -28,6 +28,11 @@ void cnn_conv2d(const float *x, int h, int w, int cin, const float *wt, const fl
 void cnn_depthwise(const float *x, int h, int w, int c, const float *wt, const float *bias, int kh, int kw, int sh,
                    int sw, int same, enum cnn_act act, float *y);
 
+/* k x k max / average pooling with TF padding; average pooling counts only
+ * the positions inside the image (TensorFlow's SAME average excludes the pad). */
+void cnn_maxpool(const float *x, int h, int w, int c, int k, int stride, int same, float *y);
+void cnn_avgpool(const float *x, int h, int w, int c, int k, int stride, int same, float *y);
+
 void cnn_add(const float *a, const float *b, size_t n, float *y);
 
 /* Mean over the h*w positions: out[c]. */

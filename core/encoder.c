@@ -9,7 +9,9 @@
 
 #include "cnn.h"
 
-enum op_kind { OP_CONV, OP_DWCONV, OP_ADD, OP_POOL };
+enum op_kind { OP_CONV, OP_DWCONV, OP_ADD, OP_POOL, OP_MAXPOOL, OP_AVGPOOL, OP_CONCAT };
+
+#define MAX_CONCAT 8
 
 typedef struct enc_value {
     char name[160];
@@ -20,6 +22,7 @@ typedef struct enc_value {
 typedef struct enc_op {
     enum op_kind kind;
     int out, in, in2;
+    int cat[MAX_CONCAT], n_cat; /* concat inputs */
     const float *wt, *bias;
     int kh, kw, sh, sw, same;
     enum cnn_act act;
@@ -88,6 +91,26 @@ static int build_conv(encoder *e, enc_op *op, int depthwise, char f[][160], cons
     return (op->out = add_value(e, f[1], oh, ow, cout)) < 0 ? ps_fail(err, "graph: out of memory") : 0;
 }
 
+/* concat OUT A B ...: channels side by side, same grid. */
+static int build_concat(encoder *e, enc_op *op, char f[][160], int nf, int line, ps_error *err) {
+    if (nf < 4 || nf - 2 > MAX_CONCAT) return ps_fail(err, "graph line %d: concat takes 2 to %d inputs", line, MAX_CONCAT);
+    if (find_value(e, f[1]) >= 0) return ps_fail(err, "graph line %d: tensor '%s' defined twice", line, f[1]);
+    int c = 0;
+    op->kind = OP_CONCAT, op->n_cat = nf - 2;
+    for (int i = 0; i < op->n_cat; i++) {
+        int v = op->cat[i] = find_value(e, f[2 + i]);
+        if (v < 0) return ps_fail(err, "graph line %d: input '%s' unknown", line, f[2 + i]);
+        if (e->values[v].h != e->values[op->cat[0]].h || e->values[v].w != e->values[op->cat[0]].w)
+            return ps_fail(err, "graph line %d: concat of '%s' with a different grid", line, f[2 + i]);
+        c += e->values[v].c;
+    }
+    op->in = op->cat[0];
+    const enc_value *x = &e->values[op->in];
+    if ((op->out = add_value(e, f[1], x->h, x->w, c)) < 0) return ps_fail(err, "graph: out of memory");
+    e->n_ops++;
+    return 0;
+}
+
 static int build_line(encoder *e, char f[][160], int nf, const enc_weight *ws, int nw, int line, ps_error *err) {
     if (!strcmp(f[0], "block")) {
         int v = nf == 3 ? find_value(e, f[2]) : -1;
@@ -99,7 +122,9 @@ static int build_line(encoder *e, char f[][160], int nf, const enc_weight *ws, i
         return 0;
     }
     enc_op *op = &e->ops[e->n_ops];
-    int want = !strcmp(f[0], "conv") || !strcmp(f[0], "dwconv") ? 9 : !strcmp(f[0], "add") ? 4 : !strcmp(f[0], "pool") ? 3 : 0;
+    if (!strcmp(f[0], "concat")) return build_concat(e, op, f, nf, line, err);
+    int want = !strcmp(f[0], "conv") || !strcmp(f[0], "dwconv") ? 9 : !strcmp(f[0], "add") ? 4 : !strcmp(f[0], "pool") ? 3
+             : !strcmp(f[0], "maxpool") || !strcmp(f[0], "avgpool") ? 6 : 0;
     if (!want) return ps_fail(err, "graph line %d: unknown op '%s'", line, f[0]);
     if (nf != want) return ps_fail(err, "graph line %d: op '%s' takes %d fields, has %d", line, f[0], want, nf);
     if (find_value(e, f[1]) >= 0) return ps_fail(err, "graph line %d: tensor '%s' defined twice", line, f[1]);
@@ -116,6 +141,14 @@ static int build_line(encoder *e, char f[][160], int nf, const enc_weight *ws, i
     } else if (!strcmp(f[0], "pool")) {
         op->kind = OP_POOL;
         rc = (op->out = add_value(e, f[1], 1, 1, x->c)) < 0 ? -1 : 0;
+    } else if (!strcmp(f[0], "maxpool") || !strcmp(f[0], "avgpool")) {
+        op->kind = f[0][0] == 'm' ? OP_MAXPOOL : OP_AVGPOOL;
+        op->kh = op->kw = atoi(f[3]), op->sh = op->sw = atoi(f[4]), op->same = !strcmp(f[5], "SAME");
+        if (op->kh < 1 || op->sh < 1 || (!op->same && strcmp(f[5], "VALID")) || (!op->same && op->kh > x->h))
+            return ps_fail(err, "graph line %d: bad pool size, stride or padding", line);
+        int p;
+        int oh = cnn_out_size(x->h, op->kh, op->sh, op->same, &p), ow = cnn_out_size(x->w, op->kw, op->sw, op->same, &p);
+        rc = (op->out = add_value(e, f[1], oh, ow, x->c)) < 0 ? -1 : 0;
     } else
         return build_conv(e, op, !strcmp(f[0], "dwconv"), f, ws, nw, line, err) ? -1 : (e->n_ops++, 0);
     if (rc) return ps_fail(err, "graph: out of memory");
@@ -270,6 +303,19 @@ static double wall_s(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static void concat(encoder *e, const enc_op *op, enc_value *y) {
+    size_t n = (size_t)y->h * y->w;
+#pragma omp parallel for schedule(static)
+    for (size_t p = 0; p < n; p++) {
+        float *out = y->data + p * y->c;
+        for (int i = 0; i < op->n_cat; i++) {
+            const enc_value *x = &e->values[op->cat[i]];
+            memcpy(out, x->data + p * x->c, sizeof(float) * x->c);
+            out += x->c;
+        }
+    }
+}
+
 static void run_op(encoder *e, const enc_op *op) {
     const enc_value *x = &e->values[op->in];
     enc_value *y = &e->values[op->out];
@@ -281,6 +327,12 @@ static void run_op(encoder *e, const enc_op *op) {
                       y->data);
     else if (op->kind == OP_ADD)
         cnn_add(x->data, e->values[op->in2].data, (size_t)x->h * x->w * x->c, y->data);
+    else if (op->kind == OP_MAXPOOL)
+        cnn_maxpool(x->data, x->h, x->w, x->c, op->kh, op->sh, op->same, y->data);
+    else if (op->kind == OP_AVGPOOL)
+        cnn_avgpool(x->data, x->h, x->w, x->c, op->kh, op->sh, op->same, y->data);
+    else if (op->kind == OP_CONCAT)
+        concat(e, op, y);
     else
         cnn_global_mean(x->data, x->h, x->w, x->c, y->data);
 }

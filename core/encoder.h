@@ -5,6 +5,8 @@
  *   conv   OUT IN W B SH SW SAME|VALID none|relu|relu6
  *   dwconv OUT IN W B SH SW SAME|VALID none|relu|relu6
  *   add    OUT A B
+ *   maxpool|avgpool OUT IN K S SAME|VALID   k x k pooling (average excludes the pad)
+ *   concat OUT A B ...         channels side by side (2 to 8 inputs)
  *   pool   OUT IN              global average (the feature vector)
  *   block  NAME TENSOR         a block's output: pooled per layer, or the grid
  * The input tensor is called "input": [size, size, 3] after preprocessing.
@@ -33,7 +35,7 @@ typedef struct enc_preprocess {
     float norm_mul;     /* x = (v / 255) * norm_mul - norm_sub */
     float norm_sub;
     int pad_square;     /* pad to square with pad_color first (LLaVA's "pad") */
-    uint8_t pad_color;  /* 255 * norm_sub / norm_mul, truncated as LLaVA does */
+    uint8_t pad_color;  /* the mean colour: 127 = int(0.5 * 255), as LLaVA truncates its mean */
 } enc_preprocess;
 
 typedef struct encoder encoder;

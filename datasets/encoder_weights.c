@@ -153,7 +153,7 @@ static int read_header(encoder_weights *w, hid_t f, const char *path, ps_error *
         return ps_fail(err, "%s: resize '%s' not supported (bilinear_align_corners)", path, resize);
     if (size < 8 || size > 4096 || mul == 0) return ps_fail(err, "%s: input_size %g or norm_mul %g out of range", path, size, mul);
     w->prep = (enc_preprocess){.size = (int)size, .norm_mul = (float)mul, .norm_sub = (float)sub};
-    w->prep.pad_color = (uint8_t)(255.0 * sub / mul);
+    w->prep.pad_color = 127; /* both models' inputs are centred on 0.5 */
     if (!(w->graph = attr_string(f, "graph"))) return ps_fail(err, "%s: attribute 'graph' missing", path);
     return 0;
 }

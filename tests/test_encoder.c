@@ -1,6 +1,6 @@
-/* test_encoder.c - presight's MobileNetV2-1.4 against TensorFlow.js.
+/* test_encoder.c - presight's MobileNetV2-1.4 and InceptionV3 against TensorFlow.js.
  *
- * tests/fixtures/encoders/mobilenet_v2_mid holds what TF.js computed
+ * tests/fixtures/encoders/<model> holds what TF.js computed
  * (datasets/tools/encoder_golden.js: pngjs decoding, resizeBilinear with
  * aligned corners, the nsfwjs graph): every block's pooled vector for 26 real
  * PNG pictures of scikit-image (greyscale, palette, 1- and 16-bit, RGBA among
@@ -19,8 +19,7 @@
 #include "image_io.h"
 #include "test_util.h"
 
-#define GOLDEN "tests/fixtures/encoders/mobilenet_v2_mid"
-#define WEIGHTS "data/encoders/mobilenet_v2_mid.h5"
+#define GOLDEN_ROOT "tests/fixtures/encoders"
 #define PICTURES "data/encoders/skimage/usr/lib/python3/dist-packages/skimage/data"
 
 static float *read_f32(const char *path, size_t *n) {
@@ -54,22 +53,30 @@ static struct {
     encoder_weights w;
     encoder *enc;
     json_object *manifest;
+    char golden[256];
 } fx;
 
-static void setup(void) {
-    test_chdir_to_repo_root(GOLDEN "/manifest.json");
+/* Loads one model's weights, network and goldens (each test names its model). */
+static void use_model(const char *model) {
+    char path[512];
+    snprintf(fx.golden, sizeof fx.golden, GOLDEN_ROOT "/%s", model);
     ps_error err = {{0}};
     cr_assert_eq(blas_init(&err), 0, "%s", err.msg);
-    cr_assert_eq(encoder_weights_load(&fx.w, WEIGHTS, &err), 0, "%s (make test-data fetches it)", err.msg);
+    snprintf(path, sizeof path, "data/encoders/%s.h5", model);
+    cr_assert_eq(encoder_weights_load(&fx.w, path, &err), 0, "%s (make test-data fetches it)", err.msg);
     cr_assert_eq(encoder_build(&fx.enc, fx.w.graph, fx.w.tensors, fx.w.n_tensors, &fx.w.prep, &err), 0, "%s", err.msg);
-    fx.manifest = json_object_from_file(GOLDEN "/manifest.json");
-    cr_assert(fx.manifest);
+    snprintf(path, sizeof path, "%s/manifest.json", fx.golden);
+    fx.manifest = json_object_from_file(path);
+    cr_assert(fx.manifest, "%s missing", path);
 }
+
+static void setup(void) { test_chdir_to_repo_root(GOLDEN_ROOT "/mobilenet_v2_mid/manifest.json"); }
 
 static void teardown(void) {
     encoder_free(fx.enc);
     encoder_weights_free(&fx.w);
     json_object_put(fx.manifest);
+    memset(&fx, 0, sizeof fx);
 }
 
 static json_object *key(json_object *o, const char *k) {
@@ -102,7 +109,9 @@ static void run_picture(const char *id, int bgr, float *grid, int grid_block, fl
  * how many tensors failed. */
 static int compare_pooled(int bgr, const char *only) {
     size_t n;
-    float *want = read_f32(GOLDEN "/pooled.f32", &n);
+    char path[512];
+    snprintf(path, sizeof path, "%s/pooled.f32", fx.golden);
+    float *want = read_f32(path, &n);
     json_object *images = key(fx.manifest, "images"), *blocks = key(fx.manifest, "blocks");
     int per = encoder_pooled_width(fx.enc), nb = (int)json_object_array_length(blocks), failed = 0;
     cr_assert_eq(nb, encoder_blocks(fx.enc));
@@ -133,16 +142,14 @@ static int compare_pooled(int bgr, const char *only) {
 
 TestSuite(encoder, .init = setup, .fini = teardown, .timeout = 300);
 
-Test(encoder, pooled_vectors_match_tfjs) { cr_assert_eq(compare_pooled(0, NULL), 0); }
-
-Test(encoder, grids_match_tfjs) {
+static void check_grids(void) {
     json_object *grids = key(fx.manifest, "grids");
-    cr_assert_geq(json_object_array_length(grids), 3);
+    cr_assert_geq(json_object_array_length(grids), 2);
     for (size_t g = 0; g < json_object_array_length(grids); g++) {
         json_object *o = json_object_array_get_idx(grids, g);
         const char *id = json_object_get_string(key(o, "image")), *blk = json_object_get_string(key(o, "block"));
         char path[512];
-        snprintf(path, sizeof path, GOLDEN "/%s", json_object_get_string(key(o, "file")));
+        snprintf(path, sizeof path, "%s/%s", fx.golden, json_object_get_string(key(o, "file")));
         size_t n;
         float *want = read_f32(path, &n);
         int b = encoder_find_block(fx.enc, blk);
@@ -158,7 +165,48 @@ Test(encoder, grids_match_tfjs) {
     }
 }
 
+Test(encoder, mobilenet_pooled_vectors_match_tfjs) {
+    use_model("mobilenet_v2_mid");
+    cr_assert_eq(compare_pooled(0, NULL), 0);
+}
+
+Test(encoder, mobilenet_grids_match_tfjs) {
+    use_model("mobilenet_v2_mid");
+    check_grids();
+}
+
 /* The negative control: the same check must fail when channels are swapped
  * (on colour pictures: a grey one reads the same either way). Of 3 x 19
  * tensors, the first layers already differ; most must fail. */
-Test(encoder, bgr_input_fails_the_comparison) { cr_assert_gt(compare_pooled(1, " chelsea coffee astronaut "), 45); }
+Test(encoder, mobilenet_bgr_input_fails_the_comparison) {
+    use_model("mobilenet_v2_mid");
+    cr_assert_gt(compare_pooled(1, " chelsea coffee astronaut "), 45);
+}
+
+Test(encoder, inception_pooled_vectors_match_tfjs) {
+    use_model("inception_v3");
+    cr_assert_eq(compare_pooled(0, NULL), 0);
+}
+
+Test(encoder, inception_grids_match_tfjs) {
+    use_model("inception_v3");
+    check_grids();
+}
+
+/* InceptionV3's control: the wrong padding mode (SAME where the graph says
+ * VALID, on the stem) shifts every later grid; it must fail as well. */
+Test(encoder, inception_wrong_padding_fails_the_comparison) {
+    use_model("inception_v3");
+    char *g = strdup(fx.w.graph), *at = strstr(g, "conv activation_2 ");
+    cr_assert(at);
+    char *pad = strstr(at, "VALID");
+    memcpy(pad, "SAME ", 5); /* "SAME " keeps the line's length; the parser splits on spaces */
+    encoder *wrong;
+    ps_error err = {{0}};
+    cr_assert_eq(encoder_build(&wrong, g, fx.w.tensors, fx.w.n_tensors, &fx.w.prep, &err), 0, "%s", err.msg);
+    encoder_free(fx.enc);
+    fx.enc = wrong;
+    /* The grids change size (147 -> 149 wide after the stem), so compare pooled vectors. */
+    cr_assert_gt(compare_pooled(0, " chelsea coffee "), 20);
+    free(g);
+}

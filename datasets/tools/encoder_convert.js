@@ -6,20 +6,20 @@
 // usage: node encoder_convert.js <model dir> <encoder name> <OUT prefix>
 'use strict';
 const fs = require('fs');
-const { loadModel, dequantise, graphOps, short } = require('./encoder_model.js');
+const { loadModel, dequantise, graphOps, layersOps, short } = require('./encoder_model.js');
 
 const [dir, encoder, outPrefix] = process.argv.slice(2);
 if (!outPrefix) { console.error('usage: node encoder_convert.js <model dir> <encoder> <out prefix>'); process.exit(2); }
 const { model, specs, data } = loadModel(dir);
 const weights = dequantise(specs, data);
-const g = graphOps(model, weights);
+const g = model.format === 'graph-model' ? graphOps(model, weights) : layersOps(model, weights);
+const source = g.tensors || new Map([...weights].map(([n, w]) => [short(n), w]));
 const used = new Set();
 for (const l of g.lines) { const f = l.split(' '); if (f[0] === 'conv' || f[0] === 'dwconv') { used.add(f[3]); used.add(f[4]); } }
 const tensors = [];
 const parts = [];
 let off = 0;
-for (const [full, w] of weights) {
-  const n = short(full);
+for (const [n, w] of source) {
   if (!used.has(n)) continue;
   tensors.push({ name: n, shape: w.shape, offset: off });
   parts.push(Buffer.from(w.values.buffer, w.values.byteOffset, w.values.byteLength));

@@ -13,7 +13,8 @@ const short = (s) => (s.startsWith(PREFIX) ? s.slice(PREFIX.length) : s);
 // object, each shard exports its bytes as base64 text.
 function loadModel(dir) {
   const model = require(path.resolve(dir, 'model.min.js'));
-  if (model.format !== 'graph-model') throw new Error(`${dir}/model.min.js: format '${model.format}', expected graph-model`);
+  const layers = model.modelTopology && model.modelTopology.model_config;
+  if (model.format !== 'graph-model' && !layers) throw new Error(`${dir}/model.min.js: neither a graph model nor a Keras layers model`);
   const buffers = [];
   for (const group of model.weightsManifest)
     for (const p of group.paths) {
@@ -110,4 +111,70 @@ function graphOps(model, weights) {
   return { lines, prep, blocks, feature: pooled.name };
 }
 
-module.exports = { loadModel, dequantise, graphOps, short, PREFIX };
+// A Keras layers model (nsfwjs's InceptionV3): Conv2D (no bias) -> BatchNormalization
+// -> Activation(relu) become one conv with the batch norm folded in:
+//   s = gamma / sqrt(var + eps), W' = W * s (per output channel), b' = beta - mean * s,
+// computed in double and rounded to float once. Pools and concatenations follow
+// the layer graph; Flatten ends the features (its input's spatial mean is the
+// pooled feature). Returns the op list and the folded tensors (name -> {shape, values}).
+function layersOps(model, weights) {
+  const L = model.modelTopology.model_config.config.layers;
+  const ops = [], tensors = new Map(), blocks = [];
+  const alias = new Map();
+  const name = (n) => alias.get(n) || n;
+  const inputOf = (l) => l.inbound_nodes[0].map((x) => name(x[0]));
+  let input = null, feature = null, size = 0;
+  const pendingConv = new Map(), pendingBn = new Map();
+  for (const l of L) {
+    const c = l.config, ins = l.inbound_nodes.length ? inputOf(l) : [];
+    if (feature) break;
+    if (l.class_name === 'InputLayer') { input = l.name; alias.set(l.name, 'input'); size = c.batch_input_shape[1]; continue; }
+    if (l.class_name === 'Conv2D') {
+      if (c.use_bias || c.activation !== 'linear' || c.dilation_rate.some((d) => d !== 1)) throw new Error(`${l.name}: only bias-free linear convs are supported`);
+      pendingConv.set(l.name, { l, in: ins[0] });
+      continue;
+    }
+    if (l.class_name === 'BatchNormalization') {
+      const conv = pendingConv.get(ins[0]);
+      if (!conv || c.axis !== 3 || !c.center) throw new Error(`${l.name}: batch norm must follow a conv (channels last, center)`);
+      pendingBn.set(l.name, { conv, bn: l });
+      continue;
+    }
+    if (l.class_name === 'Activation') {
+      const p = pendingBn.get(ins[0]);
+      if (!p || c.activation !== 'relu') throw new Error(`${l.name}: relu after a conv + batch norm expected`);
+      const cv = p.conv.l, bn = p.bn, eps = bn.config.epsilon;
+      const W = weights.get(`${cv.name}/kernel`), beta = weights.get(`${bn.name}/beta`).values;
+      const mean = weights.get(`${bn.name}/moving_mean`).values, vr = weights.get(`${bn.name}/moving_variance`).values;
+      const gamma = bn.config.scale ? weights.get(`${bn.name}/gamma`).values : null;
+      const cout = W.shape[3], wf = new Float32Array(W.values.length), bf = new Float32Array(cout);
+      const sc = new Float64Array(cout);
+      for (let o = 0; o < cout; o++) { sc[o] = (gamma ? gamma[o] : 1) / Math.sqrt(vr[o] + eps); bf[o] = beta[o] - mean[o] * sc[o]; }
+      for (let i = 0; i < wf.length; i++) wf[i] = W.values[i] * sc[i % cout];
+      tensors.set(`${cv.name}/kernel_bn`, { shape: W.shape, values: wf });
+      tensors.set(`${cv.name}/bias_bn`, { shape: [cout], values: bf });
+      ops.push(['conv', l.name, p.conv.in, `${cv.name}/kernel_bn`, `${cv.name}/bias_bn`, cv.config.strides[0], cv.config.strides[1],
+        cv.config.padding.toUpperCase(), 'relu'].join(' '));
+      if (/^activation_[1-5]$/.test(l.name)) blocks.push([l.name, l.name]); // the stem
+      continue;
+    }
+    if (l.class_name === 'MaxPooling2D' || l.class_name === 'AveragePooling2D') {
+      if (c.pool_size[0] !== c.pool_size[1] || c.strides[0] !== c.strides[1]) throw new Error(`${l.name}: square pools only`);
+      ops.push([l.class_name === 'MaxPooling2D' ? 'maxpool' : 'avgpool', l.name, ins[0], c.pool_size[0], c.strides[0], c.padding.toUpperCase()].join(' '));
+      continue;
+    }
+    if (l.class_name === 'Concatenate') {
+      if (c.axis !== 3 && c.axis !== -1) throw new Error(`${l.name}: concatenation on channels only`);
+      ops.push(['concat', l.name, ...ins].join(' '));
+      if (/^mixed\d+$/.test(l.name)) blocks.push([l.name, l.name]);
+      continue;
+    }
+    if (l.class_name === 'Flatten') { feature = 'features/mean'; ops.push(['pool', feature, ins[0]].join(' ')); continue; }
+    throw new Error(`layer ${l.name}: ${l.class_name} not supported by core/encoder.c`);
+  }
+  if (!input || !feature) throw new Error('layers model: expected an input layer and a Flatten after the features');
+  const lines = ops.concat(blocks.map(([b, t]) => `block ${b} ${t}`));
+  return { lines, prep: { input_size: size, norm_mul: 1, norm_sub: 0 }, blocks, feature, tensors };
+}
+
+module.exports = { loadModel, dequantise, graphOps, layersOps, short, PREFIX };
