@@ -30,6 +30,10 @@ res = {
     "encode_conv_gflops": p["conv_gflops"],
     "encode_conv_vs_sgemm": p["conv_gflops"] / s["best_gflops"],
     "encode_depthwise_gflops": p["depthwise_gflops"],
+    # oneDNN (inside PyTorch) vs im2col + BLAS: milliseconds per image in the convolutions
+    "encode_presight_conv_ms": p["conv_ms"] + p["depthwise_ms"],
+    "encode_onednn_conv_ms": q["onednn_conv_ms"],
+    "encode_onednn_conv_calls": f'{q["onednn_conv_calls"]} of {q["convs"]}',
     "encode_raw": {"presight": p, "pytorch": q, "tfjs": j},
 }
 json.dump(res, open(f"{t}/encode.json", "w"), indent=1)

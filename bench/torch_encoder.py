@@ -85,7 +85,21 @@ def main():
             print(f"pytorch {name}: {rate:.2f} images/s", file=sys.stderr)
             if best is None or rate > best[0]:
                 best = (rate, name)
-    print(json.dumps({"images_per_s": best[0], "layout": best[1], "threads": threads, "torch": torch.__version__}))
+        # oneDNN's own share: the time PyTorch spends inside aten::mkldnn_convolution
+        # (oneDNN 2.6.3 kernels), per image, in the faster layout.
+        fmt = torch.channels_last if best[1] == "channels_last" else torch.contiguous_format
+        x = x0.contiguous(memory_format=fmt)
+        o = [(op[:3] + (op[3].contiguous(memory_format=fmt),) + op[4:]) if op[0] in ("conv", "dwconv") else op for op in ops]
+        reps = 5
+        with torch.autograd.profiler.profile() as prof:
+            for _ in range(reps):
+                forward(o, x)
+        ev = [e for e in prof.key_averages() if e.key == "aten::mkldnn_convolution"]
+        onednn_ms = ev[0].self_cpu_time_total / 1e3 / reps if ev else None
+        onednn_calls = ev[0].count // reps if ev else 0
+    print(json.dumps({"images_per_s": best[0], "layout": best[1], "threads": threads, "torch": torch.__version__,
+                      "onednn_conv_ms": onednn_ms, "onednn_conv_calls": onednn_calls,
+                      "convs": sum(op[0] in ("conv", "dwconv") for op in ops)}))
 
 
 main()

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5_attr.h"
 #include "sha256.h"
 
 int file_sha256(const char *path, char hex[65], ps_error *err) {
@@ -25,40 +26,8 @@ int file_sha256(const char *path, char hex[65], ps_error *err) {
     return 0;
 }
 
-/* A string attribute (fixed or variable length) into a malloc'd string. */
-static char *attr_string(hid_t f, const char *name) {
-    if (H5Aexists(f, name) <= 0) return NULL;
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT), t = H5Aget_type(a);
-    char *out = NULL;
-    if (H5Tget_class(t) == H5T_STRING) {
-        if (H5Tis_variable_str(t) > 0) {
-            char *v = NULL;
-            hid_t m = H5Tcopy(H5T_C_S1);
-            H5Tset_size(m, H5T_VARIABLE);
-            H5Tset_cset(m, H5Tget_cset(t));
-            if (H5Aread(a, m, &v) >= 0 && v) out = strdup(v);
-            if (v) H5free_memory(v);
-            H5Tclose(m);
-        } else {
-            size_t n = H5Tget_size(t);
-            out = calloc(n + 1, 1);
-            if (out && H5Aread(a, t, out) < 0) free(out), out = NULL;
-        }
-    }
-    H5Tclose(t), H5Aclose(a);
-    return out;
-}
-
-static int attr_num(hid_t f, const char *name, double *v) {
-    if (H5Aexists(f, name) <= 0) return -1;
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
-    H5Aclose(a);
-    return rc;
-}
-
 static int copy_attr(hid_t f, const char *path, const char *name, char *dst, size_t n, ps_error *err) {
-    char *s = attr_string(f, name);
+    char *s = h5_attr_string(f, name);
     if (!s) return ps_fail(err, "%s: attribute '%s' missing (re-run: make encoder-data)", path, name);
     snprintf(dst, n, "%s", s);
     free(s);
@@ -140,12 +109,12 @@ static int read_header(encoder_weights *w, hid_t f, const char *path, ps_error *
     if (copy_attr(f, path, "format", fmt, sizeof fmt, err)) return -1;
     if (strcmp(fmt, "presight-encoder-weights"))
         return ps_fail(err, "%s: format '%s', expected presight-encoder-weights", path, fmt);
-    if (attr_num(f, "format_version", &version) || version != 1)
+    if (h5_attr_double(f, "format_version", &version) || version != 1)
         return ps_fail(err, "%s: format_version missing or not 1", path);
     if (copy_attr(f, path, "encoder", w->encoder, sizeof w->encoder, err) ||
         copy_attr(f, path, "source", w->source, sizeof w->source, err))
         return -1;
-    if (attr_num(f, "input_size", &size) || attr_num(f, "norm_mul", &mul) || attr_num(f, "norm_sub", &sub))
+    if (h5_attr_double(f, "input_size", &size) || h5_attr_double(f, "norm_mul", &mul) || h5_attr_double(f, "norm_sub", &sub))
         return ps_fail(err, "%s: attribute input_size, norm_mul or norm_sub missing", path);
     char resize[64];
     if (copy_attr(f, path, "resize", resize, sizeof resize, err)) return -1;
@@ -154,7 +123,7 @@ static int read_header(encoder_weights *w, hid_t f, const char *path, ps_error *
     if (size < 8 || size > 4096 || mul == 0) return ps_fail(err, "%s: input_size %g or norm_mul %g out of range", path, size, mul);
     w->prep = (enc_preprocess){.size = (int)size, .norm_mul = (float)mul, .norm_sub = (float)sub};
     w->prep.pad_color = 127; /* both models' inputs are centred on 0.5 */
-    if (!(w->graph = attr_string(f, "graph"))) return ps_fail(err, "%s: attribute 'graph' missing", path);
+    if (!(w->graph = h5_attr_string(f, "graph"))) return ps_fail(err, "%s: attribute 'graph' missing", path);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cnn.h"
+#include "h5_attr.h"
 #include "image_set.h"
 
 /* IEEE half precision as an HDF5 type; the library converts float32 to it. */
@@ -35,35 +36,6 @@ static void put_int(hid_t obj, const char *name, long long v) {
     hid_t s = H5Screate(H5S_SCALAR), a = H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
     H5Awrite(a, H5T_NATIVE_LLONG, &v);
     H5Aclose(a), H5Sclose(s);
-}
-
-static char *get_str(hid_t obj, const char *name) {
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a);
-    char *out = NULL;
-    if (H5Tget_class(t) == H5T_STRING) {
-        if (H5Tis_variable_str(t) > 0) {
-            char *v = NULL;
-            hid_t m = H5Tcopy(H5T_C_S1);
-            H5Tset_size(m, H5T_VARIABLE);
-            H5Tset_cset(m, H5Tget_cset(t));
-            if (H5Aread(a, m, &v) >= 0 && v) out = strdup(v), H5free_memory(v);
-            H5Tclose(m);
-        } else {
-            size_t n = H5Tget_size(t);
-            if ((out = calloc(n + 1, 1)) && H5Aread(a, t, out) < 0) free(out), out = NULL;
-        }
-    }
-    H5Tclose(t), H5Aclose(a);
-    return out;
-}
-
-static int get_int(hid_t obj, const char *name, long long *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = H5Aget_type(a);
-    int rc = H5Tget_class(t) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, v) >= 0 ? 0 : -1;
-    H5Tclose(t), H5Aclose(a);
-    return rc;
 }
 
 /* ---- writer ------------------------------------------------------------- */
@@ -230,24 +202,24 @@ static int dataset_dims(hid_t f, const char *name, int rank, hsize_t *dims, H5T_
 
 static void check_attrs(features_file *ff, problems *p) {
     hid_t f = ff->file;
-    char *fmt = get_str(f, "format");
+    char *fmt = h5_attr_string(f, "format");
     long long version = 0, gh = 0, gw = 0;
     if (!fmt || strcmp(fmt, "presight-features")) problem(p, "attribute format is '%s', expected presight-features", fmt ? fmt : "(missing)");
-    if (get_int(f, "format_version", &version) || version != 1) problem(p, "attribute format_version missing or not 1");
+    if (h5_attr_int(f, "format_version", &version) || version != 1) problem(p, "attribute format_version missing or not 1");
     free(fmt);
     const char *names[] = {"encoder", "layer"};
     char *dst[] = {ff->m.encoder, ff->m.layer};
     for (int i = 0; i < 2; i++) {
-        char *v = get_str(f, names[i]);
+        char *v = h5_attr_string(f, names[i]);
         if (!v) problem(p, "attribute %s missing", names[i]);
         else snprintf(dst[i], 64, "%s", v);
         free(v);
     }
     char *v;
-    if ((v = get_str(f, "set"))) snprintf(ff->m.set, sizeof ff->m.set, "%s", v), free(v);
-    if ((v = get_str(f, "weights_sha256"))) snprintf(ff->m.weights_sha256, sizeof ff->m.weights_sha256, "%s", v), free(v);
-    if ((v = get_str(f, "preprocessing"))) snprintf(ff->m.preprocessing, sizeof ff->m.preprocessing, "%s", v), free(v);
-    if (get_int(f, "grid_h", &gh) || get_int(f, "grid_w", &gw) || gh < 1 || gw < 1)
+    if ((v = h5_attr_string(f, "set"))) snprintf(ff->m.set, sizeof ff->m.set, "%s", v), free(v);
+    if ((v = h5_attr_string(f, "weights_sha256"))) snprintf(ff->m.weights_sha256, sizeof ff->m.weights_sha256, "%s", v), free(v);
+    if ((v = h5_attr_string(f, "preprocessing"))) snprintf(ff->m.preprocessing, sizeof ff->m.preprocessing, "%s", v), free(v);
+    if (h5_attr_int(f, "grid_h", &gh) || h5_attr_int(f, "grid_w", &gw) || gh < 1 || gw < 1)
         problem(p, "integer attributes grid_h and grid_w missing or < 1");
     ff->m.grid_h = (int)gh, ff->m.grid_w = (int)gw;
 }

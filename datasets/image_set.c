@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5_attr.h"
 #include "image_io.h"
 
 struct image_set {
@@ -127,39 +128,15 @@ static int read_numeric(hid_t f, const char *file, const char *name, int rank, H
 }
 
 static int check_format(image_set *s, ps_error *err) {
-    if (H5Aexists(s->file, "format") <= 0 || H5Aexists(s->file, "format_version") <= 0)
-        return ps_fail(err, "%s: root attributes format / format_version missing (not a presight image set)", s->path);
-    hid_t a = H5Aopen(s->file, "format", H5P_DEFAULT), t = H5Aget_type(a);
-    char fmt[64] = "";
-    if (H5Tis_variable_str(t) > 0) {
-        char *v = NULL;
-        hid_t m = H5Tcopy(H5T_C_S1);
-        H5Tset_size(m, H5T_VARIABLE);
-        H5Tset_cset(m, H5Tget_cset(t));
-        if (H5Aread(a, m, &v) >= 0 && v) snprintf(fmt, sizeof fmt, "%s", v), H5free_memory(v);
-        H5Tclose(m);
-    } else if (H5Tget_class(t) == H5T_STRING && H5Tget_size(t) < sizeof fmt)
-        H5Aread(a, t, fmt);
-    H5Tclose(t), H5Aclose(a);
+    char *fmt = h5_attr_string(s->file, "format"), *set = h5_attr_string(s->file, "set");
     long long version = 0;
-    a = H5Aopen(s->file, "format_version", H5P_DEFAULT);
-    H5Aread(a, H5T_NATIVE_LLONG, &version);
-    H5Aclose(a);
-    if (strcmp(fmt, "presight-images") || version != 1)
-        return ps_fail(err, "%s: format '%s' version %lld, expected presight-images version 1", s->path, fmt, version);
-    if (H5Aexists(s->file, "set") > 0) {
-        a = H5Aopen(s->file, "set", H5P_DEFAULT), t = H5Aget_type(a);
-        if (H5Tis_variable_str(t) > 0) {
-            char *v = NULL;
-            hid_t m = H5Tcopy(H5T_C_S1);
-            H5Tset_size(m, H5T_VARIABLE);
-            H5Tset_cset(m, H5Tget_cset(t));
-            if (H5Aread(a, m, &v) >= 0 && v) snprintf(s->name, sizeof s->name, "%s", v), H5free_memory(v);
-            H5Tclose(m);
-        }
-        H5Tclose(t), H5Aclose(a);
-    }
-    return 0;
+    int bad = !fmt || strcmp(fmt, "presight-images") || h5_attr_int(s->file, "format_version", &version) || version != 1;
+    int rc = bad ? ps_fail(err, "%s: root attributes format '%s' / format_version %lld, expected presight-images / 1",
+                           s->path, fmt ? fmt : "(missing)", version)
+                 : 0;
+    if (set) snprintf(s->name, sizeof s->name, "%s", set);
+    free(fmt), free(set);
+    return rc;
 }
 
 static int open_h5(image_set *s, ps_error *err) {
