@@ -60,8 +60,9 @@ $(ENC_INC): $(ENC_NPM_STAMP) $(ENC_CONVERTER)
 
 $(ENC_SKIMAGE):
 	@mkdir -p $(ENC_DIR)/skimage.tmp
-	@cd $(ENC_DIR)/skimage.tmp && apt-get download python3-skimage=0.19.3-8 >/dev/null 2>&1 || \
-	  { echo "encoder data: apt-get download python3-skimage=0.19.3-8 failed (run apt-get update?)" >&2; exit 1; }
+	@cd $(ENC_DIR)/skimage.tmp && { apt-get download python3-skimage=0.19.3-8 >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1; apt-get download python3-skimage=0.19.3-8 >/dev/null 2>&1; }; } || \
+	  { echo "encoder data: apt-get download python3-skimage=0.19.3-8 failed (apt-get update as root, then retry)" >&2; exit 1; }
 	@got=$$(sha256sum $(ENC_DIR)/skimage.tmp/$(ENC_SKIMAGE_DEB) | cut -d' ' -f1); if [ "$$got" != "$(ENC_SKIMAGE_DEB_SHA)" ]; then \
 	  echo "encoder data: $(ENC_SKIMAGE_DEB) has SHA-256 $$got, expected $(ENC_SKIMAGE_DEB_SHA)" >&2; exit 1; fi
 	@dpkg -x $(ENC_DIR)/skimage.tmp/$(ENC_SKIMAGE_DEB) $(ENC_DIR)/skimage.tmp && rm $(ENC_DIR)/skimage.tmp/$(ENC_SKIMAGE_DEB)

@@ -107,7 +107,7 @@ static void run_picture(const char *id, int bgr, float *grid, int grid_block, fl
 
 /* Compares every block of the pictures named in only (NULL: all); returns
  * how many tensors failed. */
-static int compare_pooled(int bgr, const char *only) {
+static int compare_pooled(int bgr, const char *only, int control) {
     size_t n;
     char path[512];
     snprintf(path, sizeof path, "%s/pooled.f32", fx.golden);
@@ -129,13 +129,14 @@ static int compare_pooled(int bgr, const char *only) {
             double rel, maxrel;
             if (!agrees(got + off, want + (size_t)i * per + off, bi->c, &rel, &maxrel)) {
                 failed++;
-                if (!bgr) cr_log_error("%s, block %s: rel %.2e, max %.2e", id, bi->name, rel, maxrel);
+                if (!control) cr_log_error("%s, block %s: rel %.2e, max %.2e", id, bi->name, rel, maxrel);
             }
             if (rel > worst) worst = rel;
             off += bi->c;
         }
     }
-    cr_log_info("pooled (%s): worst relative L2 %.3e, %d tensors outside the tolerance", bgr ? "BGR" : "RGB", worst, failed);
+    cr_log_info("pooled (%s%s): worst relative L2 %.3e, %d tensors outside the tolerance", bgr ? "BGR" : "RGB",
+                control ? ", negative control" : "", worst, failed);
     free(got), free(want);
     return failed;
 }
@@ -167,7 +168,7 @@ static void check_grids(void) {
 
 Test(encoder, mobilenet_pooled_vectors_match_tfjs) {
     use_model("mobilenet_v2_mid");
-    cr_assert_eq(compare_pooled(0, NULL), 0);
+    cr_assert_eq(compare_pooled(0, NULL, 0), 0);
 }
 
 Test(encoder, mobilenet_grids_match_tfjs) {
@@ -180,12 +181,12 @@ Test(encoder, mobilenet_grids_match_tfjs) {
  * tensors, the first layers already differ; most must fail. */
 Test(encoder, mobilenet_bgr_input_fails_the_comparison) {
     use_model("mobilenet_v2_mid");
-    cr_assert_gt(compare_pooled(1, " chelsea coffee astronaut "), 45);
+    cr_assert_gt(compare_pooled(1, " chelsea coffee astronaut ", 1), 45);
 }
 
 Test(encoder, inception_pooled_vectors_match_tfjs) {
     use_model("inception_v3");
-    cr_assert_eq(compare_pooled(0, NULL), 0);
+    cr_assert_eq(compare_pooled(0, NULL, 0), 0);
 }
 
 Test(encoder, inception_grids_match_tfjs) {
@@ -207,6 +208,6 @@ Test(encoder, inception_wrong_padding_fails_the_comparison) {
     encoder_free(fx.enc);
     fx.enc = wrong;
     /* The grids change size (147 -> 149 wide after the stem), so compare pooled vectors. */
-    cr_assert_gt(compare_pooled(0, " chelsea coffee "), 20);
+    cr_assert_gt(compare_pooled(0, " chelsea coffee ", 1), 20);
     free(g);
 }
