@@ -128,7 +128,7 @@ function compare(run, g, outDir, name) {
     off += got.length;
   });
   const ok = worst <= 1e-6;
-  console.log(`encoder golden check: ${name}: TF.js today vs committed, worst block rel. L2 ${worst.toExponential(2)} ${ok ? 'ok' : 'FAILED'}`);
+  console.log(`encoder golden check: ${path.basename(outDir)}, ${name}: TF.js today vs committed, worst block rel. L2 ${worst.toExponential(2)} ${ok ? 'ok' : 'FAILED'}`);
   process.exit(ok ? 0 : 1);
 }
 
