@@ -120,4 +120,13 @@ for want in "attribute encoder missing" "attribute layer missing" "float16 or fl
             "'rocket' appears twice" "image set id 'broken' not in /ids"; do
   grep -q "$want" "$tmp/bad.log" || { cat "$tmp/bad.log"; fail "damaged file: '$want' not named"; }
 done
+# A missing weights file or an altered model package is named, with what to run.
+if $bin encode "$tmp/enc.cfg" encode.weights="$tmp/none.h5" encode.out_dir="$tmp/x" >"$tmp/miss.log" 2>&1; then fail "missing weights accepted"; fi
+grep -q "make encoder-data.*none.h5: cannot open" "$tmp/miss.log" || { cat "$tmp/miss.log"; fail "missing weights: no hint"; }
+model=data/encoders/npm/node_modules/nsfwjs/dist/models/mobilenet_v2_mid
+mkdir -p "$tmp/model" && cp "$model"/*.js "$tmp/model/" && printf '\n' >>"$tmp/model/group1-shard2of2.min.js"
+sha=$(sed -n 's/^ENC_MNV2_SHA *:= *//p' mk/encoders.mk)
+bash datasets/tools/encoder_check.sh "$model" "$sha" || fail "the installed model fails its own SHA-256"
+if bash datasets/tools/encoder_check.sh "$tmp/model" "$sha" 2>"$tmp/alt.log"; then fail "altered model accepted"; fi
+grep -q "expected $sha.*make encoder-data" "$tmp/alt.log" || { cat "$tmp/alt.log"; fail "altered model: no hint"; }
 echo "t_encode: ok"
