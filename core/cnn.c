@@ -3,6 +3,7 @@
 #include "cnn.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "blas.h"
@@ -28,49 +29,62 @@ size_t cnn_conv_scratch(int h, int w, int cin, int kh, int kw, int sh, int sw, i
     return (size_t)oh * ow * kh * kw * cin;
 }
 
-/* Row (oy, ox) of the patch matrix holds x[iy, ix, :] for ky, kx in order,
- * zeros outside the image: the HWIO kernel seen as [kh*kw*cin, cout]. */
-static void im2col(const float *x, int h, int w, int cin, int kh, int kw, int sh, int sw, int same, float *col) {
+/* Rows [lo, hi) of the patch matrix: row (oy, ox) holds x[iy, ix, :] for ky,
+ * kx in order, zeros outside the image: the HWIO kernel seen as
+ * [kh*kw*cin, cout]. */
+static void im2col_rows(const float *x, int h, int w, int cin, int kh, int kw, int sh, int sw, int same, int lo, int hi,
+                        float *col) {
     int ph, pw;
-    int oh = cnn_out_size(h, kh, sh, same, &ph), ow = cnn_out_size(w, kw, sw, same, &pw);
+    cnn_out_size(h, kh, sh, same, &ph);
+    int ow = cnn_out_size(w, kw, sw, same, &pw);
     size_t row = (size_t)kh * kw * cin;
-#pragma omp parallel for schedule(static)
-    for (int oy = 0; oy < oh; oy++)
-        for (int ox = 0; ox < ow; ox++) {
-            float *dst = col + ((size_t)oy * ow + ox) * row;
-            for (int ky = 0; ky < kh; ky++) {
-                int iy = oy * sh - ph + ky;
-                for (int kx = 0; kx < kw; kx++, dst += cin) {
-                    int ix = ox * sw - pw + kx;
-                    if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-                        memset(dst, 0, sizeof(float) * cin);
-                    else
-                        memcpy(dst, x + ((size_t)iy * w + ix) * cin, sizeof(float) * cin);
-                }
+    for (int r = lo; r < hi; r++) {
+        int oy = r / ow, ox = r % ow;
+        float *dst = col + (size_t)r * row;
+        for (int ky = 0; ky < kh; ky++) {
+            int iy = oy * sh - ph + ky;
+            for (int kx = 0; kx < kw; kx++, dst += cin) {
+                int ix = ox * sw - pw + kx;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                    memset(dst, 0, sizeof(float) * cin);
+                else
+                    memcpy(dst, x + ((size_t)iy * w + ix) * cin, sizeof(float) * cin);
             }
         }
+    }
 }
 
-static void bias_act(float *y, size_t rows, int c, const float *bias, enum cnn_act act) {
-#pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
+static void bias_act(float *y, size_t lo, size_t hi, int c, const float *bias, enum cnn_act act) {
+    for (size_t r = lo; r < hi; r++) {
         float *v = y + r * c;
         for (int i = 0; i < c; i++) v[i] = activate(v[i] + bias[i], act);
     }
 }
 
+/* One parallel region per conv: each thread builds its own rows of the patch
+ * matrix, multiplies them (blas_gemm runs one call per thread inside a region)
+ * and adds bias + activation while they are in cache; three barriers became
+ * one, which matters on a shared machine where a late thread stalls the rest. */
 void cnn_conv2d(const float *x, int h, int w, int cin, const float *wt, const float *bias, int kh, int kw, int cout,
                 int sh, int sw, int same, enum cnn_act act, float *y, float *scratch) {
     int ph, pw;
-    int oh = cnn_out_size(h, kh, sh, same, &ph), ow = cnn_out_size(w, kw, sw, same, &pw);
-    const float *a = x;
-    if (cnn_conv_scratch(h, w, cin, kh, kw, sh, sw, same)) {
-        im2col(x, h, w, cin, kh, kw, sh, sw, same, scratch);
-        a = scratch;
+    int rows = cnn_out_size(h, kh, sh, same, &ph) * cnn_out_size(w, kw, sw, same, &pw);
+    int direct = cnn_conv_scratch(h, w, cin, kh, kw, sh, sw, same) == 0, k = kh * kw * cin;
+    double macs = (double)rows * k * cout;
+#pragma omp parallel if (macs > 2e6)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int lo = (int)((long)rows * t / nt), hi = (int)((long)rows * (t + 1) / nt);
+        if (hi > lo) {
+            const float *a = x + (size_t)lo * cin;
+            if (!direct) {
+                im2col_rows(x, h, w, cin, kh, kw, sh, sw, same, lo, hi, scratch);
+                a = scratch + (size_t)lo * k;
+            }
+            blas_gemm(0, 0, hi - lo, cout, k, 1.0f, a, k, wt, cout, 0.0f, y + (size_t)lo * cout, cout);
+            bias_act(y, lo, hi, cout, bias, act);
+        }
     }
-    int k = kh * kw * cin;
-    blas_gemm(0, 0, oh * ow, cout, k, 1.0f, a, k, wt, cout, 0.0f, y, cout);
-    bias_act(y, (size_t)oh * ow, cout, bias, act);
 }
 
 void cnn_depthwise(const float *x, int h, int w, int c, const float *wt, const float *bias, int kh, int kw, int sh,
