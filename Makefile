@@ -28,7 +28,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS  ?= -O3 -march=native -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp $(LAYER_INC) -MMD -MP
-LDLIBS  += $(PKG_LIBS) -fopenmp -ldl -lm -lz
+LDLIBS  += $(PKG_LIBS) -fopenmp -ldl -lm -lz -lpng -ljpeg
 
 # Include paths by layer (pattern-specific, so each object gets its folder's).
 # core/ sees neither MPI's nor HDF5's headers; tests, tools and benchmarks

@@ -47,6 +47,8 @@ for strategy in ddp fsdp; do
       train.micro_batch=$((8 / np)) parallel.strategy=$strategy | tee "$tmp/dist-$strategy-$np.json"
   done
 done
+echo "== vision encoder: presight MobileNetV2-1.4 vs PyTorch (oneDNN convolutions) vs TF.js, batch 1"
+bash bench/encode.sh "$tmp"
 echo "== checkpoint write vs a plain sequential write of the same bytes, same disk"
 mkdir -p build/ckpt-bench
 mpirun -np 2 build/tests/tools/ckpt_tool bench 256 build/ckpt-bench 3 | tail -n 1 | tee "$tmp/ckpt.json"
@@ -98,6 +100,8 @@ ck = json.load(open(f"{tmp}/ckpt.json"))
 res["ckpt_write_mb_s"] = ck["ckpt_mb_s"]
 res["disk_write_mb_s"] = ck["disk_mb_s"]
 res["ckpt_write_vs_disk"] = ck["ratio"]
+enc = json.load(open(f"{tmp}/encode.json"))
+res.update(enc)
 json.dump(res, open(out, "w"), indent=2)
 print()
 print(f"machine: {res['machine']}; BLAS: {res['blas']}; model: {ps['params']/1e6:.1f}M params, {ps['tokens_per_step']:.0f} tokens/step")
@@ -118,6 +122,9 @@ rows = [
     ("ddp_comm_vs_theory", f"{res['ddp_comm_vs_theory']:.2f}", "payload / 2 x param bytes"),
     ("ckpt_write_vs_disk", f"{res['ckpt_write_vs_disk']:.2f}",
      f"{ck['ckpt_mb_s']:.0f} vs {ck['disk_mb_s']:.0f} MB/s; target >= 0.7"),
+    ("encode_images_per_s", f"{enc['encode_images_per_s']:.1f} img/s", f"PyTorch {enc['encode_pytorch_images_per_s']:.1f}, TF.js {enc['encode_tfjs_images_per_s']:.2f}"),
+    ("encode_vs_pytorch", f"{enc['encode_vs_pytorch']:.2f}x", "target >= 1.0 (aim 1.5)"),
+    ("encode_conv_vs_sgemm", f"{enc['encode_conv_vs_sgemm']:.2f}", f"GEMM convs {enc['encode_conv_gflops']:.1f} GFLOP/s"),
 ]
 w = max(len(r[0]) for r in rows)
 print(f"{'measure':<{w}}  {'throughput':>14}  {'rate':>24}")

@@ -9,6 +9,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
 /* Commands whose stage has not landed yet: say so plainly. */
 int cmd_later(int argc, char **argv);
 

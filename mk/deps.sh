@@ -16,7 +16,9 @@ packages=(
   fortunes                            # quickstart corpus (literature)
   clang                               # fuzz targets (libFuzzer, mk/fuzz.mk)
   python3-torch python3-h5py python3-numpy   # the PyTorch reference test
+  python3-torch python3-h5py python3-numpy python3-pil   # the PyTorch reference tests
   nodejs npm                          # reference tokenizers and vocabularies (npm)
+  libpng-dev libjpeg-dev libjpeg-turbo-progs   # pictures for the vision encoders; djpeg is the JPEG reference
 )
 
 missing=()
