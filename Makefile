@@ -127,4 +127,4 @@ quickstart-data:
 bench-data:
 
 -include $(wildcard mk/*.mk)
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -type f -name '*.d' 2>/dev/null)
