@@ -148,7 +148,8 @@ def build_captions(out, seed, prof, trees, wn, emoji, stamps, renderer):
         iid = "flag:" + f["file"].split("flags/", 1)[1]
         w.add(iid, rgb, "kgeography-data:/" + f["file"])
         recs.append({"id": iid, "image": iid, "kind": "flag", "name": f["name"], "capital": f["capital"],
-                     "country": f["country"], "caption": "The flag of %s." % f["name"], "file": f["file"],
+                     "country": f["country"], "within": f.get("within"), "within_all": f.get("within_all"),
+                     "caption": "The flag of %s." % f["name"], "file": f["file"],
                      "key": key, "split": "eval" if heldout.heldout(key) else "train"})
         prog.step()
     for e in ems:
@@ -311,15 +312,18 @@ def build_charts(out, seed, prof, trees):
     prog = Progress("charts", n_train + n_eval)
     for role, n in (("train", n_train), ("eval", n_eval)):
         pool = by_role[role]
-        j = 0
+        j, used = 0, set()
         for attempt in range(20 * n):
             if j == n:
                 break
             r = rng_for(seed, "chart", role, attempt)
-            spec = pool[int(r.integers(len(pool)))]
+            kind = ("bar", "line")[j % 2]  # as many bar charts as line charts
+            kinds = [s for s in pool if s[1] == kind] or pool
+            spec = kinds[int(r.integers(len(kinds)))]
             pts = render.select_points(spec, r)
-            if not pts:
+            if not pts or (spec[0], tuple(p[0] for p in pts)) in used:
                 continue
+            used.add((spec[0], tuple(p[0] for p in pts)))
             annotate = bool(r.random() < 0.5)
             rgb = render.render_chart(spec, pts, r, annotate)
             iid = "chart:%s:%05d" % (role, j)
@@ -413,6 +417,8 @@ def build_tasks(out, seed, prof, wn, caps, scenes, texts, charts, language, cate
     flags = [c for c in caps if c["kind"] == "flag"]
     countries = sorted({f["name"] for f in flags})
     capitals = sorted({f["capital"] for f in flags if f["capital"]})
+    places = {k: sorted({f["within"] for f in flags if f.get("within") and f["country"] == k})
+              for k in (True, False)}
     words = sorted({t["text"] for t in texts})
     vqa, existence, visual, align = [], [], [], []
 
@@ -420,7 +426,7 @@ def build_tasks(out, seed, prof, wn, caps, scenes, texts, charts, language, cate
         r = rng_for(seed, "items", rec["id"])
         if set_name == "captions":
             if rec["kind"] == "flag":
-                return tasks.knowledge_items(rec, r, countries, capitals)
+                return tasks.knowledge_items(rec, r, countries, capitals, places)
             return tasks.general_items(rec, r, names, categories)
         if set_name == "scenes":
             return tasks.spatial_items(rec, r) + tasks.scene_colour_items(rec, r)
@@ -515,6 +521,7 @@ SET_CARDS = {
 
 
 def build(out, profile, seed):
+    out = os.path.realpath(out)  # data/ or data/images may be a link: commit beside the real folder
     prof = PROFILES[profile]
     pkg_profile = "full" if profile == "full" else "small"
     key = code_key(profile, seed)
@@ -546,7 +553,10 @@ def build(out, profile, seed):
     bgs = {"train": bg_train, "eval": bg_eval}
     flags_all = pictures.load_flags(trees["kgeography-data"])
     summary = {"profile": profile, "seed": seed, "heldout_permille": heldout.HELDOUT_PERMILLE,
-               "language_share": LANGUAGE_SHARE, "categories": categories, "sets": {}}
+               "language_share": LANGUAGE_SHARE, "sets": {},
+               "categories": {c: {"train": [f["file"] for f in pool_train[c]],
+                                  "eval": [f["file"] for f in pool_eval[c]]} for c in categories},
+               "backgrounds": {"train": [b["file"] for b in bg_train], "eval": [b["file"] for b in bg_eval]}}
     caps, c1 = build_captions(tmp, seed, prof, trees, wn, emoji, stamps, renderer)
     scenes, c2 = build_scenes(tmp, seed, prof, trees, wn, {"train": pool_train, "eval": pool_eval}, bgs, renderer)
     words = text_words(flags_all, emoji, seed)

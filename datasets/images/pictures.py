@@ -89,12 +89,13 @@ def head_noun(name, wn):
 def load_flags(tree):
     """One entry per flag file: name, capital, and whether it is a country
     (named in a continent or world map) or a region."""
-    continents = {"africa.kgm", "asia.kgm", "europe.kgm", "north_america.kgm", "south_america.kgm",
-                  "oceania.kgm", "world.kgm", "america.kgm", "central_america.kgm"}
+    continents = {"africa.kgm", "asia.kgm", "europe.kgm", "ncamerica.kgm", "southamerica.kgm",
+                  "caribbean.kgm", "oceania.kgm", "world.kgm"}
     seen = {}
     for path in sorted(glob.glob(os.path.join(tree, KG, "*.kgm"))):
         base = os.path.basename(path)
         root = ET.parse(path).getroot()
+        map_name = (root.findtext("name") or "").strip()
         for d in root.iter("division"):
             flag, name = d.findtext("flag"), d.findtext("name")
             if not flag or not name or d.findtext("ignore") == "yes":
@@ -108,6 +109,10 @@ def load_flags(tree):
             e["maps"].append(base)
             if base in continents:
                 e["country"] = True
+            # where it lies: a continent for a country, the country for a region
+            if base != "world.kgm" and map_name and (base in continents or not e["country"]):
+                e.setdefault("within", map_name)
+                e.setdefault("within_all", []).append(map_name)  # never a distractor
     return [seen[k] for k in sorted(seen)]
 
 

@@ -108,8 +108,10 @@ def select_points(spec, rng):
     """A bar chart shows 4-7 of its labels (values distinct, so that the
     highest is one bar); a line chart all its points."""
     key, kind, title, pts, unit, table = spec
-    if kind == "line":
-        return pts
+    if kind == "line":  # a window of 6 or more consecutive points
+        n = int(rng.integers(6, len(pts) + 1))
+        lo = int(rng.integers(0, len(pts) - n + 1))
+        return pts[lo:lo + n]
     for _ in range(20):
         n = int(rng.integers(4, min(7, len(pts)) + 1))
         idx = sorted(rng.choice(len(pts), size=n, replace=False))

@@ -82,7 +82,7 @@ def scene_colour_items(rec, rng):
 
 # ---------------------------------------------------------------- Knowledge
 
-def knowledge_items(rec, rng, countries, capitals):
+def knowledge_items(rec, rng, countries, capitals, places):
     out = []
     name = rec["name"]
     what = "country" if rec.get("country") else "country or region"
@@ -91,6 +91,15 @@ def knowledge_items(rec, rng, countries, capitals):
         out.append(item("Which %s's flag is this?" % what, ch, i, name, "Knowledge", "flag-country"))
     out.append(item("This is the flag of a %s. Which one? Answer with its name." % what, None, None, name,
                     "Knowledge", "flag-country"))
+    if rec.get("within"):
+        if rec.get("country"):
+            q = "This is the flag of a country. On which continent or in which region of the world is it?"
+        else:
+            q = "This is the flag of a region. In which country (or larger area) is it?"
+        ch, i = mc(rng, rec["within"], [p for p in places[bool(rec.get("country"))]
+                                        if p not in rec.get("within_all", [])])
+        if ch:
+            out.append(item(q, ch, i, rec["within"], "Knowledge", "flag-place"))
     if rec.get("capital"):
         ch, i = mc(rng, rec["capital"], capitals)
         if ch:
