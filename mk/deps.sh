@@ -17,7 +17,6 @@ packages=(
   python3-torch python3-h5py python3-numpy   # the PyTorch reference test
   nodejs npm                          # reference tokenizers and vocabularies (npm)
   python3-pil python3-matplotlib      # the image sets: decoding, FreeType text, charts (make images)
-  tesseract-ocr tesseract-ocr-eng     # the image sets' legibility check (make images-ocr, t_images)
 )
 
 missing=()

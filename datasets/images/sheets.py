@@ -85,6 +85,9 @@ def all_sheets(dir_):
 
 
 def ocr_check(dir_, sample):
+    import shutil
+    if not shutil.which("tesseract"):
+        raise store.Error("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-eng)")
     r = store.SetReader(os.path.join(dir_, "text.h5"))
     recs = _sample(store.read_jsonl(os.path.join(dir_, "text.jsonl")), sample)
     ok, bad = 0, []
