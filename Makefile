@@ -158,7 +158,7 @@ quickstart-data:
 bench-data:
 
 -include $(wildcard mk/*.mk)
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -type f -name '*.d' 2>/dev/null)
 
 # `make print-INC_core` etc.: a variable's value, for scripts (tests/t_layers.sh).
 print-%:

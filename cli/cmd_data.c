@@ -140,11 +140,11 @@ static void ingest_summary(const ingest_options *o, const ingest_result *r) {
            r->seconds, r->bytes_now / 1e6 / (r->seconds > 1e-9 ? r->seconds : 1e-9));
     printf("%s: skipped: %llu unreadable files, %llu binary files, %llu malformed lines, %llu empty documents; "
            "%llu documents with invalid UTF-8 (%llu sequences, tokenized as bytes); %llu extra documents from "
-           "long files\n",
+           "long files; %llu held-out documents (evaluation material)\n",
            o->source, (unsigned long long)c->unreadable_files, (unsigned long long)c->binary_files,
            (unsigned long long)c->malformed_lines, (unsigned long long)c->empty_documents,
            (unsigned long long)c->invalid_utf8_documents, (unsigned long long)c->invalid_utf8_sequences,
-           (unsigned long long)c->split_documents);
+           (unsigned long long)c->split_documents, (unsigned long long)c->heldout_documents);
 }
 
 static int data_ingest(int argc, char **argv) {
@@ -486,6 +486,7 @@ static const struct {
     {"tokenizer", data_tokenizer, "train a byte-level BPE vocabulary (.tiktoken) on some text"},
     {"label", data_label, "tag every segment of the shards: reasoning (code, math, science), visual (concept, ...)"},
     {"mix", data_mix, "realised source shares, reasoning and visual shares of a mixture config"},
+    {"images", data_images, "the default image sets (captions, scenes, text, charts) and their tasks; import"},
 };
 
 static void data_help(FILE *out) {

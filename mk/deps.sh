@@ -19,6 +19,7 @@ packages=(
   python3-torch python3-h5py python3-numpy python3-pil   # the PyTorch reference tests
   nodejs npm                          # reference tokenizers and vocabularies (npm)
   libpng-dev libjpeg-dev libjpeg-turbo-progs   # pictures for the vision encoders; djpeg is the JPEG reference
+  python3-pil python3-matplotlib      # the image sets: decoding, FreeType text, charts (make images)
 )
 
 missing=()

@@ -25,6 +25,7 @@
 #include <zlib.h>
 
 #include "sha256.h"
+#include "heldout.h"
 #include "shards.h"
 #include "tokenizer.h"
 
@@ -389,6 +390,12 @@ static int next_jsonl(doc_reader *r, ingest_doc *d) {
             report(r, line, "empty document; skipped");
             continue;
         }
+        json_object *id = NULL;
+        if (json_object_object_get_ex(r->obj, "id", &id) && json_object_is_type(id, json_type_string) &&
+            ps_heldout_document(json_object_get_string(id), (size_t)json_object_get_string_len(id))) {
+            r->counts->heldout_documents++; /* evaluation material: never pretrained on */
+            continue;
+        }
         check_utf8(r, text, len, line);
         *d = (ingest_doc){text, len, line, r->offset, r->line};
         return 1;
@@ -518,6 +525,7 @@ static const struct {
     {"invalid_utf8_documents", offsetof(ingest_counts, invalid_utf8_documents)},
     {"invalid_utf8_sequences", offsetof(ingest_counts, invalid_utf8_sequences)},
     {"split_documents", offsetof(ingest_counts, split_documents)},
+    {"heldout_documents", offsetof(ingest_counts, heldout_documents)},
 };
 #define N_COUNT_FIELDS ((int)(sizeof COUNT_FIELDS / sizeof COUNT_FIELDS[0]))
 

@@ -42,6 +42,7 @@ typedef struct ingest_counts {
     uint64_t invalid_utf8_documents;   /* still tokenized, as bytes */
     uint64_t invalid_utf8_sequences;
     uint64_t split_documents; /* extra documents from text files longer than max_doc_bytes */
+    uint64_t heldout_documents; /* JSONL documents whose "id" is in the held-out partition (heldout.h): skipped */
 } ingest_counts;
 
 typedef struct ingest_options {

@@ -35,7 +35,8 @@ done
 import json, sys
 c = json.load(open(sys.argv[1]))
 want = {"empty_documents": 3, "malformed_lines": 5, "unreadable_files": 2, "binary_files": 1,
-        "invalid_utf8_documents": 2, "invalid_utf8_sequences": 6, "split_documents": 2}
+        "invalid_utf8_documents": 2, "invalid_utf8_sequences": 6, "split_documents": 2,
+        "heldout_documents": 0}
 assert c["issues"] == want, c["issues"]
 assert c["documents"] == 21 and c["files"] == 12 and c["licence"].startswith("not stated"), c
 PY
