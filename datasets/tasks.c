@@ -658,18 +658,17 @@ static int load_setting(loader *L, const config_setting_t *s) {
     return fail_at(L, s, "unknown key '%s'%s", key, "");
 }
 
-static int require(loader *L, const config_t *cfg, int have, const char *key, const char *why) {
-    if (have) return 0;
-    return ps_fail(L->err, "%s: '%s' is required (%s)", L->file, key, why), (void)cfg, -1;
+static int require(loader *L, int have, const char *key, const char *why) {
+    return have ? 0 : ps_fail(L->err, "%s: '%s' is required (%s)", L->file, key, why);
 }
 
 /* What each kind and scorer needs. */
-static int check_complete(loader *L, const config_t *cfg) {
+static int check_complete(loader *L) {
     task_def *t = L->t;
     int rc = 0;
-    rc |= require(L, cfg, t->name != NULL, "name", "every task");
-    rc = rc ? rc : require(L, cfg, t->data != NULL, "data", "the JSONL file the items are read from");
-    rc = rc ? rc : require(L, cfg, t->scorer != NULL, "scorer", "how items are scored");
+    rc |= require(L, t->name != NULL, "name", "every task");
+    rc = rc ? rc : require(L, t->data != NULL, "data", "the JSONL file the items are read from");
+    rc = rc ? rc : require(L, t->scorer != NULL, "scorer", "how items are scored");
     if (rc) return -1;
     int ok = 0;
     for (int i = 0; scorers_by_kind[t->kind][i]; i++) ok |= !strcmp(t->scorer, scorers_by_kind[t->kind][i]);
@@ -680,33 +679,33 @@ static int check_complete(loader *L, const config_t *cfg) {
                                                !strcmp(t->scorer, "existence")));
     switch (t->kind) {
     case TASK_MULTIPLE_CHOICE:
-        rc = require(L, cfg, t->context.text != NULL, "context", "multiple_choice");
+        rc = require(L, t->context.text != NULL, "context", "multiple_choice");
         break;
     case TASK_PARTIAL:
-        rc = require(L, cfg, t->target.text != NULL, "target", "partial: the fixed continuation");
+        rc = require(L, t->target.text != NULL, "target", "partial: the fixed continuation");
         break;
     case TASK_LOGLIKELIHOOD:
-        rc = require(L, cfg, t->context.text && t->target.text, "context and target", "loglikelihood");
+        rc = require(L, t->context.text && t->target.text, "context and target", "loglikelihood");
         break;
-    case TASK_ROLLING: rc = require(L, cfg, t->text.text != NULL, "text", "rolling"); break;
+    case TASK_ROLLING: rc = require(L, t->text.text != NULL, "text", "rolling"); break;
     case TASK_VQA:
-        rc = require(L, cfg, t->context.text != NULL, "context", "vqa: the question");
+        rc = require(L, t->context.text != NULL, "context", "vqa: the question");
         if (!rc && !needs_label)
-            rc = require(L, cfg, t->answers.text != NULL, "answers", "the field holding the answer(s)");
+            rc = require(L, t->answers.text != NULL, "answers", "the field holding the answer(s)");
         if (!rc && (!strcmp(t->scorer, "mme") || !strcmp(t->scorer, "mmbench")))
-            rc = require(L, cfg, t->group.text != NULL, "group", "the field grouping items (image, circular copies)");
+            rc = require(L, t->group.text != NULL, "group", "the field grouping items (image, circular copies)");
         if (!rc && !strcmp(t->scorer, "existence"))
-            rc = require(L, cfg, t->area_share.text != NULL, "area_share", "existence by size");
+            rc = require(L, t->area_share.text != NULL, "area_share", "existence by size");
         break;
     }
     if (!rc && needs_label) {
-        rc = require(L, cfg, has_choices, "choices or choices_from", "the options");
+        rc = require(L, has_choices, "choices or choices_from", "the options");
         if (!rc && t->n_choices && t->choices_from.text)
             rc = ps_fail(L->err, "%s: give choices or choices_from, not both", L->file);
-        if (!rc) rc = require(L, cfg, t->label_kind != LABEL_NONE, "label_kind", "how the gold answer is written");
-        if (!rc && t->label_kind != LABEL_CONST) rc = require(L, cfg, t->label.text != NULL, "label", "the gold field");
+        if (!rc) rc = require(L, t->label_kind != LABEL_NONE, "label_kind", "how the gold answer is written");
+        if (!rc && t->label_kind != LABEL_CONST) rc = require(L, t->label.text != NULL, "label", "the gold field");
         if (!rc && t->label_kind == LABEL_KEY)
-            rc = require(L, cfg, t->label_keys.text != NULL, "label_keys", "label_kind key: the list of keys");
+            rc = require(L, t->label_keys.text != NULL, "label_keys", "label_kind key: the list of keys");
     }
     return rc;
 }
@@ -760,7 +759,7 @@ int task_load(task_def **out, const char *path, int n_overrides, char **override
     if (maps) rc = load_maps(&L, maps);
     for (int i = 0; !rc && i < config_setting_length(root); i++) rc = load_setting(&L, config_setting_get_elem(root, (unsigned)i));
     for (int i = 0; !rc && i < n_overrides; i++) rc = apply_override(t, overrides[i], err);
-    if (!rc) rc = check_complete(&L, &cfg);
+    if (!rc) rc = check_complete(&L);
     config_destroy(&cfg);
     if (rc) {
         task_free(t);
