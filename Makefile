@@ -71,7 +71,7 @@ LIB      := $(BUILD)/libpresight.a
 BIN      := $(BUILD)/presight
 
 # The double-precision twin of the numeric core, for gradient checks.
-F64_SRC  := core/model.c core/backend_cpu.c core/blas.c core/error.c core/rng.c
+F64_SRC  := core/model.c core/backend_cpu.c core/blas.c core/error.c core/rng.c core/projector.c core/decode.c
 F64_OBJ  := $(F64_SRC:%.c=$(BUILD)/f64/%.o)
 
 # stages/ (the eval scoring files for now) until per-layer include paths define INC_stages.

@@ -44,8 +44,10 @@ static void print_count(const char *what, double n) {
 
 static void print_params(const run_config *cfg, const model_layout *L) {
     const model_config *c = &cfg->model;
-    double embed = (double)L->units[0].size, blocks = 0, head = (double)L->units[L->n_units - 1].size;
-    for (int u = 1; u < L->n_units - 1; u++) blocks += (double)L->units[u].size;
+    /* The decoder's units: embedding, blocks, final norm + head (units past llm_units are extras, a projector). */
+    int head_unit = L->llm_units - 1;
+    double embed = (double)L->units[0].size, blocks = 0, head = (double)L->units[head_unit].size;
+    for (int u = 1; u < head_unit; u++) blocks += (double)L->units[u].size;
     printf("%s: %d layers, dim %d, %d heads (%d kv, head dim %d), ffn %d, vocab %d, context %d, %s head\n",
            cfg->source, c->layers, c->dim, c->heads, c->kv_heads, L->head_dim, c->ffn_dim, c->vocab, c->context,
            c->tied_head ? "tied" : "untied");

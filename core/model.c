@@ -415,14 +415,19 @@ static real *head_of(const model_params *p, const model_layout *L) {
 }
 static int trains(const model *m, int unit) { return m->layout.units[unit].trainable; }
 
-static void hook_acquire(const model *m, int unit, int backward) {
-    if (m->hooks && m->hooks->acquire) m->hooks->acquire(m->hooks->ctx, unit, backward);
+/* A failed hook fills err and makes the pass return -1 before it touches the unit. */
+static int hook_acquire(const model *m, int unit, int backward, ps_error *err) {
+    if (m->hooks && m->hooks->acquire && m->hooks->acquire(m->hooks->ctx, unit, backward))
+        return ps_fail(err, "unit %d could not be gathered for the %s pass", unit, backward ? "backward" : "forward");
+    return 0;
 }
 static void hook_release(const model *m, int unit, int backward) {
     if (m->hooks && m->hooks->release) m->hooks->release(m->hooks->ctx, unit, backward);
 }
-static void hook_grad_ready(const model *m, int unit) {
-    if (m->hooks && m->hooks->grad_ready) m->hooks->grad_ready(m->hooks->ctx, unit);
+static int hook_grad_ready(const model *m, int unit, ps_error *err) {
+    if (m->hooks && m->hooks->grad_ready && m->hooks->grad_ready(m->hooks->ctx, unit))
+        return ps_fail(err, "the gradient of unit %d could not be reduced", unit);
+    return 0;
 }
 
 /* One block's saved activations: slot l, or the single shared slot when recomputing. */
@@ -652,7 +657,7 @@ int model_forward_batch(model *m, const model_params *P, model_activations *a, c
     if (bt->hidden)
         for (size_t j = 0; j < (size_t)bt->n_groups * (c->layers + 1) * D; j++) bt->hidden[j] = 0;
 
-    hook_acquire(m, 0, 0);
+    if (hook_acquire(m, 0, 0, err)) return -1;
     ops->embedding_forward(a->x, a->tok, embedding_of(P), n, D);
     hook_release(m, 0, 0);
     if (a->n_embeds) { /* embedding rows: the token rows are 0 there, so adding the gathered rows places them */
@@ -661,15 +666,14 @@ int model_forward_batch(model *m, const model_params *P, model_activations *a, c
     }
     if (bt->hidden) pool_level(m, bt, a->x, 0);
     for (int l = 0; l < c->layers; l++) {
-        hook_acquire(m, 1 + l, 0);
+        if (hook_acquire(m, 1 + l, 0, err)) return -1;
         block_params w = block_view(P, L, l);
         block_acts b = block_slot(m, a, l);
         block_forward(m, &w, a, &b, l, &cu, 1);
         hook_release(m, 1 + l, 0);
         if (bt->hidden && l + 1 < c->layers) pool_level(m, bt, b.x_out, l + 1);
     }
-    hook_acquire(m, head, 0);
-    if (c->tied_head) hook_acquire(m, 0, 0);
+    if (hook_acquire(m, head, 0, err) || (c->tied_head && hook_acquire(m, 0, 0, err))) return -1;
     ops->rmsnorm_forward(a->lnf, a->rstdf, residual(m, a, c->layers), final_norm_of(P, L), n, D, (float)c->norm_eps);
     linear(m, a, a->logits, a->lnf, head_of(P, L), n, D, c->vocab);
     if (c->tied_head) hook_release(m, 0, 0);
@@ -722,30 +726,29 @@ int model_backward_batch(model *m, const model_params *P, model_params *G, model
     int counted = 0;
     ops->cross_entropy(a->logits, a->tgt, n, c->vocab, -1, scale, &counted);
 
-    hook_acquire(m, head, 1);
-    if (tied) hook_acquire(m, 0, 1);
+    if (hook_acquire(m, head, 1, err) || (tied && hook_acquire(m, 0, 1, err))) return -1;
     ops->matmul_backward(a->dln, head_trains ? head_of(G, L) : NULL, a->logits, a->lnf, head_of(P, L), n, D,
                          c->vocab);
     ops->zero(a->dx, nD);
     ops->rmsnorm_backward(a->dx, trains(m, head) ? final_norm_of(G, L) : NULL, a->dln, residual(m, a, c->layers),
                           final_norm_of(P, L), a->rstdf, n, D);
-    if (trains(m, head)) hook_grad_ready(m, head);
+    if (trains(m, head) && hook_grad_ready(m, head, err)) return -1;
     hook_release(m, head, 1);
     int l = c->layers - 1;
     for (; l >= 0 && (trains(m, 1 + l) || needs_grad_below(m, bt, l)); l--) {
-        hook_acquire(m, 1 + l, 1);
+        if (hook_acquire(m, 1 + l, 1, err)) return -1;
         block_params w = block_view(P, L, l), g = {0};
         if (trains(m, 1 + l)) g = block_view(G, L, l);
         block_acts b = block_slot(m, a, l);
         if (a->recompute) block_forward(m, &w, a, &b, l, NULL, 0);
         block_backward(m, &w, &g, a, &b);
-        if (trains(m, 1 + l)) hook_grad_ready(m, 1 + l);
+        if (trains(m, 1 + l) && hook_grad_ready(m, 1 + l, err)) return -1;
         hook_release(m, 1 + l, 1);
     }
     if (l < 0 && trains(m, 0)) { /* every block was visited: dx is d(embedding output) */
-        if (!tied) hook_acquire(m, 0, 1);
+        if (!tied && hook_acquire(m, 0, 1, err)) return -1;
         ops->embedding_backward(embedding_of(G), a->dx, a->tok, n, D);
-        hook_grad_ready(m, 0);
+        if (hook_grad_ready(m, 0, err)) return -1;
         hook_release(m, 0, 1);
     } else if (tied) {
         hook_release(m, 0, 1);

@@ -133,12 +133,16 @@ const real *model_logits(const model_activations *a);
  * and in backward order last (and 0 when tied), layers..1, 0. After
  * acquire(u) the params' unit[u] pointer must be valid; after release(u) the
  * model does not touch it until the next acquire. grad_ready(u) follows the
- * last write into the gradient of unit u in a backward pass. */
+ * last write into the gradient of unit u in a backward pass. acquire and
+ * grad_ready return 0, or -1 when the unit could not be gathered or reduced
+ * (out of memory, a failed collective): the pass then stops at once, touches
+ * no parameter of that unit, and returns -1; the hooks' owner holds the
+ * message. */
 typedef struct model_hooks {
     void *ctx;
-    void (*acquire)(void *ctx, int unit, int backward);
+    int (*acquire)(void *ctx, int unit, int backward);
     void (*release)(void *ctx, int unit, int backward);
-    void (*grad_ready)(void *ctx, int unit);
+    int (*grad_ready)(void *ctx, int unit);
 } model_hooks;
 
 /* The model: layout + the backend it runs on + a RoPE table. */

@@ -82,37 +82,29 @@ static int finish_scatter(sharded_state *s, int u) {
     return 0;
 }
 
-static void fsdp_acquire(void *ctx, int u, int backward) {
+static int fsdp_acquire(void *ctx, int u, int backward) {
     sharded_state *s = ctx;
-    if (s->hook_failed) return;
-    if (start_gather(s, u)) {
-        hook_fail(s);
-        return;
-    }
+    if (s->hook_failed) return -1;
+    if (start_gather(s, u)) return hook_fail(s);
     if (s->gather_pending[u]) {
         int rc = comm_wait(s->gather_pending[u], &s->hook_error);
         s->gather_pending[u] = NULL;
-        if (rc) {
-            hook_fail(s);
-            return;
-        }
+        if (rc) return hook_fail(s);
     }
     int next = s->prefetch ? next_unit(s, u, backward) : -1;
-    if (next >= 0 && start_gather(s, next)) hook_fail(s);
+    if (next >= 0 && start_gather(s, next)) return hook_fail(s);
     /* With accumulation the previous micro-batch's reduce-scatter of this
      * unit may still be reading its gradient buffer: finish it first. */
-    if (backward && finish_scatter(s, u)) {
-        hook_fail(s);
-        return;
-    }
+    if (backward && finish_scatter(s, u)) return hook_fail(s);
     if (backward && !trains(s, u)) {
         s->grads.unit[u] = s->frozen_scratch;
-        return;
+        return 0;
     }
     if (backward && !s->grads.unit[u] && !(s->grads.unit[u] = alloc_zeroed(s, s->padded[u]))) {
         ps_fail(&s->hook_error, "out of memory for the gradient of unit %d", u);
-        hook_fail(s);
+        return hook_fail(s);
     }
+    return 0;
 }
 
 static void fsdp_release(void *ctx, int u, int backward) {
@@ -122,23 +114,21 @@ static void fsdp_release(void *ctx, int u, int backward) {
     release_buffer(s, &s->params.unit[u], s->padded[u]);
 }
 
-static void fsdp_grad_ready(void *ctx, int u) {
+static int fsdp_grad_ready(void *ctx, int u) {
     sharded_state *s = ctx;
-    if (s->hook_failed || !trains(s, u)) return; /* a frozen unit's gradient goes nowhere */
+    if (s->hook_failed) return -1;
+    if (!trains(s, u)) return 0; /* a frozen unit's gradient goes nowhere */
     /* One reduce-scatter in flight at a time bounds the gradient memory. */
     for (int v = 0; v < s->layout->n_units; v++)
-        if (finish_scatter(s, v)) {
-            hook_fail(s);
-            return;
-        }
+        if (finish_scatter(s, v)) return hook_fail(s);
     if (!(s->scatter_recv[u] = alloc_zeroed(s, s->slices.shard_len[u]))) {
         ps_fail(&s->hook_error, "out of memory reducing unit %d", u);
-        hook_fail(s);
-        return;
+        return hook_fail(s);
     }
     if (comm_ireduce_scatter(s->group, s->grads.unit[u], s->scatter_recv[u], s->slices.shard_len[u],
                              &s->scatter_pending[u], &s->hook_error))
-        hook_fail(s);
+        return hook_fail(s);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ setup */
@@ -353,7 +343,7 @@ int sharded_optimizer_step(sharded_state *s, const train_config *t, double lr, i
         size_t at = lo - start;
         s->ops->adamw_update(s->owned[u] + at, s->owned_grad[u] + at, s->adam_m[u] + at, s->adam_v[u] + at, hi - lo,
                              (float)lr, (float)t->beta1, (float)t->beta2, (float)t->adam_eps,
-                             tensor->is_norm ? 0.0f : (float)t->weight_decay, step, (float)grad_scale);
+                             model_tensor_decays(tensor) ? (float)t->weight_decay : 0.0f, step, (float)grad_scale);
     }
     return sharded_after_load(s, err);
 }

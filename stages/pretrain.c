@@ -236,14 +236,18 @@ static int cpu_gradients(trainer *t, double global, double *means, double *norm,
     sharded_begin_step(s);
     for (int k = 0; k < tc->grad_accum; k++) {
         const int *in = t->inputs + (size_t)k * B * T, *tg = t->targets + (size_t)k * B * T;
-        means[k] = model_forward(&t->model, &s->params, t->acts, in, tg, B, T);
-        if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
+        model_batch mb = {.batch = B, .seq = T, .tokens = in, .targets = tg};
+        model_result r;
+        /* A hook that failed (an FSDP gather out of memory) stopped the pass; its message says why. */
+        if (model_forward_batch(&t->model, &s->params, t->acts, &mb, &r, err))
+            return s->hook_failed ? ps_fail(err, "%s", s->hook_error.msg) : -1;
+        means[k] = r.loss;
         /* Each micro-batch's gradient of its mean counts counted/global:
          * summed over micro-batches and ranks it is the gradient of the
          * global per-token mean. */
         real scale = (real)pretrain_loss_scale(t->counted[k], global, tc->grad_accum, world, (long)B * T);
-        model_backward(&t->model, &s->params, &s->grads, t->acts, in, tg, B, T, scale);
-        if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
+        if (model_backward_batch(&t->model, &s->params, &s->grads, t->acts, &mb, scale, err))
+            return s->hook_failed ? ps_fail(err, "%s", s->hook_error.msg) : -1;
     }
     return sharded_reduce_gradients(s, err) || sharded_grad_norm(s, norm, err);
 }

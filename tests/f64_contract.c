@@ -8,9 +8,7 @@
  * of every tensor, of the embedding rows and of the features are compared
  * with central differences of the loss; then with the decoder frozen, the
  * projector's gradients must not change and the decoder's must not exist.
- *
- * The Makefile's double-precision twin (F64_SRC) lists the model and backend
- * sources only, so the projector's source is compiled into this test here. */
+ */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +16,7 @@
 
 #include "blas.h"
 #include "model.h"
-#include "projector.c" /* see above: not in F64_SRC */
+#include "projector.h"
 #include "rng.h"
 
 enum { B = 2, S = 9, IN = 5, N = B * S };

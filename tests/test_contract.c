@@ -246,11 +246,15 @@ static void counting_rmsnorm_backward(real *dx, real *dweight, const real *dout,
 typedef struct hook_log {
     int acquired[8], ready[8];
 } hook_log;
-static void log_acquire(void *ctx, int unit, int backward) {
+static int log_acquire(void *ctx, int unit, int backward) {
     if (backward) ((hook_log *)ctx)->acquired[unit]++;
+    return 0;
 }
 static void log_release(void *ctx, int unit, int backward) { (void)ctx, (void)unit, (void)backward; }
-static void log_ready(void *ctx, int unit) { ((hook_log *)ctx)->ready[unit]++; }
+static int log_ready(void *ctx, int unit) {
+    ((hook_log *)ctx)->ready[unit]++;
+    return 0;
+}
 
 /* A frozen decoder with a trainable projector in front: no weight gradients
  * for the decoder (dw = NULL, no norm-weight gradient), its gradient buffers
@@ -413,4 +417,55 @@ Test(contract, row_tiled_matmul_is_row_invariant) {
         }
     }
     free(in), free(w), free(all), free(part);
+}
+
+/* A hook that cannot gather a unit (an FSDP all-gather out of memory) stops
+ * the pass: the model returns -1 and never reads the unit, whose pointer the
+ * failed gather left NULL. The same for a gradient that cannot be reduced. */
+typedef struct failing_hooks {
+    int fail_unit, fail_backward, fail_ready;
+    model_params *p;
+} failing_hooks;
+static int fail_acquire(void *ctx, int unit, int backward) {
+    failing_hooks *h = ctx;
+    if (unit == h->fail_unit && backward == h->fail_backward) {
+        h->p->unit[unit] = NULL; /* what a failed gather leaves */
+        return -1;
+    }
+    return 0;
+}
+static void no_release(void *ctx, int unit, int backward) { (void)ctx, (void)unit, (void)backward; }
+static int fail_ready(void *ctx, int unit) { return unit == ((failing_hooks *)ctx)->fail_ready ? -1 : 0; }
+
+Test(contract, a_failed_hook_stops_the_pass) {
+    fixture f;
+    setup(&f, small_config());
+    enum { B = 2, S = 8 };
+    int tokens[B * S], targets[B * S];
+    random_tokens(tokens, B * S, 64, 11);
+    random_tokens(targets, B * S, 64, 12);
+    model_params g;
+    ps_error err = {0};
+    cr_assert_eq(model_params_alloc(&g, &f.m.layout, &err), 0, "%s", err.msg);
+    model_activations *a = model_activations_alloc(&f.m.layout, B, S, 0, &err);
+    cr_assert(a);
+    model_batch b = {.batch = B, .seq = S, .tokens = tokens, .targets = targets};
+    real *keep[8];
+    for (int u = 0; u < f.m.layout.n_units; u++) keep[u] = f.p.unit[u];
+    const int cases[][3] = {{1, 0, -1}, {3, 0, -1}, {2, 1, -1}, {-1, 0, 2}, {-1, 0, 0}}; /* unit, backward, ready */
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        failing_hooks h = {cases[k][0], cases[k][1], cases[k][2], &f.p};
+        model_hooks hooks = {&h, fail_acquire, no_release, fail_ready};
+        f.m.hooks = &hooks;
+        err.msg[0] = '\0';
+        int fwd = model_forward_batch(&f.m, &f.p, a, &b, NULL, &err);
+        int bwd = fwd ? -1 : model_backward_batch(&f.m, &f.p, &g, a, &b, 1, &err);
+        cr_assert(fwd || bwd, "case %zu: the pass went on past a failed hook", k);
+        cr_assert(strstr(err.msg, "unit"), "case %zu: no message naming the unit (%s)", k, err.msg);
+        for (int u = 0; u < f.m.layout.n_units; u++) f.p.unit[u] = keep[u];
+    }
+    f.m.hooks = NULL;
+    model_activations_free(a);
+    model_params_free(&g);
+    teardown(&f);
 }
