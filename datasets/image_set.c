@@ -200,12 +200,6 @@ int image_set_count(const image_set *s) { return s->n; }
 const char *image_set_id(const image_set *s, int i) { return s->ids[i]; }
 const char *image_set_name(const image_set *s) { return s->name; }
 
-const char *image_set_where(const image_set *s, int i, char *buf, int n) {
-    if (s->files) snprintf(buf, n, "%s", s->files[i]);
-    else snprintf(buf, n, "%s[%s]", s->path, s->ids[i]);
-    return buf;
-}
-
 int image_set_load(image_set *s, int i, uint8_t **rgb, int *h, int *w, ps_error *err) {
     if (s->files) return image_load(s->files[i], rgb, h, w, err);
     const int32_t *sh = s->shapes + 3 * i;

@@ -20,8 +20,6 @@ int image_set_count(const image_set *s);
 const char *image_set_id(const image_set *s, int i);
 /* The set's name: the HDF5 "set" attribute, or the list's file name without extension. */
 const char *image_set_name(const image_set *s);
-/* Where picture i comes from, for messages: "file.h5[id]" or its path. */
-const char *image_set_where(const image_set *s, int i, char *buf, int n);
 
 /* Picture i as RGB (*rgb malloc'd, h * w * 3); decode errors name the path. */
 int image_set_load(image_set *s, int i, uint8_t **rgb, int *h, int *w, ps_error *err);
