@@ -160,6 +160,13 @@ int features_close(features_writer *w, int commit, int n_failed, ps_error *err) 
     return rc;
 }
 
+/* What a reader accepts: far past any real encoder (a 24 x 24 grid of 4096
+ * floats is 2.4M floats a row), small enough that no count overflows. */
+#define FEATURES_MAX_GRID 4096
+#define FEATURES_MAX_ROWS (1 << 30)
+#define FEATURES_MAX_WIDTH (1 << 20)
+#define FEATURES_MAX_ROW_FLOATS (1 << 28)
+
 /* ---- reader and validation ---------------------------------------------- */
 
 struct features_file {
@@ -221,7 +228,10 @@ static void check_attrs(features_file *ff, problems *p) {
     if ((v = h5_attr_string(f, "preprocessing"))) snprintf(ff->m.preprocessing, sizeof ff->m.preprocessing, "%s", v), free(v);
     if (h5_attr_int(f, "grid_h", &gh) || h5_attr_int(f, "grid_w", &gw) || gh < 1 || gw < 1)
         problem(p, "integer attributes grid_h and grid_w missing or < 1");
-    ff->m.grid_h = (int)gh, ff->m.grid_w = (int)gw;
+    else if (gh > FEATURES_MAX_GRID || gw > FEATURES_MAX_GRID)
+        problem(p, "grid_h x grid_w = %lld x %lld is past %d on a side", (long long)gh, (long long)gw, FEATURES_MAX_GRID);
+    else
+        ff->m.grid_h = (int)gh, ff->m.grid_w = (int)gw;
 }
 
 static void check_datasets(features_file *ff, problems *p) {
@@ -232,7 +242,13 @@ static void check_datasets(features_file *ff, problems *p) {
     if (r) problem(p, "/features %s", r == -1 ? "missing" : "is not 3-d [N, tokens, width]");
     else {
         if (cls != H5T_FLOAT || (size != 2 && size != 4)) problem(p, "/features must be float16 or float32");
-        ff->n = (int)d[0], ff->m.width = (int)d[2], ff->m.float16 = size == 2;
+        /* Sizes that would overflow the row buffer or the int counts are refused before any allocation. */
+        if (d[0] > FEATURES_MAX_ROWS || d[2] > FEATURES_MAX_WIDTH || d[1] * d[2] > FEATURES_MAX_ROW_FLOATS)
+            problem(p, "/features [%llu, %llu, %llu] is larger than presight reads (at most %d rows of %d floats)",
+                    (unsigned long long)d[0], (unsigned long long)d[1], (unsigned long long)d[2], FEATURES_MAX_ROWS,
+                    FEATURES_MAX_ROW_FLOATS);
+        else
+            ff->n = (int)d[0], ff->m.width = (int)d[2], ff->m.float16 = size == 2;
         if (ff->m.grid_h > 0 && d[1] != (hsize_t)ff->m.grid_h * ff->m.grid_w)
             problem(p, "/features has %llu tokens, grid_h x grid_w = %d", (unsigned long long)d[1], ff->m.grid_h * ff->m.grid_w);
     }
@@ -291,6 +307,7 @@ static void check_ids(features_file *ff, char **expect, int n_expect, problems *
     H5Dvlen_reclaim(m, sp, H5P_DEFAULT, raw);
     H5Sclose(sp), H5Tclose(m), H5Dclose(ds), free(raw);
     int n = (int)d[0] < ff->n ? (int)d[0] : ff->n;
+    for (hsize_t i = (hsize_t)n; i < d[0]; i++) free(ff->ids[i]); /* more ids than rows: a problem above; keep n */
     ff->n = n;
     const char *dup;
     if (!ids_unique(ff->ids, n, &dup)) problem(p, "/ids: '%s' appears twice", dup);

@@ -23,6 +23,7 @@ struct image_set {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int ids_unique(char **ids, int n, const char **dup) {
+    if (n <= 1) return 1;
     char **s = malloc(sizeof(char *) * (n > 0 ? n : 1));
     if (!s) return 0;
     memcpy(s, ids, sizeof(char *) * n);
@@ -201,6 +202,7 @@ const char *image_set_id(const image_set *s, int i) { return s->ids[i]; }
 const char *image_set_name(const image_set *s) { return s->name; }
 
 int image_set_load(image_set *s, int i, uint8_t **rgb, int *h, int *w, ps_error *err) {
+    if (i < 0 || i >= s->n) return ps_fail(err, "%s: image %d is out of range (%d images)", s->path, i, s->n);
     if (s->files) return image_load(s->files[i], rgb, h, w, err);
     const int32_t *sh = s->shapes + 3 * i;
     hsize_t start = s->offsets[i], count = (hsize_t)sh[0] * sh[1] * 3;

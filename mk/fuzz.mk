@@ -15,6 +15,10 @@ FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-pass-failed -fopenmp $(FUZZ_SAN) \
                 $(addprefix -I,$(filter-out cli cuda,$(patsubst %/,%,$(sort $(dir $(LIB_SRC)))))) $(PKG_CFLAGS)
+# The project's libraries less CUDA's (the fuzz build has no GPU objects).
+fuzz_comma   := ,
+FUZZ_LDLIBS  := $(filter-out -fopenmp -L$(CUDA_HOME)/lib64 -Wl$(fuzz_comma)--as-needed -Wl$(fuzz_comma)--no-as-needed \
+                  -lcudart -lcublasLt -lcublas -lnccl -lstdc++,$(LDLIBS))
 FUZZ_LIB_SRC := $(LIB_SRC)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_LIB     := $(FUZZ_DIR)/libpresight-fuzz.a
@@ -37,7 +41,7 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 	ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_input.h tests/fuzz/fuzz_h5.h $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_LIB) -o $@ $(PKG_LIBS) -ldl -lm -lz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_LIB) -o $@ $(FUZZ_LDLIBS)
 
 # make test builds the targets too: tests/t_fuzz.sh runs each for a few seconds,
 # so a target that no longer builds, or a reader that crashes at once, fails CI.

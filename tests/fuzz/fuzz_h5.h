@@ -131,6 +131,71 @@ static inline void fuzz_string_attr(hid_t where, const char *name, const char *g
     H5Sclose(space);
 }
 
+/* A dataset of the given shape (rank 1..3), which the recipe may flatten or
+ * give one more axis; contents from the recipe. */
+static inline void fuzz_dataset_shaped(hid_t where, const char *name, hid_t type, int rank, const uint64_t *shape,
+                                       fuzz_bytes *b) {
+    hsize_t dims[4] = {1, 1, 1, 1};
+    uint64_t total = 1;
+    uint8_t how = fuzz_u8(b);
+    int r = how < 224 ? rank : how < 240 ? 1 : rank + 1;
+    if (r > 4) r = 4;
+    for (int i = 0; i < r; i++) {
+        dims[i] = i < rank ? shape[i] : 1;
+        if (r == 1 && rank > 1)
+            for (int j = 1; j < rank; j++) dims[0] *= shape[j]; /* flattened */
+        total *= dims[i];
+    }
+    if (total > (1u << 16)) return; /* too big to be interesting: leave it absent */
+    hid_t space = H5Screate_simple(r, dims, NULL);
+    hid_t set = H5Dcreate2(where, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    size_t bytes = (size_t)total * H5Tget_size(type);
+    uint8_t *data = calloc(bytes ? bytes : 1, 1);
+    if (data && set >= 0) {
+        size_t take = bytes < b->n ? bytes : b->n;
+        memcpy(data, b->p, take);
+        b->p += take, b->n -= take;
+        H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    }
+    free(data);
+    if (set >= 0) H5Dclose(set);
+    H5Sclose(space);
+}
+
+/* A dataset of n variable-length strings: "id-<k>" names, with the recipe
+ * choosing duplicates, empty strings and raw bytes; or fixed-length strings. */
+static inline void fuzz_strings(hid_t where, const char *name, uint64_t n, fuzz_bytes *b) {
+    if (n > 4096) n = 4096;
+    char **text = calloc(n ? n : 1, sizeof *text);
+    char (*store)[40] = calloc(n ? n : 1, sizeof *store);
+    if (!text || !store) {
+        free(text), free(store);
+        return;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint8_t c = fuzz_u8(b);
+        if (c < 200) snprintf(store[i], sizeof store[i], "id-%llu", (unsigned long long)i);
+        else if (c < 220) snprintf(store[i], sizeof store[i], "id-%u", (unsigned)(fuzz_u8(b) % (n ? n : 1)));
+        else if (c < 230) store[i][0] = '\0';
+        else
+            for (int k = 0; k < 39; k++) store[i][k] = (char)(fuzz_u8(b) | 1), store[i][39] = '\0';
+        text[i] = store[i];
+    }
+    int fixed = fuzz_u8(b) >= 240;
+    hsize_t dims[1] = {n};
+    hid_t space = H5Screate_simple(1, dims, NULL), type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, fixed ? 40 : H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    hid_t set = H5Dcreate2(where, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (set >= 0) {
+        H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, fixed ? (const void *)store : (const void *)text);
+        H5Dclose(set);
+    }
+    H5Tclose(type);
+    H5Sclose(space);
+    free(text), free(store);
+}
+
 /* A fresh file for one input (a private name under /dev/shm: HDF5 wants a path). */
 static inline hid_t fuzz_h5_create(char *path, size_t size) {
     snprintf(path, size, "/dev/shm/presight-fuzz-%d.h5", (int)getpid());
