@@ -6,6 +6,29 @@ nodes_sh=slurm/cluster-nodes.sh
 # A client command in the controller's namespace (sbatch, squeue, srun, presight study ...).
 ctl() { bash "$nodes_sh" exec "$cluster" ctl "$@"; }
 
+# cluster_up NAME: a fresh temp dir ($tmp), a 3-node cluster in $tmp/cluster
+# ($cluster), torn down on exit whatever happens (the dir is kept when it
+# failed); exits 77 with the reason when the cluster cannot run here.
+cluster_up() {
+  tmp=$(mktemp -d "/tmp/presight-$1.XXXXXX")
+  chmod 0755 "$tmp"
+  cluster=$tmp/cluster
+  trap cluster_cleanup EXIT
+  trap "exit 143" TERM INT
+  bash "$nodes_sh" start "$cluster" --nodes 3 >"$tmp/cluster.log" 2>&1
+  local rc=$?
+  [ $rc -eq 77 ] && { echo "SKIP: no multi-node test cluster here: $(tail -n 3 "$tmp/cluster.log" | tr '\n' ' ')"; exit 77; }
+  [ $rc -eq 0 ] || { cat "$tmp/cluster.log"; fail "cluster-nodes.sh start (exit $rc)"; }
+  # The root namespace got no address of the cluster's subnet.
+  ip -4 -o addr show | grep -q '10\.213\.' && fail "the root namespace has a 10.213 address"
+  return 0
+}
+cluster_cleanup() {
+  local rc=$?
+  bash "$nodes_sh" stop "$cluster" >/dev/null 2>&1
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then echo "kept $tmp (runs, job output, cluster logs) for a look"; else rm -rf "$tmp"; fi
+}
+
 # Open MPI between the namespaces: TCP only (no shared memory), on the
 # cluster's own subnet; yield when idle (2 cores, many ranks).
 cluster_mpi_env() {

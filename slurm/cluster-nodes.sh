@@ -10,6 +10,7 @@
 #   bash slurm/cluster-nodes.sh kill-node DIR NODE     # power loss: cut NODE's link, kill -9 all in it
 #   bash slurm/cluster-nodes.sh revive-node DIR NODE   # link up again, slurmd started again
 #   bash slurm/cluster-nodes.sh pids DIR NODE          # the processes in NODE's namespace
+#   bash slurm/cluster-nodes.sh netns DIR NODE         # the name of NODE's namespace (for ip -n)
 #
 # (`slurm/local-cluster.sh start DIR --nodes N` runs this too.)
 #
@@ -113,6 +114,7 @@ case $cmd in
   exec) [ $# -ge 2 ] || die "usage: $0 exec DIR NODE CMD..." 2
         node=$1; shift; in_ns "$node" "$@"; exit $? ;;
   pids) ns_pids "${1:?node}"; exit 0 ;;
+  netns) ns "${1:?node}"; exit 0 ;;
   kill-node)
     node=${1:?node}
     ns_exists "$node" || die "no node $node"
@@ -156,6 +158,7 @@ fi
 ns_exists ctl && die "a cluster already runs in $dir (stop it first)"
 echo "$nodes" >"$dir/nodes.count"
 trap 'rc=$?; [ $rc -eq 0 ] || stop_cluster; exit $rc' EXIT
+trap 'exit 143' TERM INT
 ip netns add "$(ns ctl)" 2>"$dir/netns.err" || die "cannot create a network namespace: $(cat "$dir/netns.err")" 77
 mkdir -p "$dir/munge" "$dir/state" "$dir/log" "$dir/nodes"
 chmod 0755 "$dir" "$dir/munge"
@@ -265,6 +268,6 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ $up -eq 1 ] || die "the nodes did not come up: $(in_ns ctl sinfo -N 2>&1 | tr '\n' ';') $(tail -n 3 "$dir"/nodes/*/slurmd.log 2>/dev/null)" 77
-trap - EXIT
+trap - EXIT TERM INT
 echo "cluster-nodes: up in $dir: ctl $subnet.1 (slurmctld), $(for i in $(seq 1 "$nodes"); do printf 'node%d %s.%d  ' "$i" "$subnet" $((10 + i)); done)"
 echo "clients: source $dir/env; cluster ctl sinfo"

@@ -28,25 +28,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 start=$SECONDS
 t() { echo "$* ($((SECONDS - start))s)"; }
 
-tmp=$(mktemp -d /tmp/presight-cluster.XXXXXX)
-chmod 0755 "$tmp"
-cluster=$tmp/cluster
 # shellcheck source=../slurm/cluster-lib.sh
 source slurm/cluster-lib.sh
-cleanup() {
-  local rc=$?
-  bash "$nodes_sh" stop "$cluster" >/dev/null 2>&1
-  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then echo "kept $tmp (runs, job output, cluster logs) for a look"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
-bash "$nodes_sh" start "$cluster" --nodes 3 >"$tmp/cluster.log" 2>&1
-rc=$?
-[ $rc -eq 77 ] && { echo "SKIP: no multi-node test cluster here: $(tail -n 3 "$tmp/cluster.log" | tr '\n' ' ')"; exit 77; }
-[ $rc -eq 0 ] || { cat "$tmp/cluster.log"; fail "cluster-nodes.sh start (exit $rc)"; }
+cluster_up cluster
 t "cluster up: ctl + node1..node3, each in its own network namespace"
-# The root namespace got no address of the cluster's subnet.
-ip -4 -o addr show | grep -q '10\.213\.' && fail "the root namespace has a 10.213 address"
 
 # ---------------------------------------------------------------- across nodes: hybrid sharding
 train_args=(config/tiny.cfg parallel.strategy=fsdp parallel.shard_group=2 train.steps=30 train.log_every=10)
