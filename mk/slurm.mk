@@ -27,7 +27,8 @@ cluster-down:
 	@bash slurm/cluster-nodes.sh stop $(BUILD)/cluster
 # The fault campaign (nodes killed, cut off mid-checkpoint, brought back) on its
 # own cluster: FAULT_ROUNDS rounds from FAULT_SEED; the table goes into CHANGELOG.
-FAULT_ROUNDS ?= 8
+FAULT_ROUNDS ?= 6
 FAULT_SEED ?= 1
+FAULT_KINDS ?= kill ckpt partition
 cluster-faults: $(BUILD)/presight
-	bash slurm/cluster-faults.sh $(FAULT_ROUNDS) $(FAULT_SEED)
+	bash slurm/cluster-faults.sh $(FAULT_ROUNDS) $(FAULT_SEED) "$(FAULT_KINDS)"

@@ -147,14 +147,18 @@ case $nodes in [1-9]) ;; *) die "--nodes takes 1 to 9, not '$nodes'" 2 ;; esac
 
 # ---------------------------------------------------------------- can it run here
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, daemons as root)" 77
-for p in ip unshare md5sum; do command -v $p >/dev/null 2>&1 || die "needs $p" 77; done
-if ! command -v slurmd >/dev/null 2>&1 || ! command -v slurmctld >/dev/null 2>&1 ||
-  ! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
-  echo "cluster-nodes: installing slurm-wlm and munge (apt-get, quiet)"
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+for p in slurmd slurmctld sbatch munged; do
+  command -v $p >/dev/null 2>&1 || { need+=(slurm-wlm munge); break; }
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "cluster-nodes: installing ${need[*]} (apt-get, quiet)"
   export DEBIAN_FRONTEND=noninteractive
-  { apt-get update -qq && apt-get install -y -qq --no-install-recommends slurm-wlm munge; } >"$dir/apt.log" 2>&1 ||
-    die "could not install slurm-wlm and munge (see $dir/apt.log)" 77
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >"$dir/apt.log" 2>&1 ||
+    die "could not install ${need[*]} (see $dir/apt.log)" 77
 fi
+for p in ip unshare nsenter md5sum; do command -v $p >/dev/null 2>&1 || die "needs $p" 77; done
 ns_exists ctl && die "a cluster already runs in $dir (stop it first)"
 echo "$nodes" >"$dir/nodes.count"
 trap 'rc=$?; [ $rc -eq 0 ] || stop_cluster; exit $rc' EXIT
