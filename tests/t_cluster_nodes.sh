@@ -33,6 +33,20 @@ source slurm/cluster-lib.sh
 cluster_up cluster
 t "cluster up: ctl + node1..node3, each in its own network namespace"
 
+# ---------------------------------------------------------------- the micro-batch from the task count
+# pretrain.sbatch with `echo` for presight: the arguments it would pass.
+"$bin" study plan tests/fixtures/cluster/loss.cfg --dir "$tmp/arith" >/dev/null 2>&1 || fail "study plan (arith)"
+task_args() { env -u SLURM_JOB_ID PRESIGHT_BIN=echo STUDY_DIR="$tmp/arith" TASK_INDEX=0 GLOBAL_BATCH=8 "$@" bash slurm/pretrain.sbatch 2>&1; }
+# (the task fails afterwards, as echo writes no final.json: only the arguments count)
+has_args() { local want=$1; shift; out=$(task_args "$@"); echo "$out" | grep -q -- "$want"; }
+has_args "^train .* train.micro_batch=4 train.grad_accum=1$" SLURM_NTASKS=2 || fail "GLOBAL_BATCH=8 over 2 tasks is not micro_batch 4: $out"
+has_args "train.micro_batch=2 train.grad_accum=2$" SLURM_NTASKS=2 GRAD_ACCUM=2 || fail "GLOBAL_BATCH=8 over 2 tasks x accum 2: $out"
+has_args "train.micro_batch=8 " SLURM_NTASKS=2 SLURM_JOB_NUM_NODES=1 RANKS_PER_NODE=1 || fail "1 node x RANKS_PER_NODE=1 is not micro_batch 8: $out"
+out=$(task_args SLURM_NTASKS=3)
+[ $? -eq 2 ] && echo "$out" | grep -q "does not split over 3 tasks" || fail "GLOBAL_BATCH=8 over 3 tasks was not refused: $out"
+out=$(task_args SLURM_NTASKS=2 SLURM_JOB_NUM_NODES=1 RANKS_PER_NODE=x)
+[ $? -eq 2 ] || fail "RANKS_PER_NODE=x was not refused: $out"
+
 # ---------------------------------------------------------------- across nodes: hybrid sharding
 train_args=(config/tiny.cfg parallel.strategy=fsdp parallel.shard_group=2 train.steps=30 train.log_every=10)
 ( export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
