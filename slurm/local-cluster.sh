@@ -7,6 +7,8 @@
 #   bash slurm/local-cluster.sh start DIR   # install slurm-wlm + munge if missing, start munged,
 #                                            # slurmctld, slurmd; prints `export SLURM_CONF=...`
 #   bash slurm/local-cluster.sh stop DIR    # stops the daemons started in DIR (by PID)
+#   bash slurm/local-cluster.sh start DIR --nodes N   # N nodes, each in its own network
+#                                            # namespace: slurm/cluster-nodes.sh (stop DIR stops it too)
 #
 # After `start`, point the clients at the cluster with
 #   export SLURM_CONF=DIR/slurm.conf
@@ -24,7 +26,11 @@ die() { echo "local-cluster: $*" >&2; exit "${2:-1}"; }
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start|stop DIR" 2
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start|stop DIR [--nodes N]" 2
+
+# Several nodes: the namespace cluster of slurm/cluster-nodes.sh.
+case ${3:-} in --nodes | --nodes=*) exec bash "$(dirname "$0")/cluster-nodes.sh" "$@" ;; esac
+if [ "$cmd" = stop ] && [ -f "$dir/nodes.count" ]; then exec bash "$(dirname "$0")/cluster-nodes.sh" stop "$dir"; fi
 
 # The slurmstepd processes of this cluster (they outlive slurmd): found by the
 # SLURM_CONF they inherited from our slurmd.

@@ -225,6 +225,7 @@ typedef struct study_stage_status {
     study_state state;
     int starts;       /* task starts recorded in the attempts log */
     char detail[160]; /* e.g. the squeue reason, or "exit 1" */
+    char nodes[64];   /* the nodes of the last start ("node[1-2]", a host outside SLURM), "" if none */
 } study_stage_status;
 
 typedef struct study_run_status {

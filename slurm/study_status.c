@@ -32,7 +32,19 @@ typedef struct attempts {
     int ended;     /* an end line was seen */
     char end[160]; /* the last end line after "end " */
     int blocked;
+    char nodes[64]; /* nodes= (or host=) of the last start line */
 } attempts;
+
+/* The value of " key=" in a start line, up to the next space. */
+static void start_field(const char *line, const char *key, char *out, size_t cap) {
+    char pat[32];
+    snprintf(pat, sizeof pat, " %s=", key);
+    const char *v = strstr(line, pat);
+    if (!v) return;
+    v += strlen(pat);
+    size_t n = strcspn(v, " ");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), v);
+}
 
 static void read_attempts(const study *s, const study_run *r, int stage, attempts *a) {
     memset(a, 0, sizeof *a);
@@ -49,6 +61,9 @@ static void read_attempts(const study *s, const study_run *r, int stage, attempt
             a->open = 1;
             a->local = strstr(what, "job=local") != NULL;
             a->blocked = 0;
+            a->nodes[0] = 0;
+            start_field(what, "host", a->nodes, sizeof a->nodes);
+            start_field(what, "nodes", a->nodes, sizeof a->nodes);
         } else if (strncmp(what, "end ", 4) == 0) {
             a->open = 0;
             a->ended = 1;
@@ -205,6 +220,7 @@ int study_status(const study *s, study_run_status **statuses, char *note, size_t
             attempts a;
             read_attempts(s, r, k, &a);
             ss->starts = a.starts;
+            snprintf(ss->nodes, sizeof ss->nodes, "%s", a.nodes);
             if (a.starts > 1) rs->restarts += a.starts - 1;
             const queued *e = &q[i * s->n_stages + k];
             if (study_stage_done(s, r, k)) {
@@ -260,6 +276,24 @@ int study_status(const study *s, study_run_status **statuses, char *note, size_t
     return 0;
 }
 
+/* The nodes each stage of run i last ran on, "-" for a stage not started,
+ * one word per stage, padded to width; with out NULL (and i < 0) returns the
+ * width of the widest run, at least that of the header. */
+static int print_nodes(const study *s, const study_run_status *st, FILE *out, int i, int width) {
+    int widest = (int)strlen("nodes");
+    for (int r = out ? i : 0; r < (out ? i + 1 : s->n_runs); r++) {
+        int n = 0;
+        for (int k = 0; k < s->n_stages; k++) {
+            const char *v = st[r].stage[k].nodes[0] ? st[r].stage[k].nodes : "-";
+            if (out) fprintf(out, "%s%s", k ? " " : "", v);
+            n += (k ? 1 : 0) + (int)strlen(v);
+        }
+        if (out) fprintf(out, "%*s", width > n ? width - n : 0, "");
+        if (n > widest) widest = n;
+    }
+    return widest;
+}
+
 int study_print_status(const study *s, FILE *out, ps_error *err) {
     study_run_status *st;
     char note[256];
@@ -284,7 +318,8 @@ int study_print_status(const study *s, FILE *out, ps_error *err) {
     for (int k = 0; k < s->n_stages && k < 64; k++) fprintf(out, "  %-*s", w_stage[k], s->stages[k].name);
     fprintf(out, "  %8s", "restarts");
     for (int a = 0; a < n_axes; a++) fprintf(out, "  %-*s", w_axis[a], axes[a]);
-    fprintf(out, "  detail\n");
+    int w_nodes = print_nodes(s, st, NULL, -1, 0);
+    fprintf(out, "  %-*s  detail\n", w_nodes, "nodes");
     int count[6] = {0}, restarts = 0;
     for (int i = 0; i < s->n_runs; i++) {
         const study_run *r = &s->runs[i];
@@ -296,6 +331,8 @@ int study_print_status(const study *s, FILE *out, ps_error *err) {
         }
         fprintf(out, "  %8d", st[i].restarts);
         for (int a = 0; a < n_axes; a++) fprintf(out, "  %-*.*s", w_axis[a], w_axis[a], study_run_value(s, r, axes[a]));
+        fprintf(out, "  ");
+        print_nodes(s, st, out, i, w_nodes);
         fprintf(out, "  %s\n", detail);
         count[st[i].state]++;
         restarts += st[i].restarts;
