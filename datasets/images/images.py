@@ -131,8 +131,20 @@ def split_backgrounds(bgs):
 
 # ---------------------------------------------------------------- sets
 
-def build_captions(out, seed, prof, trees, wn, emoji, stamps, renderer):
-    flags = pictures.load_flags(trees["kgeography-data"])
+def drop_identical(items, load):
+    """Leaves out every picture whose pixels equal another file's (kgeography
+    ships Kherson's and Rivne's flags as one image): it cannot be told which
+    name is right, and one picture in two files could cross the train/eval
+    line. Returns the kept items and the number left out."""
+    by = {}
+    for it in items:
+        px = load(it)
+        by.setdefault(store.pixel_hash(px) if px is not None else None, []).append(it)
+    dup = {id(it) for k, v in by.items() if k is not None and len(v) > 1 for it in v}
+    return [it for it in items if id(it) not in dup], len(dup)
+
+
+def build_captions(out, seed, prof, trees, wn, emoji, stamps, renderer, flags):
     if prof["flags"] is not None:
         r = rng_for(seed, "flags")
         flags = [flags[i] for i in sorted(r.choice(len(flags), size=min(prof["flags"], len(flags)), replace=False))]
@@ -545,6 +557,11 @@ def build(out, profile, seed):
     stamps = pictures.load_stamps(trees["tuxpaint-stamps-default"], wn) if "tuxpaint-stamps-default" in trees else []
     if prof["stamps"] is not None:
         stamps = stamps[:prof["stamps"]]
+    emoji, dup_emoji = drop_identical(emoji, lambda e: renderer.rgba(e["text"]))
+    stamps, dup_stamps = drop_identical(stamps, lambda x: pictures.load_rgba(x["path"]))
+    flags, dup_flags = drop_identical(pictures.load_flags(trees["kgeography-data"]),
+                                      lambda f: pictures.load_rgba(f["path"]))
+    log("left out as identical pictures: %d flags, %d emoji, %d stamps" % (dup_flags, dup_emoji, dup_stamps))
     pool_train, pool_eval = split_objects(pictures_objects := object_pool(emoji, stamps, renderer))
     eval_files = {f["file"] for fs in pool_eval.values() for f in fs}
     for x in emoji + stamps:
@@ -561,7 +578,8 @@ def build(out, profile, seed):
                "categories": {c: {"train": [f["file"] for f in pool_train[c]],
                                   "eval": [f["file"] for f in pool_eval[c]]} for c in categories},
                "backgrounds": {"train": [b["file"] for b in bg_train], "eval": [b["file"] for b in bg_eval]}}
-    caps, c1 = build_captions(tmp, seed, prof, trees, wn, emoji, stamps, renderer)
+    caps, c1 = build_captions(tmp, seed, prof, trees, wn, emoji, stamps, renderer, flags)
+    c1["identical_left_out"] = {"flags": dup_flags, "emoji": dup_emoji, "stamps": dup_stamps}
     scenes, c2 = build_scenes(tmp, seed, prof, trees, wn, {"train": pool_train, "eval": pool_eval}, bgs, renderer)
     words = text_words(flags_all, emoji, seed)
     texts, c3 = build_text(tmp, seed, prof, trees, words, bgs)
