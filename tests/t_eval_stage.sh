@@ -99,6 +99,21 @@ run "$tmp/e7" 1 eval.batch=7 eval.items_per_step=11
 same "$tmp/e1" "$tmp/e7"
 echo "ok: identical predictions and results with 1, 2, 3 ranks and batches of 1, 7, 8"
 
+# presight generate, one prompt alone, says what the batched VQA decoding recorded for it.
+/usr/bin/python3 - "$tmp" <<'PY' || fail "reading the VQA prediction"
+import json, sys
+d = sys.argv[1]
+p = next(p for p in map(json.loads, open(f"{d}/e1/predictions.jsonl")) if p["kind"] == "vqa")
+q = bytes(p["context_ids"]).decode()  # the prompt, byte-level ids
+open(f"{d}/prompt.txt", "w").write(q.replace("\n", "\\n"))  # generate's escape for newlines
+open(f"{d}/want.txt", "w").write(p["output"])
+PY
+prompt=$(cat "$tmp/prompt.txt")
+got=$($bin generate "$tmp/run/config.cfg" "prompt=$prompt" eval.max_new_tokens=6 2>"$tmp/gen.err") || { cat "$tmp/gen.err"; fail "presight generate"; }
+want=$(cat "$tmp/want.txt")
+[ "$got" = "$want" ] || fail "generate said '$got', the eval recorded '$want'"
+echo "ok: presight generate repeats the eval's answer ('$want')"
+
 # Resume: the first 17 items and half of the 18th, as an interrupted run leaves them.
 mkdir -p "$tmp/r"
 head -n 17 "$tmp/e1/predictions.jsonl" >"$tmp/r/predictions.jsonl"
