@@ -146,6 +146,8 @@ static const key_spec schema[] = {
     KI64("eval.every", eval.every, 0, INT64_MAX, 0,
          "pretraining: held-out loss every N steps (metrics.jsonl, progress line); 0 = off"),
     KINT("eval.batches", eval.batches, 1, 1 << 20, 4, "pretraining: held-out micro-batches per evaluation"),
+    KSTR("eval.heldout", eval.heldout, 0, "",
+         "pretraining: held-out documents for eval.every, a task file of kind rolling (config/tasks/wikitext.cfg)"),
 
     KSTR("run.dir", run_dir, 1, "runs/default", "where config, metrics and weights go"),
     KENUM("run.backend", backend, backends, "cpu", "compute backend"),

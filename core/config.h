@@ -88,6 +88,7 @@ typedef struct eval_config {
     int max_new_tokens;              /* eval.max_new_tokens  greedy decoding length (VQA) */
     int64_t every;                   /* eval.every       pretraining: held-out loss every N steps; 0 = off */
     int batches;                     /* eval.batches     pretraining: held-out micro-batches per evaluation */
+    char heldout[CONFIG_STR_MAX];    /* eval.heldout     pretraining: the held-out documents (a rolling task file) */
 } eval_config;
 
 typedef struct run_config {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "decode.h"
@@ -62,7 +63,7 @@ static int file_sha256(const char *path, char hex[65], ps_error *err) {
 static int write_byte_vocab(const char *path, ps_error *err) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char tmp[4400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()); /* ranks may write it at once */
     FILE *f = fopen(tmp, "w");
     if (!f) return ps_fail(err, "%s: cannot create", tmp);
     for (int b = 0; b < 256; b++) fprintf(f, "%c%c== %d\n", b64[b >> 2], b64[(b & 3) << 4], b);
@@ -70,10 +71,12 @@ static int write_byte_vocab(const char *path, ps_error *err) {
     return 0;
 }
 
-static int open_tokenizer(eval_model *em, const char *scratch_dir, ps_error *err) {
-    const data_config *d = &em->cfg.data;
+int eval_tokenizer_open(const run_config *cfg, const char *scratch_dir, tokenizer **tok, uint32_t *eot,
+                        ps_error *err) {
+    const data_config *d = &cfg->data;
     char path[4200];
     tokenizer_kind kind = TOKENIZER_PLAIN;
+    *tok = NULL;
     if (d->tokenizer[0]) {
         snprintf(path, sizeof path, "%s", d->tokenizer);
         if (tokenizer_kind_parse(d->tokenizer_kind, &kind, err)) return -1;
@@ -83,13 +86,19 @@ static int open_tokenizer(eval_model *em, const char *scratch_dir, ps_error *err
     } else {
         return ps_fail(err, "data.tokenizer is not set: which tokenizer was the model trained with? (set data.tokenizer=FILE)");
     }
-    if (tokenizer_load(&em->tok, path, kind, err)) return -1;
-    if (tokenizer_vocab_size(em->tok) > (size_t)em->cfg.model.vocab)
-        return ps_fail(err, "tokenizer %s has %zu ids, more than model.vocab = %d", path, tokenizer_vocab_size(em->tok),
-                       em->cfg.model.vocab);
-    int64_t eot = tokenizer_special_id(em->tok, "<|end_of_text|>");
-    if (eot < 0) return ps_fail(err, "tokenizer %s has no <|end_of_text|>", path);
-    em->prefix = (uint32_t)eot;
+    if (tokenizer_load(tok, path, kind, err)) return -1;
+    int64_t id = tokenizer_special_id(*tok, "<|end_of_text|>");
+    int rc = tokenizer_vocab_size(*tok) > (size_t)cfg->model.vocab
+                 ? ps_fail(err, "tokenizer %s has %zu ids, more than model.vocab = %d", path, tokenizer_vocab_size(*tok),
+                           cfg->model.vocab)
+             : id < 0 ? ps_fail(err, "tokenizer %s has no <|end_of_text|>", path)
+                      : 0;
+    if (rc) {
+        tokenizer_free(*tok);
+        *tok = NULL;
+        return -1;
+    }
+    *eot = (uint32_t)id;
     return 0;
 }
 
@@ -105,7 +114,7 @@ int eval_model_open(eval_model *em, const run_config *cfg, const char *scratch_d
     if (!rc) checkpoint_weights_describe(&rep, &em->model.layout, em->describe, sizeof em->describe);
     checkpoint_weights_report_free(&rep);
     if (!rc) rc = file_sha256(em->weights, em->weights_sha256, err);
-    if (!rc) rc = open_tokenizer(em, scratch_dir, err);
+    if (!rc) rc = eval_tokenizer_open(cfg, scratch_dir, &em->tok, &em->prefix, err);
     if (rc) eval_model_close(em);
     return rc;
 }

@@ -38,6 +38,10 @@ typedef struct eval_model {
 int eval_model_open(eval_model *em, const run_config *cfg, const char *scratch_dir, ps_error *err);
 void eval_model_close(eval_model *em);
 
+/* The tokenizer cfg's model was trained with, and its <|end_of_text|> id (see above). */
+int eval_tokenizer_open(const run_config *cfg, const char *scratch_dir, tokenizer **tok, uint32_t *eot,
+                        ps_error *err);
+
 /* Which weights file eval_model_open reads for cfg (path, size bytes). */
 int eval_model_weights_path(const run_config *cfg, char *path, size_t size, ps_error *err);
 
