@@ -20,6 +20,7 @@ static const struct command {
     {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
     {"eval", cmd_eval, "a model over task files (eval CONFIG), or re-score stored predictions (eval rescore)"},
     {"generate", cmd_generate, "what a model says: greedy continuation of a prompt (presight generate CONFIG prompt=TEXT)"},
+    {"export", cmd_export, "a trained model as a Hugging Face Llama checkpoint (presight export CONFIG out=DIR)"},
     {"report", cmd_later, "tables and plots from collected results"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

@@ -9,6 +9,9 @@
 #     (batch-invariant log-likelihoods, generated answers), byte for byte;
 #   - resume: a predictions file cut after some items plus a torn line resumes to the same
 #     files, skipping what was there; one from another task list is refused;
+#   - presight generate repeats, for one prompt alone, what the batched eval decoded;
+#   - presight export's Hugging Face Llama checkpoint, run by a transcription of
+#     transformers' Llama (rotate_half), gives the same log-likelihoods (interleaved fails);
 #   - PyTorch (tests/reference/eval_torch_check.py, Meta's model in float64) recomputes every
 #     log-likelihood from the recorded token ids, the lm-eval way; its rope_half mutation
 #     must fail (negative control).
@@ -144,6 +147,15 @@ if /usr/bin/python3 -c 'import torch, h5py, numpy' 2>/dev/null; then
     cat "$tmp/torch-neg.log"; fail "negative control: the rope_half reference passed"
   fi
   echo "ok: PyTorch per-item log-likelihoods agree; the rope_half reference fails"
+  # The Hugging Face export, run by a transcription of transformers' Llama, scores the same.
+  $bin export "$tmp/run/config.cfg" out="$tmp/hf" >"$tmp/export.log" 2>&1 || { cat "$tmp/export.log"; fail "presight export"; }
+  /usr/bin/python3 $ref - "$tmp/e1/predictions.jsonl" --hf "$tmp/hf" --prefix 257 >"$tmp/hf.log" 2>&1 \
+    || { cat "$tmp/hf.log"; fail "the Hugging Face export disagrees with presight"; }
+  tail -n 2 "$tmp/hf.log"
+  if /usr/bin/python3 $ref - "$tmp/e1/predictions.jsonl" --hf "$tmp/hf" --prefix 257 --mutate interleaved >"$tmp/hf-neg.log" 2>&1; then
+    cat "$tmp/hf-neg.log"; fail "negative control: Meta's interleaved RoPE on the HF export passed (wq/wk not permuted?)"
+  fi
+  echo "ok: the HF Llama export gives the same log-likelihoods; interleaved RoPE on it fails"
 else
   echo "note: /usr/bin/python3 lacks torch/h5py: the PyTorch check is skipped"
 fi

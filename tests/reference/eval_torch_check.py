@@ -14,6 +14,10 @@ lm-evaluation-harness does, written here from lm-eval's code and not from presig
   rolling: lm_eval.utils.get_rolling_token_windows(doc, prefix_token=EOT,
     max_seq_len=context, context_len=1) + make_disjoint_window, each window scored the
     same way, summed over windows.
+With --hf DIR the model is instead the Hugging Face export (presight export: config.json,
+model.safetensors) run by HFLlama below, a plain transcription of transformers'
+LlamaForCausalLM (rotate_half RoPE, repeat_kv, LlamaRMSNorm), reading nothing of presight's
+but the export; --mutate interleaved (Meta's pair rotation on the exported weights) must fail.
 Pass: |presight - torch| <= tol * (1 + |torch|) for every request (float32 against the
 float64 answer). --mutate rope_half (HF's rotate_half RoPE instead of Meta's interleaved
 one) must fail: the negative control."""
@@ -29,6 +33,73 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_reference import Transformer, expected_names  # noqa: E402
+
+
+def read_safetensors(path):
+    """The format by its spec: u64 little-endian header length, JSON header, raw data."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        assert t["dtype"] == "F32", t
+        a, b = t["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(raw[8 + n + a: 8 + n + b], dtype="<f4").reshape(t["shape"]).astype(np.float64))
+    return out
+
+
+class HFLlama(torch.nn.Module):
+    """transformers' LlamaForCausalLM forward (modeling_llama.py), float64, no cache."""
+
+    def __init__(self, cfg, w, mutate=None):
+        super().__init__()
+        self.c, self.w, self.mutate = cfg, w, mutate
+        hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        self.hd = hd
+        self.inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+
+    def norm(self, x, weight):  # LlamaRMSNorm
+        var = x.pow(2).mean(-1, keepdim=True)
+        return weight * (x * torch.rsqrt(var + self.c["rms_norm_eps"]))
+
+    def rope(self, x, pos):
+        freqs = torch.outer(pos.to(torch.float64), self.inv_freq)
+        if self.mutate == "interleaved":  # Meta's pairs (x[2i], x[2i+1]): wrong for HF weights
+            xr = x.reshape(*x.shape[:-1], -1, 2)
+            c, s = freqs.cos()[None, None], freqs.sin()[None, None]
+            return torch.stack([xr[..., 0] * c - xr[..., 1] * s, xr[..., 0] * s + xr[..., 1] * c], -1).flatten(-2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        half = x.shape[-1] // 2
+        rot = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # rotate_half
+        return x * cos + rot * sin
+
+    def forward(self, tokens):
+        c, w = self.c, self.w
+        b, t = tokens.shape
+        nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], self.hd
+        pos = torch.arange(t)
+        h = w["model.embed_tokens.weight"][tokens]
+        mask = torch.full((t, t), float("-inf"), dtype=torch.float64).triu(1)
+        for l in range(c["num_hidden_layers"]):
+            p = f"model.layers.{l}."
+            x = self.norm(h, w[p + "input_layernorm.weight"])
+            q = (x @ w[p + "self_attn.q_proj.weight"].T).view(b, t, nh, hd).transpose(1, 2)
+            k = (x @ w[p + "self_attn.k_proj.weight"].T).view(b, t, nkv, hd).transpose(1, 2)
+            v = (x @ w[p + "self_attn.v_proj.weight"].T).view(b, t, nkv, hd).transpose(1, 2)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+            k = k[:, :, None].expand(b, nkv, nh // nkv, t, hd).reshape(b, nh, t, hd)  # repeat_kv
+            v = v[:, :, None].expand(b, nkv, nh // nkv, t, hd).reshape(b, nh, t, hd)
+            att = torch.softmax(q @ k.transpose(2, 3) / hd ** 0.5 + mask, dim=-1) @ v
+            h = h + att.transpose(1, 2).reshape(b, t, nh * hd) @ w[p + "self_attn.o_proj.weight"].T
+            x = self.norm(h, w[p + "post_attention_layernorm.weight"])
+            gate, up = x @ w[p + "mlp.gate_proj.weight"].T, x @ w[p + "mlp.up_proj.weight"].T
+            h = h + (F.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].T
+        h = self.norm(h, w["model.norm.weight"])
+        head = w["model.embed_tokens.weight"] if c["tie_word_embeddings"] else w["lm_head.weight"]
+        return h @ head.T
 
 
 def rolling_windows(tokens, prefix, max_seq_len, context_len=1):
@@ -66,11 +137,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("predictions")
-    ap.add_argument("--hp", required=True, help="vocab=..,dim=..,layers=..,heads=..,kv_heads=..,ffn_dim=..,context=..,rope_theta=..,norm_eps=..,tied_head=0|1")
+    ap.add_argument("--hf", help="score with this Hugging Face export instead (config.json, model.safetensors)")
+    ap.add_argument("--hp", default="", help="vocab=..,dim=..,layers=..,heads=..,kv_heads=..,ffn_dim=..,context=..,rope_theta=..,norm_eps=..,tied_head=0|1")
     ap.add_argument("--prefix", type=int, required=True, help="the <|end_of_text|> id")
     ap.add_argument("--tol", type=float, default=1e-4)
-    ap.add_argument("--mutate", choices=["rope_half"], default=None)
+    ap.add_argument("--mutate", choices=["rope_half", "interleaved"], default=None)
     args = ap.parse_args()
+    if args.hf:
+        cfg = json.load(open(os.path.join(args.hf, "config.json")))
+        model = HFLlama(cfg, read_safetensors(os.path.join(args.hf, "model.safetensors")), args.mutate)
+        return compare(model, cfg["max_position_embeddings"], args)
     hp = {}
     for kv in args.hp.split(","):
         k, v = kv.split("=")
@@ -83,11 +159,15 @@ def main():
         assert sorted(params) == sorted(expected_names(hp)), sorted(params)
         for name, p in params.items():
             p.copy_(torch.from_numpy(np.asarray(f["model/" + name], dtype=np.float64)))
+    return compare(model, hp["context"], args)
+
+
+def compare(model, L, args):
     worst, n, bad = 0.0, 0, []
     with open(args.predictions) as fp:
         for line in fp:
             pr = json.loads(line)
-            kind, L = pr["kind"], hp["context"]
+            kind = pr["kind"]
             if kind == "rolling":
                 doc = pr["continuation_ids"][0]
                 ref = sum(score(model, a, b, L) for a, b in rolling_windows(doc, args.prefix, L))
