@@ -88,6 +88,9 @@ typedef struct eval_config {
     int max_new_tokens;              /* eval.max_new_tokens  greedy decoding length (VQA) */
     int64_t every;                   /* eval.every       pretraining: held-out loss every N steps; 0 = off */
     int batches;                     /* eval.batches     pretraining: held-out micro-batches per evaluation */
+    char align[CONFIG_STR_MAX];      /* eval.align       features files (presight encode) for alignment, comma-separated */
+    char align_captions[CONFIG_STR_MAX]; /* eval.align_captions  JSONL with "image" and "caption" */
+    int align_k;                     /* eval.align_k     mutual k-NN's k */
     char heldout[CONFIG_STR_MAX];    /* eval.heldout     pretraining: the held-out documents (a rolling task file) */
 } eval_config;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "eval_align.h"
 #include "eval_items.h"
 #include "eval_model.h"
 #include "eval_records.h"
@@ -82,9 +83,10 @@ static int load_tasks(stage_ctx *s, ps_error *err) {
         if (!rc && !t->n) rc = ps_fail(err, "%s: no items in %s", name, t->info.data);
     }
     free(list);
-    if (!rc && !s->n_tasks) rc = ps_fail(err, "eval.tasks is empty: name task files, e.g. eval.tasks=config/tasks/piqa.cfg");
+    if (!rc && !s->n_tasks && !s->cfg.eval.align[0])
+        rc = ps_fail(err, "eval.tasks and eval.align are empty: name task files, e.g. eval.tasks=config/tasks/piqa.cfg");
     for (int i = 0; i < s->n_tasks && !rc; i++) s->n_items += s->tasks[i].n;
-    if (!rc && !(s->list = malloc(sizeof *s->list * s->n_items))) rc = ps_fail(err, "out of memory");
+    if (!rc && !(s->list = malloc(sizeof *s->list * (s->n_items ? s->n_items : 1)))) rc = ps_fail(err, "out of memory");
     size_t k = 0;
     for (int i = 0; i < s->n_tasks && !rc; i++)
         for (size_t j = 0; j < s->tasks[i].n; j++) s->list[k++] = (entry){i, j};
@@ -338,10 +340,11 @@ static int score_outputs(stage_ctx *s, size_t *n_results, ps_error *err) {
     eval_score_opts o;
     eval_score_opts_default(&o);
     int rc = eval_predictions_read(s->pred_path, &pr, &n, NULL, err);
-    if (!rc) rc = eval_score_all(pr, n, &o, &res, n_results, err);
+    if (!rc && n) rc = eval_score_all(pr, n, &o, &res, n_results, err);
     if (!rc && !(tasks = malloc(sizeof *tasks * (*n_results ? *n_results : 1)))) rc = ps_fail(err, "out of memory");
     if (!rc) memcpy(tasks, res, sizeof *tasks * *n_results);
-    if (!rc) rc = eval_summarize(tasks, *n_results, &res, n_results, err); /* grows res while tasks is read */
+    if (!rc && *n_results) rc = eval_summarize(tasks, *n_results, &res, n_results, err); /* grows res while tasks is read */
+    if (!rc && s->cfg.eval.align[0]) rc = eval_align_run(&s->em, &s->cfg, &res, n_results, err);
     if (!rc) rc = eval_predictions_write_file(s->pred_path, pr, n, err);
     if (!rc) rc = eval_results_write_file(s->results_path, res, *n_results, err);
     if (!rc) print_table(res, *n_results);
