@@ -29,6 +29,9 @@ build/bench/train_bench config/bench.cfg "$@" | tee "$tmp/presight.json"
 echo "== PyTorch training step, the same model"
 env "${torch_env[@]}" /usr/bin/python3 bench/torch_train.py "$tmp/presight.json" | tee "$tmp/torch.json"
 
+echo "== eval: multiple-choice scoring vs the training forward; decoding with the KV cache vs recompute"
+build/bench/eval_bench config/bench.cfg | tee "$tmp/eval.json"
+
 echo "== tokenizer: presight (C) and the npm encoders (node) on the same text, one thread"
 build/bench/tokenize_bench build/vocab build/bench/tokenize_mix.txt | tee "$tmp/tok_c.txt"
 node datasets/tools/bench_encoders.js build/bench/tokenize_mix.txt | tee "$tmp/tok_js.txt"
@@ -102,6 +105,11 @@ res["disk_write_mb_s"] = ck["disk_mb_s"]
 res["ckpt_write_vs_disk"] = ck["ratio"]
 enc = json.load(open(f"{tmp}/encode.json"))
 res.update(enc)
+ev = json.load(open(f"{tmp}/eval.json"))
+res["score_tokens_per_s"] = ev["score_tokens_per_s"]
+res["score_vs_forward"] = ev["score_vs_forward"]
+res["decode_cache_speedup"] = ev["decode_cache_speedup"]
+res["raw"]["eval"] = ev
 json.dump(res, open(out, "w"), indent=2)
 print()
 print(f"machine: {res['machine']}; BLAS: {res['blas']}; model: {ps['params']/1e6:.1f}M params, {ps['tokens_per_step']:.0f} tokens/step")
@@ -122,6 +130,10 @@ rows = [
     ("ddp_comm_vs_theory", f"{res['ddp_comm_vs_theory']:.2f}", "payload / 2 x param bytes"),
     ("ckpt_write_vs_disk", f"{res['ckpt_write_vs_disk']:.2f}",
      f"{ck['ckpt_mb_s']:.0f} vs {ck['disk_mb_s']:.0f} MB/s; target >= 0.7"),
+    ("score_tokens_per_s", f"{ev['score_tokens_per_s']:.0f} tok/s",
+     f"train forward {ev['forward_tokens_per_s']:.0f} ({ev['score_vs_forward']:.2f}x)"),
+    ("decode_cache_speedup", f"{ev['decode_cache_speedup']:.2f}x",
+     f"{ev['decode_cached_tokens_per_s']:.0f} vs {ev['decode_recompute_tokens_per_s']:.0f} tok/s"),
     ("encode_images_per_s", f"{enc['encode_images_per_s']:.1f} img/s", f"PyTorch {enc['encode_pytorch_images_per_s']:.1f}, TF.js {enc['encode_tfjs_images_per_s']:.2f}"),
     ("encode_vs_pytorch", f"{enc['encode_vs_pytorch']:.2f}x", "target >= 1.0 (aim 1.5)"),
     ("encode_conv_vs_sgemm", f"{enc['encode_conv_vs_sgemm']:.2f}", f"GEMM convs {enc['encode_conv_gflops']:.1f} GFLOP/s"),

@@ -1,18 +1,37 @@
-/* cmd_eval.c - presight eval: the model-free part for now, `presight eval rescore`.
- * Running a model over tasks lands with the eval stage (it needs the model contract). */
+/* cmd_eval.c - presight eval CONFIG [key=value ...] (a model over task files, the eval
+ * stage) and presight eval rescore PREDICTIONS (the stored outputs, no model). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "comm.h"
+#include "config.h"
 #include "eval_answer.h"
 #include "eval_records.h"
 #include "eval_score.h"
+#include "eval_stage.h"
+#include "runner.h"
 
 static void eval_help(FILE *out) {
     fprintf(out,
-            "usage: presight eval rescore PREDICTIONS [key=value ...]\n\n"
+            "usage: presight eval CONFIG [key=value ...]\n"
+            "       presight eval rescore PREDICTIONS [key=value ...]\n\n"
+            "presight eval CONFIG runs the model CONFIG's run trained (run.dir/model.h5, else its newest\n"
+            "checkpoint, or eval.checkpoint=FILE) over the task files of eval.tasks (comma-separated,\n"
+            "config/tasks/*.cfg) with the tokenizer it was trained with, and writes into eval.out\n"
+            "(default run.dir/eval): predictions.jsonl (one line per item, appended as items finish),\n"
+            "results.jsonl (per task, subset and metric), config.cfg, metrics.jsonl, final.json.\n"
+            "Multiple choice and perplexity are lm-evaluation-harness's log-likelihood rules; VQA items\n"
+            "are answered by greedy decoding (eval.max_new_tokens) and parsed. Items are split across\n"
+            "MPI ranks with the same results for any number of ranks; an interrupted evaluation\n"
+            "resumes, skipping the items already in predictions.jsonl.\n"
+            "  presight eval runs/tiny/config.cfg eval.tasks=config/tasks/piqa.cfg,config/tasks/wikitext.cfg\n"
+            "Keys: eval.batch (sequences per forward), eval.items_per_step, eval.limit (items per task),\n"
+            "eval.max_new_tokens; eval.align=FEATURES.h5[,...] adds the mutual k-NN alignment of caption\n"
+            "features with those encoders' (eval.align_captions, eval.align_k).\n\n"
+            "presight eval rescore:\n"
             "Re-scores a stored predictions.jsonl without the model: every generated answer is parsed\n"
             "again with the chosen parser setting, every log-likelihood scored again, and the results\n"
             "(one line per task, subset and metric, with standard errors, parse failures and the\n"
@@ -26,7 +45,7 @@ static void eval_help(FILE *out) {
             "  predictions_out=PATH  also write the predictions with the new parsed/tier/correct\n"
             "  bootstrap=1000     bootstrap resamples for perplexity standard errors\n"
             "  seed=1234          their seed\n"
-            "The parser is %s. Running a model (`presight eval CONFIG`) is not part of this build yet.\n",
+            "The parser is %s.\n",
             EVAL_PARSER_VERSION);
 }
 
@@ -145,12 +164,44 @@ static int cmd_rescore(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+static int cmd_eval_model(int argc, char **argv) {
+    run_config cfg;
+    ps_error err = {{0}};
+    comm *world = NULL;
+    if (config_load(&cfg, argv[1], argc - 2, argv + 2, &err)) {
+        fprintf(stderr, "presight eval: %s\n", err.msg);
+        return 2;
+    }
+    if (cfg.threads > 0) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", cfg.threads);
+        setenv("PRESIGHT_THREADS", n, 1);
+    }
+    if (comm_world(&world, &argc, &argv, &err)) {
+        fprintf(stderr, "presight eval: %s\n", err.msg);
+        return 1;
+    }
+    int rc = eval_stage_run(&cfg, world, &err);
+    if (rc < 0) fprintf(stderr, "presight eval (rank %d): %s\n", comm_rank(world), err.msg);
+    if (rc == -1 && comm_size(world) > 1) {
+        /* this rank alone failed: the others may wait in a collective */
+        fflush(stdout);
+        comm_abort(world, 1);
+    }
+    comm_free(world);
+    comm_shutdown();
+    return rc == PRESIGHT_EXIT_PREEMPTED ? PRESIGHT_EXIT_PREEMPTED : rc ? 1 : 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "rescore")) {
         if (wants_help(argc, argv)) return eval_help(stdout), 0;
         return cmd_rescore(argc, argv);
     }
     if (wants_help(argc, argv)) return eval_help(stdout), 0;
-    eval_help(stderr);
-    return 2;
+    if (argc < 2) {
+        eval_help(stderr);
+        return 2;
+    }
+    return cmd_eval_model(argc, argv);
 }

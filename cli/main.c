@@ -18,7 +18,9 @@ static const struct command {
     {"study", cmd_study, "expand, submit and follow a study on SLURM or locally"},
     {"encode", cmd_encode, "image set -> cached vision-encoder features (presight encode CONFIG [encode.key=value ...])"},
     {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
-    {"eval", cmd_eval, "language and VQA evaluation of a model (now: eval rescore PREDICTIONS)"},
+    {"eval", cmd_eval, "a model over task files (eval CONFIG), or re-score stored predictions (eval rescore)"},
+    {"generate", cmd_generate, "what a model says: greedy continuation of a prompt (presight generate CONFIG prompt=TEXT)"},
+    {"export", cmd_export, "a trained model as a Hugging Face Llama checkpoint (presight export CONFIG out=DIR)"},
     {"report", cmd_later, "tables and plots from collected results"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

@@ -78,12 +78,29 @@ typedef struct checkpoint_config {
     int keep;                   /* checkpoint.keep  newest checkpoints kept */
 } checkpoint_config;
 
+typedef struct eval_config {
+    char tasks[CONFIG_STR_MAX];      /* eval.tasks       task files, comma-separated */
+    char checkpoint[CONFIG_STR_MAX]; /* eval.checkpoint  weights file; "" = run.dir's model.h5 or newest checkpoint */
+    char out[CONFIG_STR_MAX];        /* eval.out         output folder; "" = run.dir/eval */
+    int batch;                       /* eval.batch       requests (sequences) per forward pass */
+    int items_per_step;              /* eval.items_per_step  items per runner step (progress, resume unit) */
+    int64_t limit;                   /* eval.limit       first N items of each task; 0 = all */
+    int max_new_tokens;              /* eval.max_new_tokens  greedy decoding length (VQA) */
+    int64_t every;                   /* eval.every       pretraining: held-out loss every N steps; 0 = off */
+    int batches;                     /* eval.batches     pretraining: held-out micro-batches per evaluation */
+    char align[CONFIG_STR_MAX];      /* eval.align       features files (presight encode) for alignment, comma-separated */
+    char align_captions[CONFIG_STR_MAX]; /* eval.align_captions  JSONL with "image" and "caption" */
+    int align_k;                     /* eval.align_k     mutual k-NN's k */
+    char heldout[CONFIG_STR_MAX];    /* eval.heldout     pretraining: the held-out documents (a rolling task file) */
+} eval_config;
+
 typedef struct run_config {
     model_config model;
     train_config train;
     data_config data;
     parallel_config parallel;
     checkpoint_config checkpoint;
+    eval_config eval;
     char run_dir[CONFIG_STR_MAX]; /* run.dir      where config, metrics and weights go */
     char backend[16];             /* run.backend  "cpu" (later "cuda", "auto") */
     int threads;                  /* run.threads  CPU threads; 0 = all cores */

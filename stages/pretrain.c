@@ -131,6 +131,11 @@ static int trainer_init_on(trainer *t, const run_config *cfg, comm *c, const gpu
         return ps_fail(err, "out of memory for token buffers");
     }
     t->total_steps = derive_total_steps(cfg, comm_size(c));
+    if (cfg->eval.every > 0 && (gpu ? ps_fail(err, "eval.every: the held-out loss runs on the CPU backend for now")
+                                    : heldout_set_open(&t->heldout, cfg, comm_rank(c), comm_size(c), cfg->run_dir, err))) {
+        trainer_free(t);
+        return -1;
+    }
     return 0;
 }
 
@@ -146,6 +151,7 @@ void trainer_free(trainer *t) {
     model_activations_free(t->acts);
     sharded_free(&t->shards);
     model_free(&t->model);
+    heldout_set_free(&t->heldout);
     free(t->window);
     free(t->inputs);
     free(t->targets);
@@ -306,6 +312,19 @@ int trainer_step(trainer *t, train_step_stats *stats, ps_error *err) {
 
 /* ------------------------------------------------ the stage on the runner */
 
+/* Every eval.every steps (and at the last): the held-out loss into metrics.jsonl and the progress line. */
+static int heldout_step(trainer *t, job_step_report *out, ps_error *err) {
+    int64_t every = t->cfg.eval.every;
+    if (every <= 0 || (t->step % every && t->step != t->total_steps)) return 0;
+    double loss;
+    if (heldout_set_loss(&t->heldout, &t->model, &t->shards.params, t->acts, t->comm, &loss, err)) return -1;
+    if (t->shards.hook_failed) return ps_fail(err, "%s", t->shards.hook_error.msg);
+    size_t f = strlen(out->fields), g = strlen(out->progress);
+    snprintf(out->fields + f, sizeof out->fields - f, ",\"heldout_loss\":%.17g", loss);
+    snprintf(out->progress + g, sizeof out->progress - g, " | held-out %.4f", loss);
+    return 0;
+}
+
 static int stage_step(void *ctx, const job_progress *p, job_step_report *out, ps_error *err) {
     trainer *t = ctx;
     (void)p;
@@ -317,7 +336,7 @@ static int stage_step(void *ctx, const job_progress *p, job_step_report *out, ps
     snprintf(out->progress, sizeof out->progress, "loss %.4f | lr %.2e | grad norm %.3f", s.loss, s.lr,
              s.grad_norm);
     t->last_loss = s.loss;
-    return 0;
+    return heldout_step(t, out, err);
 }
 
 static int stage_save(void *ctx, job *j, const job_progress *p, ps_error *err) {

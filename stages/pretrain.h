@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "gpu_engine.h"
+#include "heldout_loss.h"
 #include "model.h"
 #include "runner.h"
 #include "sharding.h"
@@ -30,6 +31,7 @@ typedef struct trainer {
     int64_t total_steps;
     int64_t step;                   /* optimizer steps done */
     double tokens;                  /* tokens trained on so far */
+    heldout_set heldout;            /* eval.every > 0: the held-out loss's fixed set */
 } trainer;
 
 typedef struct train_step_stats {

@@ -1,0 +1,191 @@
+/* export_hf.c - a presight model as a Hugging Face Llama checkpoint (see export_hf.h). */
+#include "export_hf.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "eval_model.h"
+
+typedef struct hf_tensor {
+    char name[96];
+    int meta; /* index into the layout's tensors */
+    int permute_heads; /* wq: heads, wk: kv_heads; 0: as stored */
+} hf_tensor;
+
+static int hf_names(const model_layout *L, hf_tensor **out, int *n_out, ps_error *err) {
+    const model_config *c = &L->cfg;
+    int cap = 4 + 9 * c->layers, n = 0;
+    hf_tensor *t = calloc((size_t)cap, sizeof *t);
+    if (!t) return ps_fail(err, "out of memory");
+    static const char *const block[][2] = {
+        {"attention_norm.weight", "input_layernorm.weight"},   {"attention.wq.weight", "self_attn.q_proj.weight"},
+        {"attention.wk.weight", "self_attn.k_proj.weight"},    {"attention.wv.weight", "self_attn.v_proj.weight"},
+        {"attention.wo.weight", "self_attn.o_proj.weight"},    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+        {"feed_forward.w1.weight", "mlp.gate_proj.weight"},    {"feed_forward.w3.weight", "mlp.up_proj.weight"},
+        {"feed_forward.w2.weight", "mlp.down_proj.weight"}};
+    char meta[MODEL_TENSOR_NAME_MAX + 32];
+#define ADD(M, H, P)                                                                              \
+    do {                                                                                          \
+        int i_ = model_layout_find(L, M);                                                         \
+        if (i_ < 0) {                                                                             \
+            free(t);                                                                              \
+            return ps_fail(err, "the model has no tensor %s", M);                                 \
+        }                                                                                         \
+        snprintf(t[n].name, sizeof t[n].name, "%s", H);                                           \
+        t[n].meta = i_, t[n].permute_heads = P, n++;                                              \
+    } while (0)
+    ADD("tok_embeddings.weight", "model.embed_tokens.weight", 0);
+    for (int l = 0; l < c->layers; l++)
+        for (int k = 0; k < 9; k++) {
+            char hf[96];
+            snprintf(meta, sizeof meta, "layers.%d.%s", l, block[k][0]);
+            snprintf(hf, sizeof hf, "model.layers.%d.%s", l, block[k][1]);
+            ADD(meta, hf, k == 1 ? c->heads : k == 2 ? c->kv_heads : 0);
+        }
+    ADD("norm.weight", "model.norm.weight", 0);
+    if (!c->tied_head) ADD("output.weight", "lm_head.weight", 0);
+#undef ADD
+    *out = t, *n_out = n;
+    return 0;
+}
+
+/* Meta's interleaved rows -> rotate_half rows, per head (see export_hf.h). */
+static void permute_rows(const float *src, float *dst, int heads, int head_dim, int cols) {
+    int half = head_dim / 2;
+    for (int h = 0; h < heads; h++)
+        for (int p = 0; p < 2; p++)
+            for (int i = 0; i < half; i++)
+                memcpy(dst + ((size_t)h * head_dim + p * half + i) * cols, src + ((size_t)h * head_dim + 2 * i + p) * cols,
+                       sizeof *dst * (size_t)cols);
+}
+
+static int finish_file(FILE *f, const char *tmp, const char *path, ps_error *err) {
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        remove(tmp);
+        return ps_fail(err, "%s: write failed", tmp);
+    }
+    if (rename(tmp, path)) return ps_fail(err, "%s: cannot rename to %s", tmp, path);
+    return 0;
+}
+
+static int write_safetensors(const eval_model *em, const char *dir, ps_error *err) {
+    const model_layout *L = &em->model.layout;
+    hf_tensor *t = NULL;
+    int n = 0;
+    if (hf_names(L, &t, &n, err)) return -1;
+    /* the header: names in file order, offsets of the data that follows it */
+    size_t cap = 256 + (size_t)n * 192, len = 0, off = 0;
+    char *h = malloc(cap);
+    if (!h) return free(t), ps_fail(err, "out of memory");
+    len += (size_t)snprintf(h + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\",\"producer\":\"presight\"}");
+    for (int i = 0; i < n; i++) {
+        const model_tensor *m = &L->tensors[t[i].meta];
+        size_t bytes = sizeof(float) * (size_t)m->rows * m->cols;
+        if (m->cols == 1)
+            len += (size_t)snprintf(h + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
+                                    t[i].name, m->rows, off, off + bytes);
+        else
+            len += (size_t)snprintf(h + len, cap - len,
+                                    ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}", t[i].name,
+                                    m->rows, m->cols, off, off + bytes);
+        off += bytes;
+    }
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    while (len % 8) h[len++] = ' '; /* the data starts 8-byte aligned */
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    int rc = f ? 0 : ps_fail(err, "%s: cannot create", tmp);
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++) le[b] = (unsigned char)((uint64_t)len >> (8 * b));
+    if (!rc) fwrite(le, 1, 8, f), fwrite(h, 1, len, f);
+    float *scratch = NULL;
+    for (int i = 0; i < n && !rc; i++) {
+        const model_tensor *m = &L->tensors[t[i].meta];
+        size_t count = (size_t)m->rows * m->cols;
+        const real *src = model_tensor_data(&em->params, L, t[i].meta);
+        float *buf = realloc(scratch, sizeof *buf * count * 2);
+        if (!buf) {
+            rc = ps_fail(err, "out of memory");
+            break;
+        }
+        scratch = buf;
+        for (size_t k = 0; k < count; k++) buf[k] = (float)src[k];
+        const float *w = buf;
+        if (t[i].permute_heads) {
+            permute_rows(buf, buf + count, t[i].permute_heads, L->head_dim, m->cols);
+            w = buf + count;
+        }
+        fwrite(w, sizeof *w, count, f); /* x86-64 and aarch64 are little-endian, as the format is */
+    }
+    free(scratch), free(h), free(t);
+    if (!f) return rc;
+    int frc = finish_file(f, tmp, path, err);
+    return rc ? rc : frc;
+}
+
+static int write_config(const eval_model *em, const char *dir, ps_error *err) {
+    const model_config *c = &em->cfg.model;
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return ps_fail(err, "%s: cannot create", tmp);
+    int64_t bos = tokenizer_special_id(em->tok, "<|begin_of_text|>");
+    fprintf(f,
+            "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+            "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
+            "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n"
+            "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.17g,\n"
+            "  \"rms_norm_eps\": %.17g,\n  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n"
+            "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n  \"bos_token_id\": %lld,\n  \"eos_token_id\": %u,\n"
+            "  \"torch_dtype\": \"float32\"\n}\n",
+            c->dim, c->ffn_dim, c->layers, c->heads, c->kv_heads, c->dim / c->heads, c->vocab, c->context, c->rope_theta,
+            c->norm_eps, c->tied_head ? "true" : "false", (long long)bos, em->prefix);
+    return finish_file(f, tmp, path, err);
+}
+
+/* The vocabulary file as it was used (a byte-level run's is written by eval_model_open). */
+static int write_tokenizer(const eval_model *em, const char *dir, ps_error *err) {
+    char src[4200], path[4200], tmp[4300];
+    if (em->cfg.data.tokenizer[0]) snprintf(src, sizeof src, "%s", em->cfg.data.tokenizer);
+    else snprintf(src, sizeof src, "%s/bytes.tiktoken", dir);
+    snprintf(path, sizeof path, "%s/tokenizer.tiktoken", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *in = fopen(src, "rb"), *f = in ? fopen(tmp, "wb") : NULL;
+    if (!in || !f) {
+        if (in) fclose(in);
+        return ps_fail(err, "%s: cannot copy to %s", src, tmp);
+    }
+    char buf[1 << 16];
+    for (size_t k; (k = fread(buf, 1, sizeof buf, in)) > 0;) fwrite(buf, 1, k, f);
+    fclose(in);
+    if (!em->cfg.data.tokenizer[0]) remove(src);
+    if (finish_file(f, tmp, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "w"))) return ps_fail(err, "%s: cannot create", tmp);
+    fprintf(f,
+            "{\n  \"tokenizer_file\": \"tokenizer.tiktoken\",\n  \"tokenizer_kind\": \"%s\",\n"
+            "  \"bos_token\": \"<|begin_of_text|>\",\n  \"eos_token\": \"<|end_of_text|>\",\n"
+            "  \"model_max_length\": %d,\n  \"add_bos_token\": false\n}\n",
+            tokenizer_kind_name(tokenizer_get_kind(em->tok)), em->cfg.model.context);
+    return finish_file(f, tmp, path, err);
+}
+
+int export_hf_llama(const run_config *cfg, const char *dir, ps_error *err) {
+    if (mkdir(dir, 0777) && errno != EEXIST) return ps_fail(err, "%s: cannot create", dir);
+    eval_model em;
+    if (eval_model_open(&em, cfg, dir, err)) return -1;
+    int rc = write_safetensors(&em, dir, err);
+    if (!rc) rc = write_config(&em, dir, err);
+    if (!rc) rc = write_tokenizer(&em, dir, err);
+    eval_model_close(&em);
+    return rc;
+}
