@@ -17,7 +17,7 @@ static const struct command {
     {"data", cmd_data, "tokenizers, corpora, shards, labels and mixtures"},
     {"study", cmd_study, "expand, submit and follow a study on SLURM or locally"},
     {"encode", cmd_encode, "image set -> cached vision-encoder features (presight encode CONFIG [encode.key=value ...])"},
-    {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
+    {"adapt", cmd_adapt, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
     {"eval", cmd_eval, "language and VQA evaluation of a model (now: eval rescore PREDICTIONS)"},
     {"report", cmd_later, "tables and plots from collected results"},
 };

@@ -96,7 +96,7 @@ int mm_run_resolve(const char *run, char *weights, size_t size, run_config *cfg,
     }
     snprintf(conf, sizeof conf, "%s/config.cfg", dir);
     if (!exists(conf)) return ps_fail(err, "%s: no config.cfg beside it (%s): not a presight run", run, conf);
-    if (config_load_model(cfg, conf, 0, NULL, err)) return ps_wrap(err, "the config of run %s: ", run);
+    if (config_load_model(cfg, conf, 0, NULL, err)) return ps_wrap(err, "the config of run %s", run);
     return 0;
 }
 
