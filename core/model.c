@@ -721,6 +721,9 @@ int model_backward_batch(model *m, const model_params *P, model_params *G, model
     real scale = !n_valid ? 0 : bt->loss_divisor > 0 ? (real)(loss_scale / bt->loss_divisor) : loss_scale / n_valid;
     int counted = 0;
     ops->cross_entropy(a->logits, a->tgt, n, c->vocab, -1, scale, &counted);
+    /* At scale 0 cross_entropy leaves the rows as logits (its forward-only
+     * use): with nothing counted the gradient is 0, not the logits. */
+    if (!n_valid) ops->zero(a->logits, (size_t)n * c->vocab);
 
     hook_acquire(m, head, 1);
     if (tied) hook_acquire(m, 0, 1);

@@ -191,8 +191,9 @@ static int build_state(adapter *a, ps_error *err) {
     a->pin = malloc((size_t)rows * W * sizeof *a->pin);
     a->emb = malloc((size_t)rows * D * sizeof *a->emb);
     a->demb = malloc((size_t)rows * D * sizeof *a->demb);
-    a->row_first = malloc((size_t)(cfg->adapt.batch + 1) * sizeof *a->row_first);
-    a->row_count = malloc((size_t)(cfg->adapt.batch + 1) * sizeof *a->row_count);
+    /* The last megabatch (both remainders) holds up to 2 * batch - 2 samples. */
+    a->row_first = malloc((size_t)2 * cfg->adapt.batch * sizeof *a->row_first);
+    a->row_count = malloc((size_t)2 * cfg->adapt.batch * sizeof *a->row_count);
     if (!a->mb_sample || !a->feat || !a->pin || !a->emb || !a->demb || !a->row_first || !a->row_count)
         return ps_fail(err, "out of memory for the adapt buffers");
     /* The init weights: every LLM tensor, and the projector when adapt.init is adapted. */
@@ -333,6 +334,9 @@ static int micro_step(adapter *a, int k, double counted, double *loss_sum, ps_er
     model_result res;
     if (model_forward_batch(&a->mm.m, &s->params, a->acts, &bt, &res, err)) return -1;
     if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
+    /* A micro-batch without targets (a blank picture row) may leave
+     * embeds_grad unwritten: its gradient is 0. */
+    if (bt.embeds_grad) memset(a->demb, 0, (size_t)n * a->cfg.model.dim * sizeof *a->demb);
     if (model_backward_batch(&a->mm.m, &s->params, &s->grads, a->acts, &bt, 1, err)) return -1;
     if (s->hook_failed) return ps_fail(err, "%s", s->hook_error.msg);
     if (a->proj_trains) {
