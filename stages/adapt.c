@@ -16,6 +16,7 @@
 #include "runner.h"
 #include "sha256.h"
 #include "sharding.h"
+#include "weights_h5.h"
 
 typedef enum { STAGE_ALIGN, STAGE_BLIND, STAGE_SFT } stage_kind;
 
@@ -317,6 +318,53 @@ static void projector_hook(adapter *a, int what) {
     else h->release(h->ctx, u, 1);
 }
 
+/* PRESIGHT_ADAPT_DUMP=FILE (one rank, step 1, micro-batch 0): the batch,
+ * the projector's input, the weights before the step, the micro-batch's
+ * loss and the gradients of the trainable tensors, for the PyTorch
+ * reference (tests/reference/adapt_reference.py). */
+static int dump_micro_batch(adapter *a, double counted, double loss_sum, ps_error *err) {
+    const char *path = getenv("PRESIGHT_ADAPT_DUMP");
+    if (!path || a->step != 0 || comm_size(a->comm) != 1) return 0;
+    const model_layout *L = &a->mm.m.layout;
+    const model_config *mc = &a->cfg.model;
+    sharded_state *s = &a->shards;
+    h5_file *f = h5_create(path, err);
+    if (!f) return -1;
+    long long bs[2] = {a->mb.batch, a->mb.seq}, fd[2] = {a->mb.n_embeds, a->cfg.adapt.encoder_width};
+    long long ns = a->mb.n_samples;
+    const struct { const char *key; double value; } hp[] = {
+        {"vocab", mc->vocab}, {"dim", mc->dim}, {"layers", mc->layers}, {"heads", mc->heads},
+        {"kv_heads", mc->kv_heads}, {"ffn_dim", mc->ffn_dim}, {"context", mc->context},
+        {"rope_theta", mc->rope_theta}, {"norm_eps", mc->norm_eps}, {"tied_head", mc->tied_head},
+        {"in_dim", a->cfg.adapt.encoder_width}, {"visual_tokens", a->cfg.adapt.visual_tokens},
+    };
+    int lines[2 * 4096];
+    if (ns > (long long)(sizeof lines / sizeof lines[0])) ns = sizeof lines / sizeof lines[0];
+    for (int i = 0; i < ns; i++) lines[i] = a->mb_sample[i] < 0 ? -1 : a->data.s[a->mb_sample[i]].line;
+    int rc = h5_write_ints(f, "tokens", a->mb.tokens, 2, bs, err) || h5_write_ints(f, "targets", a->mb.targets, 2, bs, err) ||
+             h5_write_ints(f, "positions", a->mb.positions, 2, bs, err) ||
+             h5_write_ints(f, "sample", a->mb.sample, 2, bs, err) ||
+             h5_write_ints(f, "lines", lines, 1, &ns, err) ||
+             h5_write_reals(f, "features", a->pin, 2, fd, err) || h5_write_double(f, "loss_sum", loss_sum, err) ||
+             h5_write_double(f, "counted", counted, err) ||
+             h5_write_double(f, "style_plain", a->kind == STAGE_ALIGN, err) ||
+             h5_write_params(f, "model", L, &s->params, NULL, err);
+    for (size_t i = 0; !rc && i < sizeof hp / sizeof hp[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "hparams.%s", hp[i].key);
+        rc = h5_write_double(f, name, hp[i].value, err);
+    }
+    for (int t = 0; !rc && t < L->n_tensors; t++) {
+        const model_tensor *mt = &L->tensors[t];
+        if (!L->units[mt->unit].trainable) continue;
+        char name[MODEL_TENSOR_NAME_MAX + 8];
+        snprintf(name, sizeof name, "grad.%s", mt->name);
+        long long d[2] = {mt->rows, mt->cols};
+        rc = h5_write_reals(f, name, s->grads.unit[mt->unit] + mt->offset, mt->cols == 1 ? 1 : 2, d, err);
+    }
+    return h5_close(f, !rc, err) || rc ? -1 : 0;
+}
+
 /* Forward and backward of micro-batch k; adds its summed loss. */
 static int micro_step(adapter *a, int k, double counted, double *loss_sum, ps_error *err) {
     sharded_state *s = &a->shards;
@@ -350,7 +398,7 @@ static int micro_step(adapter *a, int k, double counted, double *loss_sum, ps_er
         projector_hook(a, 3);
     }
     *loss_sum += res.loss_sum;
-    return 0;
+    return k == 0 ? dump_micro_batch(a, counted, res.loss_sum, err) : 0;
 }
 
 typedef struct adapt_step_stats {

@@ -147,6 +147,7 @@ static int load_line(adapt_data *d, const run_config *cfg, const chat_template *
         if (grown) d->s = grown;
         if (!rc) {
             s.set = has_image ? fi : -1;
+            s.line = (int)(lineno - 1);
             s.row = row;
             d->s[d->n++] = s;
             d->visual += has_image;

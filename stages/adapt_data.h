@@ -32,6 +32,7 @@ typedef struct adapt_sample {
     char *id;
     int set;          /* features file index; -1: no picture (language-only, or withheld) */
     int row;          /* its row there */
+    int line;         /* its line of adapt.data (0-based, blank lines not counted) */
     chat_tokens tok;
 } adapt_sample;
 

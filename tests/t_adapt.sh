@@ -190,6 +190,28 @@ PY
 adapt blind adapt.stage=blind "${sft[@]:1}" run.dir="$tmp/blind" || { cat "$tmp/blind.log"; fail "blind"; }
 grep -q "(0 with a picture" "$tmp/blind.log" || fail "blind spliced pictures"
 
+# --- PyTorch reference for one align and one sft micro-batch (the stage's dump)
+if $PY -c 'import torch' 2>/dev/null; then
+  ref=tests/reference/adapt_reference.py
+  PRESIGHT_ADAPT_DUMP=$tmp/align_step.h5 adapt dump_align adapt.batch=12 adapt.epochs=1 adapt.max_samples=48 \
+    train.micro_batch=1 adapt.visual_tokens=4 run.dir="$tmp/dump_align" || { cat "$tmp/dump_align.log"; fail "align dump"; }
+  PRESIGHT_ADAPT_DUMP=$tmp/sft_step.h5 adapt dump_sft "${sft[@]}" adapt.max_samples=40 adapt.batch=4 run.dir="$tmp/dump_sft" ||
+    { cat "$tmp/dump_sft.log"; fail "sft dump"; }
+  $PY $ref "$tmp/align_step.h5" "$tmp/train.jsonl" "$feat" >"$tmp/ref_align.log" 2>&1 || { cat "$tmp/ref_align.log"; fail "align step vs PyTorch"; }
+  $PY $ref "$tmp/sft_step.h5" $img/instruct.jsonl "$feat" >"$tmp/ref_sft.log" 2>&1 || { cat "$tmp/ref_sft.log"; fail "sft step vs PyTorch"; }
+  tail -1 "$tmp/ref_align.log"; tail -1 "$tmp/ref_sft.log"
+  for m in no_shift no_sample_mask mean_per_batch; do # negative controls (align has no prompt text)
+    rc=0; $PY $ref "$tmp/align_step.h5" "$tmp/train.jsonl" "$feat" --mutate $m >"$tmp/ref_$m.log" 2>&1 || rc=$?
+    [ $rc -eq 1 ] || { cat "$tmp/ref_$m.log"; fail "the reference does not detect --mutate $m"; }
+  done
+  for m in no_shift train_prompts; do
+    rc=0; $PY $ref "$tmp/sft_step.h5" $img/instruct.jsonl "$feat" --mutate $m >"$tmp/ref_sft_$m.log" 2>&1 || rc=$?
+    [ $rc -eq 1 ] || { cat "$tmp/ref_sft_$m.log"; fail "the reference does not detect --mutate $m (sft)"; }
+  done
+else
+  echo "note: no PyTorch (python3-torch): the reference step check is skipped"
+fi
+
 # --- broken samples: counted, named; past adapt.max_bad the stage fails with the ids
 $PY - "$img/instruct.jsonl" "$tmp/broken.jsonl" <<'PY'
 import json, sys
