@@ -3,10 +3,14 @@
  * per-sample positions and ids, packing, truncation after the splice, and
  * the layout's projector unit. Byte ids make expected values readable. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chat_template.h"
 #include "mm_model.h"
+#include "test_util.h"
+#include "tokenizer.h"
 
 static chat_template bytes_template(void) {
     chat_template t;
@@ -165,4 +169,51 @@ Test(mm_model, layout_is_llm_then_projector) {
     cr_assert_eq(mm.m.layout.tensors[w0].rows, 16);
     cr_assert_eq(mm.m.layout.tensors[w0].cols, 24);
     mm_model_free(&mm);
+}
+
+/* The chat style with real vocabularies: Llama 3's header tokens, and a
+ * trained BPE's <|begin_of_text|> / <|end_of_text|>; decoding the ids gives
+ * the documented text back. Skipped without the vocabularies (make tokenizers). */
+static void check_vocab(const char *path, tokenizer_kind kind, int vocab, const char *expect) {
+    if (access(path, R_OK) != 0) {
+        cr_log_warn("skip: %s missing", path);
+        return;
+    }
+    tokenizer *tok;
+    ps_error err = {{0}};
+    cr_assert_eq(tokenizer_load(&tok, path, kind, &err), 0, "%s", err.msg);
+    chat_template t;
+    cr_assert_eq(chat_template_init(&t, tok, vocab, &err), 0, "%s", err.msg);
+    chat_turn turns[] = {{1, "<image>\nWhat is it?"}, {0, "A cat."}};
+    chat_tokens c = {0};
+    cr_assert_eq(chat_template_apply(&t, CHAT_CHAT, turns, 2, 1, 0, &c, &err), 0, "%s", err.msg);
+    tokenizer_bytes out = {0};
+    uint32_t *ids = malloc((size_t)c.n * sizeof *ids);
+    for (int i = 0; i < c.n; i++) ids[i] = (uint32_t)c.ids[i];
+    cr_assert_eq(tokenizer_decode(tok, ids, (size_t)c.n, &out, &err), 0, "%s", err.msg);
+    cr_assert_eq(out.n, strlen(expect), "%.*s", (int)out.n, out.bytes);
+    cr_assert_eq(memcmp(out.bytes, expect, out.n), 0, "%.*s", (int)out.n, out.bytes);
+    /* Trained: "A cat." and the end of the turn, nothing else. */
+    tokenizer_bytes tr = {0};
+    int k = 0;
+    for (int i = 0; i < c.n; i++)
+        if (c.train[i]) ids[k++] = (uint32_t)c.ids[i];
+    cr_assert_eq(tokenizer_decode(tok, ids, (size_t)k, &tr, &err), 0, "%s", err.msg);
+    const char *eot = kind == TOKENIZER_LLAMA3 ? "A cat.<|eot_id|>" : "A cat.<|end_of_text|>";
+    cr_assert_eq(tr.n, strlen(eot), "%.*s", (int)tr.n, tr.bytes);
+    cr_assert_eq(memcmp(tr.bytes, eot, tr.n), 0);
+    tokenizer_bytes_free(&out);
+    tokenizer_bytes_free(&tr);
+    free(ids);
+    chat_tokens_free(&c);
+    tokenizer_free(tok);
+}
+
+Test(chat_template, real_vocabularies) {
+    test_chdir_to_repo_root("config/tiny.cfg");
+    check_vocab("build/vocab/llama3.tiktoken", TOKENIZER_LLAMA3, 128256,
+                "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n\nWhat is it?<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\nA cat.<|eot_id|>");
+    check_vocab("build/vocab/bpe-8192.tiktoken", TOKENIZER_PLAIN, 8192,
+                "<|begin_of_text|>USER: \nWhat is it?\nASSISTANT: A cat.<|end_of_text|>");
 }
