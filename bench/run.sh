@@ -52,6 +52,8 @@ for strategy in ddp fsdp; do
 done
 echo "== vision encoder: presight MobileNetV2-1.4 vs PyTorch (oneDNN convolutions) vs TF.js, batch 1"
 bash bench/encode.sh "$tmp"
+echo "== adapt: an align and an sft step against a pretraining step, the bench model"
+bash bench/adapt.sh "$tmp"
 echo "== checkpoint write vs a plain sequential write of the same bytes, same disk"
 mkdir -p build/ckpt-bench
 mpirun -np 2 build/tests/tools/ckpt_tool bench 256 build/ckpt-bench 3 | tail -n 1 | tee "$tmp/ckpt.json"
@@ -110,6 +112,8 @@ res["score_tokens_per_s"] = ev["score_tokens_per_s"]
 res["score_vs_forward"] = ev["score_vs_forward"]
 res["decode_cache_speedup"] = ev["decode_cache_speedup"]
 res["raw"]["eval"] = ev
+ad = json.load(open(f"{tmp}/adapt.json"))
+res.update(ad)
 json.dump(res, open(out, "w"), indent=2)
 print()
 print(f"machine: {res['machine']}; BLAS: {res['blas']}; model: {ps['params']/1e6:.1f}M params, {ps['tokens_per_step']:.0f} tokens/step")
@@ -137,6 +141,8 @@ rows = [
     ("encode_images_per_s", f"{enc['encode_images_per_s']:.1f} img/s", f"PyTorch {enc['encode_pytorch_images_per_s']:.1f}, TF.js {enc['encode_tfjs_images_per_s']:.2f}"),
     ("encode_vs_pytorch", f"{enc['encode_vs_pytorch']:.2f}x", "target >= 1.0 (aim 1.5)"),
     ("encode_conv_vs_sgemm", f"{enc['encode_conv_vs_sgemm']:.2f}", f"GEMM convs {enc['encode_conv_gflops']:.1f} GFLOP/s"),
+    ("align_vs_pretrain_step", f"{ad['align_vs_pretrain_step']:.2f}x", f"{ad['adapt_align_tokens_per_s']:.0f} vs {ad['adapt_pretrain_tokens_per_s']:.0f} tok/s"),
+    ("sft_vs_pretrain_step", f"{ad['sft_vs_pretrain_step']:.2f}x", f"{ad['adapt_sft_tokens_per_s']:.0f} vs {ad['adapt_pretrain_tokens_per_s']:.0f} tok/s"),
 ]
 w = max(len(r[0]) for r in rows)
 print(f"{'measure':<{w}}  {'throughput':>14}  {'rate':>24}")

@@ -17,7 +17,7 @@ static const struct command {
     {"data", cmd_data, "tokenizers, corpora, shards, labels and mixtures"},
     {"study", cmd_study, "expand, submit and follow a study on SLURM or locally"},
     {"encode", cmd_encode, "image set -> cached vision-encoder features (presight encode CONFIG [encode.key=value ...])"},
-    {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
+    {"adapt", cmd_adapt, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
     {"eval", cmd_eval, "a model over task files (eval CONFIG), or re-score stored predictions (eval rescore)"},
     {"generate", cmd_generate, "what a model says: greedy continuation of a prompt (presight generate CONFIG prompt=TEXT)"},
     {"export", cmd_export, "a trained model as a Hugging Face Llama checkpoint (presight export CONFIG out=DIR)"},

@@ -70,6 +70,8 @@ static const char *const data_kinds[] = {"text", "shards", "mixture", NULL};
 static const char *const tokenizer_kinds[] = {"plain", "llama3", "cl100k", NULL};
 static const char *const backends[] = {"cpu", "cuda", "auto", NULL};
 static const char *const strategies[] = {"ddp", "zero1", "fsdp", NULL};
+static const char *const adapt_stages[] = {"align", "blind", "sft", NULL};
+static const char *const projectors[] = {"mlp2x_gelu", NULL};
 
 static const key_spec schema[] = {
     /* model: the defaults are the 340m preset (config/model/340m.cfg) */
@@ -153,6 +155,24 @@ static const key_spec schema[] = {
     KINT("eval.batches", eval.batches, 1, 1 << 20, 4, "pretraining: held-out micro-batches per evaluation"),
     KSTR("eval.heldout", eval.heldout, 0, "",
          "pretraining: held-out documents for eval.every, a task file of kind rolling (config/tasks/wikitext.cfg)"),
+    KENUM("adapt.stage", adapt.stage, adapt_stages, "align",
+          "align: the projector alone on captions; blind: the LLM on instructions, pictures withheld; sft: projector + LLM"),
+    KSTR("adapt.init", adapt.init, 0, "", "the pretrained run (or the previous stage's): a run.dir or a weights file"),
+    KSTR("adapt.init_sha256", adapt.init_sha256, 0, "", "SHA-256 of adapt.init's weights (set by the stage; a changed init is refused)"),
+    KSTR("adapt.features", adapt.features, 0, "", "folder of the encoder's features files, <image_set>.h5 (data/features/ENCODER)"),
+    KSTR("adapt.data", adapt.data, 0, "", "LLaVA JSONL: data/images/align.jsonl (align) or instruct.jsonl (blind, sft)"),
+    KSTR("adapt.encoder", adapt.encoder, 0, "", "the features' encoder (set from the files; a different one is refused)"),
+    KSTR("adapt.encoder_sha256", adapt.encoder_sha256, 0, "", "the encoder's weights_sha256 (set from the files)"),
+    KINT("adapt.encoder_width", adapt.encoder_width, 0, 1 << 20, 0, "visual token width (set from the files; 0 = unset)"),
+    KINT("adapt.visual_tokens", adapt.visual_tokens, 1, 1 << 16, 576, "projected rows per picture, a square (576 = 24 x 24)"),
+    KENUM("adapt.projector", adapt.projector, projectors, "mlp2x_gelu", "projector shape (LLaVA's)"),
+    KINT("adapt.batch", adapt.batch, 1, 1 << 24, 512, "samples per optimizer step (the global batch, any number of ranks)"),
+    KINT("adapt.epochs", adapt.epochs, 1, 1 << 16, 1, "passes over adapt.data"),
+    KI64("adapt.max_samples", adapt.max_samples, 0, INT64_MAX, 0, "use the first N lines of adapt.data; 0 = all"),
+    KFLT("adapt.warmup_ratio", adapt.warmup_ratio, 0.0, 1.0, 0, 0.03, "share of the steps in linear warm-up (align 0.06, sft 0.03)"),
+    KBOOL("adapt.pack", adapt.pack, 1, "pack samples into sequences (each keeps its own positions and attention)"),
+    KFLT("adapt.max_bad", adapt.max_bad, 0.0, 1.0, 0, 0.01,
+         "share of samples whose template fails or whose answer is truncated away before the stage fails"),
 
     KSTR("run.dir", run_dir, 1, "runs/default", "where config, metrics and weights go"),
     KENUM("run.backend", backend, backends, "cpu", "compute backend"),

@@ -93,6 +93,26 @@ typedef struct eval_config {
     int align_k;                     /* eval.align_k     mutual k-NN's k */
     char heldout[CONFIG_STR_MAX];    /* eval.heldout     pretraining: the held-out documents (a rolling task file) */
 } eval_config;
+/* adapt.*: `presight adapt` (stages/adapt.h); model.* and data.* of an adapt
+ * run are its adapt.init run's. */
+typedef struct adapt_config {
+    char stage[16];                   /* adapt.stage          "align" | "blind" | "sft" */
+    char init[CONFIG_STR_MAX];        /* adapt.init           the pretrained run, or the previous stage's (a run.dir or weights file) */
+    char init_sha256[65];             /* adapt.init_sha256    SHA-256 of adapt.init's weights file (resolved; "" = compute) */
+    char features[CONFIG_STR_MAX];    /* adapt.features       folder of <image_set>.h5 features files (one encoder) */
+    char data[CONFIG_STR_MAX];        /* adapt.data           LLaVA JSONL: align.jsonl (captions) or instruct.jsonl */
+    char encoder[64];                 /* adapt.encoder        the features' encoder (resolved; "" = from the files) */
+    char encoder_sha256[65];          /* adapt.encoder_sha256 its weights_sha256 (resolved) */
+    int encoder_width;                /* adapt.encoder_width  token width (resolved; 0 = from the files) */
+    int visual_tokens;                /* adapt.visual_tokens  projected rows per picture (a square: 576 = 24 x 24) */
+    char projector[16];               /* adapt.projector      "mlp2x_gelu" */
+    int batch;                        /* adapt.batch          samples per optimizer step (global batch) */
+    int epochs;                       /* adapt.epochs         passes over adapt.data */
+    int64_t max_samples;              /* adapt.max_samples    0 = every line; else the first N (quickstart, tests) */
+    double warmup_ratio;              /* adapt.warmup_ratio   share of the steps warming up (train.warmup_steps derived) */
+    int pack;                         /* adapt.pack           pack samples into sequences (else one per sequence) */
+    double max_bad;                   /* adapt.max_bad        share of samples that may be broken or cut away before the stage fails */
+} adapt_config;
 
 typedef struct run_config {
     model_config model;
@@ -101,6 +121,7 @@ typedef struct run_config {
     parallel_config parallel;
     checkpoint_config checkpoint;
     eval_config eval;
+    adapt_config adapt;
     char run_dir[CONFIG_STR_MAX]; /* run.dir      where config, metrics and weights go */
     char backend[16];             /* run.backend  "cpu" (later "cuda", "auto") */
     int threads;                  /* run.threads  CPU threads; 0 = all cores */

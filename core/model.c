@@ -725,6 +725,9 @@ int model_backward_batch(model *m, const model_params *P, model_params *G, model
     real scale = !n_valid ? 0 : bt->loss_divisor > 0 ? (real)(loss_scale / bt->loss_divisor) : loss_scale / n_valid;
     int counted = 0;
     ops->cross_entropy(a->logits, a->tgt, n, c->vocab, -1, scale, &counted);
+    /* At scale 0 cross_entropy leaves the rows as logits (its forward-only
+     * use): with nothing counted the gradient is 0, not the logits. */
+    if (!n_valid) ops->zero(a->logits, (size_t)n * c->vocab);
 
     if (hook_acquire(m, head, 1, err) || (tied && hook_acquire(m, 0, 1, err))) return -1;
     ops->matmul_backward(a->dln, head_trains ? head_of(G, L) : NULL, a->logits, a->lnf, head_of(P, L), n, D,

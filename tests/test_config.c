@@ -512,7 +512,7 @@ Test(config, unknown_key_without_suggestion_lists_group) {
 Test(config, unknown_group) {
     EXPECT_FAIL(FIX "unknown_group.cfg", FIX "unknown_group.cfg:3: unknown group 'modle' (did you mean 'model'?)");
     EXPECT_FAIL(FIX "unknown_group_far.cfg", FIX "unknown_group_far.cfg:2: unknown group 'optimizer'",
-                "allowed groups: model, train, data, parallel, checkpoint, eval, run");
+                "allowed groups: model, train, data, parallel, checkpoint, eval, adapt, run");
     EXPECT_FAIL(FIX "group_as_value.cfg", FIX "group_as_value.cfg:2: 'model' must be a group");
 }
 
