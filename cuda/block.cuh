@@ -32,6 +32,7 @@ struct Dims {
     float eps;
     const float *cos_sin; /* device RoPE table [context, hd/2, 2] */
     const int *pos;       /* device positions [n] */
+    const int *sample;    /* device sample ids [n] (packed samples, -1 padding); NULL: plain causal */
 };
 
 static inline Dims make_dims(const model_config &c, int B, int S) {
@@ -51,6 +52,7 @@ static inline Dims make_dims(const model_config &c, int B, int S) {
     d.eps = (float)c.norm_eps;
     d.cos_sin = NULL;
     d.pos = NULL;
+    d.sample = NULL;
     return d;
 }
 
@@ -58,8 +60,13 @@ static inline size_t block_params(const Dims &d) {
     return 2 * (size_t)d.D + (size_t)d.QKV * d.D + (size_t)d.D * d.HD + 3 * (size_t)d.F * d.D;
 }
 
+/* A NULL unit (a frozen unit's gradient) gives NULL views: the ops skip them. */
 template <class T> static inline BlockW<T> block_view(T *u, const Dims &d) {
     BlockW<T> b;
+    if (!u) {
+        memset(&b, 0, sizeof b);
+        return b;
+    }
     b.attn_norm = u;
     b.wqkv = b.attn_norm + d.D;
     b.wo = b.wqkv + (size_t)d.QKV * d.D;
@@ -153,7 +160,10 @@ static inline void block_fwd(const Dims &d, const BlockW<gpu_bf16> &w, const Blo
     MARK("gemm qkv");
     gpu_rope_forward(a.qkv, d.cos_sin, d.pos, n, d.QKV, d.H + d.KV, d.hd);
     MARK("rope");
-    gpu_attention_forward(a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);
+    if (d.sample)
+        gpu_attention_forward_masked(a.att, a.lse, a.qkv, d.sample, d.B, d.S, d.H, d.KV, d.hd);
+    else
+        gpu_attention_forward(a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);
     MARK("attention fwd");
     gpu_matmul_forward(a.x_mid, a.att, w.wo, a.x, n, d.HD, d.D);
     MARK("gemm wo (+residual)");
@@ -168,7 +178,8 @@ static inline void block_fwd(const Dims &d, const BlockW<gpu_bf16> &w, const Blo
 }
 
 /* s.dx: d(block output) on entry, d(block input) on exit (the residual
- * path's gradient passes through; rmsnorm_backward adds the norm's). */
+ * path's gradient passes through; rmsnorm_backward adds the norm's). A
+ * frozen block passes g with NULL views: no weight-gradient GEMMs. */
 static inline void block_bwd(const Dims &d, const BlockW<gpu_bf16> &w, const BlockW<float> &g, const BlockActs &a,
                              const Scratch &s, OpMarks *marks) {
     int n = d.n;
@@ -182,7 +193,10 @@ static inline void block_bwd(const Dims &d, const BlockW<gpu_bf16> &w, const Blo
     MARK("rmsnorm bwd");
     gpu_matmul_backward(s.datt, g.wo, s.dx, a.att, w.wo, n, d.HD, d.D);
     MARK("gemm wo bwd");
-    gpu_attention_backward(s.dqkv, s.datt, a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);
+    if (d.sample)
+        gpu_attention_backward_masked(s.dqkv, s.datt, a.att, a.lse, a.qkv, d.sample, d.B, d.S, d.H, d.KV, d.hd);
+    else
+        gpu_attention_backward(s.dqkv, s.datt, a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);
     MARK("attention bwd");
     gpu_rope_backward(s.dqkv, d.cos_sin, d.pos, n, d.QKV, d.H + d.KV, d.hd);
     MARK("rope bwd");

@@ -79,7 +79,7 @@ rc=$?
 say "gpu_check exit status $rc; results in $dest/gpu.json, log in $log"
 set +o pipefail
 
-# Variants (PRESIGHT_COMPARE="PRESIGHT_GPU_ATT_FWD=v1 ..."): the attention checks and the
+# Variants (PRESIGHT_COMPARE="PRESIGHT_GPU_ATTENTION=gemm ..."): the attention checks and the
 # block speed again with each setting, beside the default's.
 for setting in ${PRESIGHT_COMPARE:-}; do
   [ $rc -eq 77 ] && break

@@ -8,7 +8,9 @@
  *   g                      fp32, the whole unit's gradient: always present under ddp
  *                          (where it is gslice) and zero1, only from the unit's backward
  *                          to its reduce-scatter under fsdp.
- * The forward and backward pass is core/model.c's, op for op (cuda/block.cuh).
+ * The forward and backward pass is core/model.c's, op for op (cuda/block.cuh),
+ * on a model_batch (token rows, embedding rows, positions, sample ids).
+ * A frozen unit has master and w (or wslice) only: no g, gslice, m, v.
  *
  * Two streams. Compute runs on gpu.h's stream; collectives on `side`. Before
  * a collective touches a buffer the side stream waits for an event recorded
@@ -46,6 +48,13 @@ struct Unit {
     float *g, *recv;
     cudaEvent_t gathered, reduced;
     bool gathering, reducing;
+    bool trains;
+};
+
+/* A forward's hidden-state pooling (model_batch.hidden), on the device. */
+struct Pool {
+    double *out;       /* [n_groups][layers + 1][D] sums */
+    const int *group;  /* [n] */
 };
 
 } // namespace
@@ -53,7 +62,7 @@ struct Unit {
 struct gpu_engine {
     gpu_engine_setup s;
     Dims d;
-    int kind, n_units, last, tied;
+    int kind, n_units, last, tied; /* last: the head's unit (layout.llm_units - 1) */
     std::vector<Unit> units;
     gpu_comm *comm;     /* gathers and reductions: the shard group, or every rank under ddp */
     gpu_comm *replica;  /* hybrid sharding: the same slices on other groups; NULL otherwise */
@@ -69,6 +78,14 @@ struct gpu_engine {
     double *loss, *sumsq;         /* device, [grad_accum], [n_units] */
     int *n_valid;
     std::vector<int> valid;       /* counted targets per micro-batch (known on the host) */
+    std::vector<double> divisor;  /* what each micro-batch's loss sum is divided by */
+    /* Packed batches, allocated on first use (pretraining never needs them):
+     * positions, sample ids, embedding rows' row indices, pooling groups [n];
+     * embeds and their gradient [n, D]; log-probs [n]. */
+    int *bpos, *bsample, *brows, *bgroup;
+    float *bembeds, *bgrad;
+    double *blogp;
+    int n_rows; /* embedding rows of the current batch */
     ps_error err;
     int failed;
     long long mallocs_at_step;
@@ -219,7 +236,7 @@ int reduce_gradient(gpu_engine *e, int ui, int last_micro_batch) {
 /* The unit the passes want after u: forward 0, 1..L, last; backward the reverse. */
 int next_unit(const gpu_engine *e, int ui, int backward) {
     if (backward) return ui > 0 ? ui - 1 : -1;
-    return ui + 1 < e->n_units ? ui + 1 : -1;
+    return ui + 1 <= e->last ? ui + 1 : -1;
 }
 
 /* Makes unit u's weights (and in backward its gradient buffer) usable on the compute stream. */
@@ -233,7 +250,7 @@ int acquire(gpu_engine *e, int ui, int backward) {
         /* With accumulation this unit's previous reduce-scatter may still read
          * g (a tied head's embedding): finish it, which frees g, first. */
         if (backward) finish_reduction(e, ui);
-        if (backward && !u.g) {
+        if (backward && u.trains && !u.g) {
             if (!(u.g = dev_alloc<float>(e, u.padded, "a unit's gradient"))) return -1;
             gpu_zero(u.g, u.padded * sizeof(float));
         }
@@ -258,61 +275,116 @@ BlockActs &block_acts(gpu_engine *e, int l) {
     return a;
 }
 
-int forward(gpu_engine *e, const int *tokens) {
+/* Level `level` of the pooled hidden states: the sums of x's rows per group. */
+void pool_level(const gpu_engine *e, const Pool *pool, const gpu_bf16 *x, int level) {
+    if (!pool) return;
     const Dims &d = e->d;
+    gpu_pool_sum(pool->out + (size_t)level * d.D, (size_t)(d.layers + 1) * d.D, x, pool->group, d.n, d.D);
+}
+
+/* Embedding (token rows; embedding rows from bembeds), the blocks; the head's
+ * unit is acquired and held at the end. */
+int forward(gpu_engine *e, const int *tokens, const Pool *pool) {
+    const Dims &d = e->d;
+    OpMarks *marks = (OpMarks *)e->s.op_marks;
     if (acquire(e, 0, 0)) return -1;
-    gpu_embedding_forward(e->x[0], tokens, e->units[0].w, d.n, d.D);
+    gpu_embedding_forward(e->x[0], tokens, e->units[0].w, d.n, d.D); /* token -1: a zero row */
     release(e, 0, 0);
+    if (e->n_rows) gpu_rows_scatter(e->x[0], e->bembeds, e->brows, e->n_rows, d.D);
+    MARK("embedding");
+    pool_level(e, pool, e->x[0], 0);
     for (int l = 0; l < d.layers; l++) {
         if (acquire(e, 1 + l, 0)) return -1;
-        block_fwd(d, block_view(e->units[1 + l].w, d), block_acts(e, l), NULL);
+        block_fwd(d, block_view(e->units[1 + l].w, d), block_acts(e, l), marks);
         release(e, 1 + l, 0);
+        if (l + 1 < d.layers) pool_level(e, pool, e->x[l + 1], l + 1);
     }
     return acquire(e, e->last, 0);
 }
 
-/* Head, loss and the whole backward pass; the last unit is held from the forward. */
-int backward(gpu_engine *e, int k, const int *tokens, const int *targets, float loss_scale) {
+/* The final norm and the logits (the head's unit held from the forward). */
+void head_forward(gpu_engine *e) {
     const Dims &d = e->d;
+    OpMarks *marks = (OpMarks *)e->s.op_marks;
+    Unit &top = e->units[e->last];
+    gpu_bf16 *head = e->tied ? e->units[0].w : top.w + d.D;
+    gpu_rmsnorm_forward(e->lnf, e->rstdf, e->x[d.layers], top.w, d.n, d.D, d.eps);
+    MARK("rmsnorm");
+    gpu_matmul_forward(e->logits, e->lnf, head, NULL, d.n, d.D, d.V);
+    MARK("gemm head");
+}
+
+/* Does anything below block l (l = layers: below the head) need d(input)?
+ * As core/model.c: a trainable unit there, or the embedding rows' gradient. */
+bool needs_grad_below(const gpu_engine *e, int l, bool want_embeds_grad) {
+    if (e->units[0].trains || (want_embeds_grad && e->n_rows)) return true;
+    for (int j = 0; j < l; j++)
+        if (e->units[1 + j].trains) return true;
+    return false;
+}
+
+/* Head, loss and the backward pass; the last unit is held from the forward.
+ * Frozen units get no weight gradients (NULL views), and the pass stops
+ * below the lowest block that still needs one (or d embeds). */
+int backward(gpu_engine *e, int k, const int *tokens, const int *targets, float loss_scale, bool want_embeds_grad) {
+    const Dims &d = e->d;
+    OpMarks *marks = (OpMarks *)e->s.op_marks;
     int last = e->last, last_mb = k == e->s.grad_accum - 1;
     Unit &top = e->units[last];
     gpu_bf16 *normw = top.w, *head = e->tied ? e->units[0].w : top.w + d.D;
-    gpu_rmsnorm_forward(e->lnf, e->rstdf, e->x[d.layers], normw, d.n, d.D, d.eps);
-    gpu_matmul_forward(e->logits, e->lnf, head, NULL, d.n, d.D, d.V);
+    head_forward(e);
     int valid = e->valid[k];
-    gpu_cross_entropy(e->logits, targets, d.n, d.V, -1, valid ? loss_scale / valid : 0.f, e->loss + k,
-                      e->n_valid + k);
+    gpu_cross_entropy(e->logits, targets, d.n, d.V, -1, valid ? (float)(loss_scale / e->divisor[k]) : 0.f,
+                      e->loss + k, e->n_valid + k);
+    MARK("cross-entropy (fwd+bwd)");
     /* No counted target: no gradient (grad_scale 0 leaves the logits in place). */
     if (!valid) gpu_zero(e->logits, (size_t)d.n * d.V * sizeof(gpu_bf16));
+    bool head_trains = e->tied ? e->units[0].trains : top.trains;
+    if (!head_trains && !top.trains && !needs_grad_below(e, d.layers, want_embeds_grad)) {
+        release(e, last, 1);
+        if (e->tied) release(e, 0, 1);
+        return e->failed ? -1 : 0; /* nothing to compute */
+    }
 
     if (acquire(e, last, 1) || (e->tied && acquire(e, 0, 1))) return -1;
-    float *g_norm = top.g, *g_head = e->tied ? e->units[0].g : top.g + d.D;
+    float *g_norm = top.trains ? top.g : NULL;
+    float *g_head = !head_trains ? NULL : e->tied ? e->units[0].g : top.g + d.D;
     gpu_matmul_backward(e->sc.dln, g_head, e->logits, e->lnf, head, d.n, d.D, d.V);
+    MARK("gemm head bwd");
     gpu_zero(e->sc.dx, (size_t)d.n * d.D * sizeof(gpu_bf16));
     gpu_rmsnorm_backward(e->sc.dx, g_norm, e->sc.dln, e->x[d.layers], normw, e->rstdf, d.n, d.D);
-    if (reduce_gradient(e, last, last_mb)) return -1;
+    MARK("rmsnorm bwd");
+    if (top.trains && reduce_gradient(e, last, last_mb)) return -1;
     release(e, last, 1);
-    for (int l = d.layers - 1; l >= 0; l--) {
+    int l = d.layers - 1;
+    for (; l >= 0 && (e->units[1 + l].trains || needs_grad_below(e, l, want_embeds_grad)); l--) {
         int ui = 1 + l;
+        Unit &u = e->units[ui];
         if (acquire(e, ui, 1)) return -1;
-        BlockW<gpu_bf16> w = block_view(e->units[ui].w, d);
+        BlockW<gpu_bf16> w = block_view(u.w, d);
         BlockActs &a = block_acts(e, l);
-        if (e->s.recompute_blocks) block_fwd(d, w, a, NULL); /* writes x[l+1] again, identically */
-        block_bwd(d, w, block_view(e->units[ui].g, d), a, e->sc, NULL);
-        if (reduce_gradient(e, ui, last_mb)) return -1;
+        if (e->s.recompute_blocks) block_fwd(d, w, a, marks); /* writes x[l+1] again, identically */
+        block_bwd(d, w, block_view(u.trains ? u.g : (float *)NULL, d), a, e->sc, marks);
+        if (u.trains && reduce_gradient(e, ui, last_mb)) return -1;
         release(e, ui, 1);
     }
-    if (acquire(e, 0, 1)) return -1;
-    gpu_embedding_backward(e->units[0].g, e->sc.dx, tokens, d.n, d.D);
-    if (reduce_gradient(e, 0, last_mb)) return -1;
-    release(e, 0, 1);
+    if (l < 0 && e->units[0].trains) { /* every block was visited: dx is d(embedding output) */
+        if (acquire(e, 0, 1)) return -1;
+        gpu_embedding_backward(e->units[0].g, e->sc.dx, tokens, d.n, d.D);
+        MARK("embedding bwd");
+        if (reduce_gradient(e, 0, last_mb)) return -1;
+        release(e, 0, 1);
+    } else if (e->tied) {
+        release(e, 0, 1);
+    }
+    if (l < 0 && want_embeds_grad && e->n_rows) gpu_rows_gather(e->bgrad, e->sc.dx, e->brows, e->n_rows, d.D);
     return e->failed ? -1 : 0;
 }
 
 void zero_gradients(gpu_engine *e) {
     for (Unit &u : e->units) {
         if (u.g) gpu_zero(u.g, u.padded * sizeof(float));
-        if (u.gslice != u.g) gpu_zero(u.gslice, u.len * sizeof(float));
+        if (u.gslice && u.gslice != u.g) gpu_zero(u.gslice, u.len * sizeof(float));
     }
 }
 
@@ -325,21 +397,24 @@ int alloc_unit(gpu_engine *e, int ui) {
     u.len = sl->shard_len[ui];
     u.padded = u.len * (size_t)sl->world;
     u.start = (size_t)sl->rank * u.len;
-    if (!(u.master = dev_alloc<float>(e, u.len, "master weights")) || !(u.m = dev_alloc<float>(e, u.len, "AdamW m")) ||
-        !(u.v = dev_alloc<float>(e, u.len, "AdamW v")))
+    u.trains = e->s.layout->units[ui].trainable != 0;
+    if (!(u.master = dev_alloc<float>(e, u.len, "master weights"))) return -1;
+    if (u.trains && (!(u.m = dev_alloc<float>(e, u.len, "AdamW m")) || !(u.v = dev_alloc<float>(e, u.len, "AdamW v"))))
         return -1;
     if (e->kind == STRATEGY_FSDP) {
-        if (!(u.gslice = dev_alloc<float>(e, u.len, "a gradient slice")) ||
+        if ((u.trains && !(u.gslice = dev_alloc<float>(e, u.len, "a gradient slice"))) ||
             !(u.wslice = dev_alloc<gpu_bf16>(e, u.len, "a bf16 slice")))
             return -1;
         gpu_zero(u.wslice, u.len * sizeof(gpu_bf16)); /* the padding stays zero */
     } else {
         if (!(u.w = dev_alloc<gpu_bf16>(e, u.padded, "bf16 weights")) ||
-            !(u.g = dev_alloc<float>(e, u.padded, "gradients")))
+            (u.trains && !(u.g = dev_alloc<float>(e, u.padded, "gradients"))))
             return -1;
         gpu_zero(u.w, u.padded * sizeof(gpu_bf16));
-        u.gslice = e->kind == STRATEGY_DDP ? u.g : dev_alloc<float>(e, u.len, "a gradient slice");
-        if (!u.gslice) return -1;
+        if (u.trains) {
+            u.gslice = e->kind == STRATEGY_DDP ? u.g : dev_alloc<float>(e, u.len, "a gradient slice");
+            if (!u.gslice) return -1;
+        }
     }
     if (cudaEventCreateWithFlags(&u.gathered, cudaEventDisableTiming) != cudaSuccess ||
         cudaEventCreateWithFlags(&u.reduced, cudaEventDisableTiming) != cudaSuccess)
@@ -363,14 +438,15 @@ int alloc_activations(gpu_engine *e) {
     e->rstdf = dev_alloc<float>(e, n, "the final norm");
     e->tokens = dev_alloc<int>(e, n * accum, "tokens");
     e->targets = dev_alloc<int>(e, n * accum, "targets");
-    e->loss = dev_alloc<double>(e, accum, "losses");
-    e->n_valid = dev_alloc<int>(e, accum, "losses");
+    e->loss = dev_alloc<double>(e, accum + 1, "losses"); /* [accum]: forward_batch's */
+    e->n_valid = dev_alloc<int>(e, accum + 1, "losses");
     e->sumsq = dev_alloc<double>(e, e->n_units, "the gradient norm");
     if (e->failed) return -1;
     if (cudaMallocHost((void **)&e->h_tokens, n * accum * sizeof(int)) != cudaSuccess ||
         cudaMallocHost((void **)&e->h_targets, n * accum * sizeof(int)) != cudaSuccess)
         return efail(e, "cudaMallocHost failed for the token staging buffers");
     e->valid.assign(accum, 0);
+    e->divisor.assign(accum, 0.0);
     return 0;
 }
 
@@ -453,10 +529,16 @@ gpu_engine *api_create(const gpu_engine_setup *s, ps_error *err) {
     e->kind = s->strategy;
     e->d = make_dims(c, s->micro_batch, s->seq_len);
     e->n_units = s->layout->n_units;
-    e->last = e->n_units - 1;
+    e->last = s->layout->llm_units - 1;
     e->tied = c.tied_head;
     e->units.assign(e->n_units, Unit());
-    int rc = open_comm(e, err);
+    int rc = 0;
+    for (int u = s->layout->llm_units; u < e->n_units && !rc; u++)
+        if (s->layout->units[u].trainable)
+            rc = ps_fail(err, "GPU engine: unit %d (after the decoder's %d) trains, but the engine runs the decoder's "
+                              "units only; freeze it there or use run.backend = \"cpu\"",
+                         u, s->layout->llm_units);
+    if (!rc) rc = open_comm(e, err);
     for (int u = 0; !rc && u < e->n_units; u++) rc = alloc_unit(e, u);
     if (!rc) rc = alloc_activations(e);
     if (!rc) rc = alloc_rope(e, c, err);
@@ -486,7 +568,9 @@ void api_destroy(gpu_engine *e) {
     for (BlockActs &a : e->acts) free_block_acts(a);
     free_scratch(e->sc);
     for (void *p : {(void *)e->lnf, (void *)e->logits, (void *)e->rstdf, (void *)e->cos_sin, (void *)e->pos,
-                    (void *)e->tokens, (void *)e->targets, (void *)e->loss, (void *)e->n_valid, (void *)e->sumsq})
+                    (void *)e->tokens, (void *)e->targets, (void *)e->loss, (void *)e->n_valid, (void *)e->sumsq,
+                    (void *)e->bpos, (void *)e->bsample, (void *)e->brows, (void *)e->bgroup, (void *)e->bembeds,
+                    (void *)e->bgrad, (void *)e->blogp})
         gpu_free(p);
     if (e->h_tokens) cudaFreeHost(e->h_tokens);
     if (e->h_targets) cudaFreeHost(e->h_targets);
@@ -499,12 +583,13 @@ void api_destroy(gpu_engine *e) {
 }
 
 /* zero1: every rank updated its slice of the whole bf16 units; share them. */
-int zero1_gather_all(gpu_engine *e) {
+int zero1_gather_all(gpu_engine *e, bool frozen_too) {
     if (e->kind != STRATEGY_ZERO1 || !e->comm || e->s.world == 1) return 0;
     side_after_compute(e);
     ps_error why;
     for (Unit &u : e->units)
-        if (gpu_all_gather(e->comm, u.w + u.start, u.w, u.len, GPU_BF16, &why)) return efail(e, "%s", why.msg);
+        if ((u.trains || frozen_too) && gpu_all_gather(e->comm, u.w + u.start, u.w, u.len, GPU_BF16, &why))
+            return efail(e, "%s", why.msg);
     cudaEventRecord(e->units[0].gathered, e->side);
     compute_after(e->units[0].gathered);
     return 0;
@@ -521,15 +606,15 @@ int refresh_bf16(gpu_engine *e) {
         }
         gpu_f32_to_bf16(u.w + u.start, u.master, u.len);
     }
-    return zero1_gather_all(e);
+    return zero1_gather_all(e, true);
 }
 
 int api_upload(gpu_engine *e, real *const *params, real *const *m, real *const *v, ps_error *err) {
     for (int ui = 0; ui < e->n_units; ui++) {
         Unit &u = e->units[ui];
         size_t bytes = u.len * sizeof(float);
-        if (gpu_copy_to_device(u.master, params[ui], bytes, err) || gpu_copy_to_device(u.m, m[ui], bytes, err) ||
-            gpu_copy_to_device(u.v, v[ui], bytes, err))
+        if (gpu_copy_to_device(u.master, params[ui], bytes, err) ||
+            (u.trains && (gpu_copy_to_device(u.m, m[ui], bytes, err) || gpu_copy_to_device(u.v, v[ui], bytes, err))))
             return -1;
     }
     refresh_bf16(e);
@@ -541,30 +626,173 @@ int api_download(gpu_engine *e, real **params, real **m, real **v, ps_error *err
     for (int ui = 0; ui < e->n_units; ui++) {
         Unit &u = e->units[ui];
         size_t bytes = u.len * sizeof(float);
-        if (gpu_copy_to_host(params[ui], u.master, bytes, err) || gpu_copy_to_host(m[ui], u.m, bytes, err) ||
-            gpu_copy_to_host(v[ui], u.v, bytes, err))
+        if (gpu_copy_to_host(params[ui], u.master, bytes, err) ||
+            (u.trains && (gpu_copy_to_host(m[ui], u.m, bytes, err) || gpu_copy_to_host(v[ui], u.v, bytes, err))))
             return -1;
     }
     return check(e, err);
 }
 
-int api_micro_batch(gpu_engine *e, int k, const int *inputs, const int *targets, float loss_scale, ps_error *err) {
+/* ------------------------------------------------------------ batches */
+
+/* A device buffer made on first use (packed batches only; pretraining's
+ * memory stays what presight plan counts). */
+template <class T> int lazy(gpu_engine *e, T *&p, size_t count, const char *what) {
+    if (!p) p = dev_alloc<T>(e, count, what);
+    return p ? 0 : -1;
+}
+
+/* -1, with the engine's own failure in err when it has one (else err is set). */
+int fail_out(gpu_engine *e, ps_error *err) {
+    if (e->failed) check(e, err);
+    return -1;
+}
+
+/* The checks of core/model.c's check_batch that concern the engine. */
+int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
     const Dims &d = e->d;
+    const model_config &c = e->s.layout->cfg;
+    if (b->batch != d.B || b->seq != d.S)
+        return ps_fail(err, "GPU engine: batch [%d, %d] does not match the engine's [%d, %d] (micro_batch, seq_len)",
+                       b->batch, b->seq, d.B, d.S);
+    if (!b->tokens) return ps_fail(err, "GPU engine: the batch has no tokens");
+    if (b->cache || b->cache_mode != MODEL_CACHE_NONE)
+        return ps_fail(err, "GPU engine: no KV-cache decoding on the engine yet; decode on the CPU backend");
+    if (b->log_probs && !b->targets) return ps_fail(err, "GPU engine: log-probabilities need targets");
+    if (b->hidden && (!b->pool_group || b->n_groups <= 0))
+        return ps_fail(err, "GPU engine: pooled hidden states need pool_group and n_groups > 0");
+    int wants = 0;
+    for (int i = 0; i < d.n; i++) {
+        int pad = b->sample && b->sample[i] < 0, tok = b->tokens[i];
+        if (tok < -1 || tok >= d.V) return ps_fail(err, "batch row %d: token %d is outside [-1, %d)", i, tok, d.V);
+        if (b->positions && (b->positions[i] < 0 || b->positions[i] >= c.context))
+            return ps_fail(err, "batch row %d: position %d is outside [0, model.context %d)", i, b->positions[i],
+                           c.context);
+        if (b->sample && b->sample[i] < -1) return ps_fail(err, "batch row %d: sample id %d < -1", i, b->sample[i]);
+        if (b->pool_group && (b->pool_group[i] < -1 || b->pool_group[i] >= b->n_groups))
+            return ps_fail(err, "batch row %d: pooling group %d is outside [-1, %d)", i, b->pool_group[i], b->n_groups);
+        wants += !pad && tok == -1;
+    }
+    if (wants != b->n_embeds || (wants && !b->embeds))
+        return ps_fail(err, "the batch has %d embedding rows (token -1) but %d rows in embeds%s", wants, b->n_embeds,
+                       wants && !b->embeds ? " (embeds is NULL)" : "");
+    return 0;
+}
+
+/* The batch onto the device, as core/model.c's prepare_rows: padding rows
+ * lose their token and target, embedding rows are listed. Tokens and targets
+ * go through the pinned staging of slot `slot` (asynchronous); the packed
+ * parts are copied synchronously. Returns the counted targets. */
+int stage_batch(gpu_engine *e, int slot, const model_batch *b, ps_error *err) {
+    const Dims &d = e->d;
+    size_t n = d.n, off = (size_t)slot * n;
+    int *tok = e->h_tokens + off, *tgt = e->h_targets + off, valid = 0;
+    std::vector<int> rows;
+    for (size_t i = 0; i < n; i++) {
+        int pad = b->sample && b->sample[i] < 0;
+        tok[i] = pad ? -1 : b->tokens[i];
+        tgt[i] = !b->targets || pad ? -1 : b->targets[i];
+        valid += tgt[i] >= 0 && tgt[i] < d.V;
+        if (!pad && b->tokens[i] == -1) rows.push_back((int)i);
+    }
+    cudaMemcpyAsync(e->tokens + off, tok, n * sizeof(int), cudaMemcpyHostToDevice, gpu_stream_());
+    cudaMemcpyAsync(e->targets + off, tgt, n * sizeof(int), cudaMemcpyHostToDevice, gpu_stream_());
+    e->n_rows = (int)rows.size();
+    e->d.pos = e->pos;
+    e->d.sample = NULL;
+    if (b->positions) {
+        if (lazy(e, e->bpos, n, "batch positions") || gpu_copy_to_device(e->bpos, b->positions, n * sizeof(int), err))
+            return -1;
+        e->d.pos = e->bpos;
+    }
+    if (b->sample) {
+        if (lazy(e, e->bsample, n, "sample ids") || gpu_copy_to_device(e->bsample, b->sample, n * sizeof(int), err))
+            return -1;
+        e->d.sample = e->bsample;
+    }
+    if (e->n_rows) {
+        size_t bytes = rows.size() * d.D * sizeof(float);
+        if (lazy(e, e->brows, n, "embedding rows") || lazy(e, e->bembeds, n * d.D, "embedding rows") ||
+            gpu_copy_to_device(e->brows, rows.data(), rows.size() * sizeof(int), err) ||
+            gpu_copy_to_device(e->bembeds, b->embeds, bytes, err))
+            return -1;
+    }
+    return valid;
+}
+
+int api_train_batch(gpu_engine *e, int k, const model_batch *b, float loss_scale, ps_error *err) {
+    const Dims &d = e->d;
+    if (k < 0 || k >= e->s.grad_accum) return ps_fail(err, "GPU engine: micro-batch %d of %d", k, e->s.grad_accum);
+    if (check_batch(e, b, err)) return -1;
+    if (!b->targets) return ps_fail(err, "GPU engine: a training batch needs targets");
     if (k == 0) {
         gpu_mem_stats ms;
         gpu_mem_stats_get(&ms);
         e->mallocs_at_step = ms.n_cuda_malloc;
     }
-    size_t n = d.n, off = (size_t)k * n;
-    int valid = 0;
-    for (size_t i = 0; i < n; i++) valid += targets[i] >= 0 && targets[i] < d.V;
+    int valid = stage_batch(e, k, b, err);
+    if (valid < 0) return fail_out(e, err);
     e->valid[k] = valid;
-    memcpy(e->h_tokens + off, inputs, n * sizeof(int));
-    memcpy(e->h_targets + off, targets, n * sizeof(int));
-    cudaMemcpyAsync(e->tokens + off, e->h_tokens + off, n * sizeof(int), cudaMemcpyHostToDevice, gpu_stream_());
-    cudaMemcpyAsync(e->targets + off, e->h_targets + off, n * sizeof(int), cudaMemcpyHostToDevice, gpu_stream_());
-    if (!forward(e, e->tokens + off)) backward(e, k, e->tokens + off, e->targets + off, loss_scale);
-    return check(e, err); /* a failure inside the passes is in e->err */
+    e->divisor[k] = b->loss_divisor > 0 ? b->loss_divisor : valid;
+    bool want = b->embeds_grad && e->n_rows;
+    if (want && lazy(e, e->bgrad, (size_t)d.n * d.D, "the embedding rows' gradient")) return check(e, err);
+    size_t off = (size_t)k * d.n;
+    if (!forward(e, e->tokens + off, NULL)) backward(e, k, e->tokens + off, e->targets + off, loss_scale, want);
+    if (check(e, err)) return -1; /* a failure inside the passes is in e->err */
+    if (want) return gpu_copy_to_host(b->embeds_grad, e->bgrad, (size_t)e->n_rows * d.D * sizeof(float), err);
+    return 0;
+}
+
+/* fsdp: a forward-only pass leaves no unit gathered (nothing follows it). */
+void release_all(gpu_engine *e) {
+    if (e->kind != STRATEGY_FSDP) return;
+    for (int ui = 0; ui <= e->last; ui++) release(e, ui, 1);
+}
+
+int api_forward_batch(gpu_engine *e, const model_batch *b, model_result *result, ps_error *err) {
+    const Dims &d = e->d;
+    if (check_batch(e, b, err)) return -1;
+    int slot = e->s.grad_accum; /* its loss slot, past the training micro-batches' */
+    if (stage_batch(e, 0, b, err) < 0) return fail_out(e, err);
+    size_t stride = (size_t)(d.layers + 1) * d.D, hidden_n = b->hidden ? (size_t)b->n_groups * stride : 0;
+    Pool pool = {NULL, NULL};
+    if (b->hidden) {
+        if (lazy(e, e->bgroup, d.n, "pooling groups") ||
+            gpu_copy_to_device(e->bgroup, b->pool_group, d.n * sizeof(int), err) ||
+            !(pool.out = dev_alloc<double>(e, hidden_n, "pooled hidden states")))
+            return fail_out(e, err);
+        gpu_zero(pool.out, hidden_n * sizeof(double));
+        pool.group = e->bgroup;
+    }
+    int rc = forward(e, e->tokens, b->hidden ? &pool : NULL);
+    if (!rc) {
+        head_forward(e);
+        pool_level(e, b->hidden ? &pool : NULL, e->lnf, d.layers);
+        if (b->targets) gpu_cross_entropy(e->logits, e->targets, d.n, d.V, -1, 0.f, e->loss + slot, e->n_valid + slot);
+        if (b->log_probs && !lazy(e, e->blogp, d.n, "log-probabilities"))
+            gpu_log_prob(e->blogp, e->logits, e->targets, d.n, d.V);
+    }
+    release_all(e);
+    model_result r = {0, 0, 0};
+    if (!rc && !check(e, err) && b->targets) {
+        if (gpu_copy_to_host(&r.loss_sum, e->loss + slot, sizeof(double), err) ||
+            gpu_copy_to_host(&r.n_counted, e->n_valid + slot, sizeof(int), err))
+            rc = -1;
+        if (!rc && r.n_counted) r.loss = r.loss_sum / (b->loss_divisor > 0 ? b->loss_divisor : r.n_counted);
+        if (!rc && b->log_probs && gpu_copy_to_host(b->log_probs, e->blogp, d.n * sizeof(double), err)) rc = -1;
+    }
+    if (!rc && !e->failed && b->hidden) {
+        if (gpu_copy_to_host(b->hidden, pool.out, hidden_n * sizeof(double), err)) rc = -1;
+        for (int g = 0; !rc && g < b->n_groups; g++) { /* the sums become means */
+            int count = 0;
+            for (int i = 0; i < d.n; i++) count += b->pool_group[i] == g;
+            for (size_t j = 0; j < stride && count; j++) b->hidden[g * stride + j] /= count;
+        }
+    }
+    gpu_free(pool.out);
+    if (rc || check(e, err)) return -1;
+    if (result) *result = r;
+    return 0;
 }
 
 /* Hybrid sharding: each group reduced its gradients; the groups' slices are summed. */
@@ -573,7 +801,8 @@ int sum_over_replicas(gpu_engine *e) {
     side_after_compute(e);
     ps_error why;
     for (Unit &u : e->units)
-        if (gpu_all_reduce(e->replica, u.gslice, u.gslice, u.len, GPU_F32, &why)) return efail(e, "%s", why.msg);
+        if (u.trains && gpu_all_reduce(e->replica, u.gslice, u.gslice, u.len, GPU_F32, &why))
+            return efail(e, "%s", why.msg);
     cudaEventRecord(e->compute_mark, e->side);
     compute_after(e->compute_mark);
     return 0;
@@ -582,14 +811,18 @@ int sum_over_replicas(gpu_engine *e) {
 int api_finish_backward(gpu_engine *e, double *loss_sum, double *grad_sumsq, ps_error *err) {
     finish_reductions(e);
     sum_over_replicas(e);
-    for (int ui = 0; ui < e->n_units; ui++) gpu_sum_squares(e->sumsq + ui, e->units[ui].gslice, e->units[ui].len);
+    for (int ui = 0; ui < e->n_units; ui++) /* frozen units have no share in the norm */
+        if (e->units[ui].trains) gpu_sum_squares(e->sumsq + ui, e->units[ui].gslice, e->units[ui].len);
+        else gpu_zero(e->sumsq + ui, sizeof(double));
+    OpMarks *marks = (OpMarks *)e->s.op_marks;
+    MARK("grad norm");
     int accum = e->s.grad_accum;
     std::vector<double> loss(accum), sumsq(e->n_units);
     if (gpu_copy_to_host(loss.data(), e->loss, accum * sizeof(double), err) ||
         gpu_copy_to_host(sumsq.data(), e->sumsq, e->n_units * sizeof(double), err))
         return -1;
     *loss_sum = 0;
-    for (int k = 0; k < accum; k++) *loss_sum += e->valid[k] ? loss[k] / e->valid[k] : 0.0;
+    for (int k = 0; k < accum; k++) *loss_sum += e->valid[k] ? loss[k] / e->divisor[k] : 0.0;
     *grad_sumsq = 0;
     for (double s : sumsq) *grad_sumsq += s;
     size_t free_b = 0, total_b = 0;
@@ -602,17 +835,21 @@ int api_optimizer_step(gpu_engine *e, double lr, int64_t step, double grad_scale
     for (int t = 0; t < L->n_tensors; t++) {
         const model_tensor *T = &L->tensors[t];
         Unit &u = e->units[T->unit];
+        if (!u.trains) continue;
         size_t count = u.start < u.size ? std::min(u.len, u.size - u.start) : 0; /* real data in the slice */
         size_t lo = std::max(T->offset, u.start), hi = std::min(T->offset + (size_t)T->rows * T->cols, u.start + count);
         if (lo >= hi) continue;
         size_t at = lo - u.start;
         gpu_bf16 *out = e->kind == STRATEGY_FSDP ? u.wslice + at : u.w + lo;
         gpu_adamw_update(u.master + at, out, u.gslice + at, u.m + at, u.v + at, hi - lo, (float)lr,
-                         e->s.beta1, e->s.beta2, e->s.adam_eps, T->is_norm ? 0.f : e->s.weight_decay, step,
+                         e->s.beta1, e->s.beta2, e->s.adam_eps, model_tensor_decays(T) ? e->s.weight_decay : 0.f, step,
                          (float)grad_scale);
     }
-    zero1_gather_all(e);
+    OpMarks *marks = (OpMarks *)e->s.op_marks;
+    MARK("adamw");
+    zero1_gather_all(e, false);
     zero_gradients(e);
+    MARK("zero grads");
     gpu_mem_stats ms;
     gpu_mem_stats_get(&ms);
     e->step_mallocs = ms.n_cuda_malloc - e->mallocs_at_step;
@@ -629,11 +866,32 @@ void api_memory(gpu_engine *e, gpu_engine_memory *out) {
     out->step_mallocs = e->step_mallocs;
 }
 
+int api_gradients(gpu_engine *e, real **grads, ps_error *err) {
+    for (int ui = 0; ui < e->n_units; ui++) {
+        Unit &u = e->units[ui];
+        if (u.trains && gpu_copy_to_host(grads[ui], u.gslice, u.len * sizeof(float), err)) return -1;
+    }
+    return check(e, err);
+}
+
 const char *api_describe(gpu_engine *e) { return e->desc; }
 
-const gpu_engine_api g_api = {GPU_ENGINE_ABI,  api_available,  api_unique_id,        api_create,
-                              api_destroy,     api_upload,     api_download,         api_micro_batch,
-                              api_finish_backward, api_optimizer_step, api_memory,   api_describe};
+const gpu_engine_api g_api = {
+    .abi = GPU_ENGINE_ABI,
+    .available = api_available,
+    .unique_id = api_unique_id,
+    .create = api_create,
+    .destroy = api_destroy,
+    .upload = api_upload,
+    .download = api_download,
+    .train_batch = api_train_batch,
+    .forward_batch = api_forward_batch,
+    .finish_backward = api_finish_backward,
+    .gradients = api_gradients,
+    .optimizer_step = api_optimizer_step,
+    .memory = api_memory,
+    .describe = api_describe,
+};
 
 } // namespace
 

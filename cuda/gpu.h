@@ -198,6 +198,21 @@ void gpu_accumulate(gpu_bf16 *y, const gpu_bf16 *x, size_t count);
 void gpu_cross_entropy(gpu_bf16 *logits, const int *targets, int n, int vocab, int ignore_index, float grad_scale,
                        double *loss_sum, int *n_valid);
 
+/* Embedding rows (model_batch's tokens of -1): x[rows[k], :] = embeds[k, :]
+ * (fp32 in, bf16 out) for k < count; the backward gathers the gradient,
+ * dembeds[k, :] = dx[rows[k], :] (fp32, overwritten). rows on the device. */
+void gpu_rows_scatter(gpu_bf16 *x, const float *embeds, const int *rows, int count, int dim);
+void gpu_rows_gather(float *dembeds, const gpu_bf16 *dx, const int *rows, int count, int dim);
+
+/* Per-row log-probability of the target, as backend.h's log_prob: out[i] =
+ * log softmax(logits[i])[targets[i]] (double), 0 for rows whose target is
+ * outside [0, vocab). Each row on its own. out on the device. */
+void gpu_log_prob(double *out, const gpu_bf16 *logits, const int *targets, int n, int vocab);
+
+/* out[group[i] * out_stride + j] += x[i, j] for rows with group[i] >= 0, in
+ * double, rows in order (deterministic), as backend.h's pool_sum. */
+void gpu_pool_sum(double *out, size_t out_stride, const gpu_bf16 *x, const int *group, int n, int dim);
+
 /* AdamW as backend.h on fp32 master params, grads and moments; param_bf16
  * (may be NULL) receives the updated parameters in bf16. */
 void gpu_adamw_update(float *param, gpu_bf16 *param_bf16, const float *grad, float *m, float *v, size_t count,
@@ -222,6 +237,16 @@ void gpu_attention_forward(gpu_bf16 *out, float *lse, const gpu_bf16 *qkv, int b
 void gpu_attention_backward(gpu_bf16 *dqkv, const gpu_bf16 *dout, const gpu_bf16 *out, const float *lse,
                             const gpu_bf16 *qkv, int batch, int seq, int heads, int kv_heads, int head_dim);
 
+/* The same over packed samples (backend.h's attention_forward_masked):
+ * sample[batch * seq] on the device; row i attends to rows j <= i of its
+ * sequence with its sample id, a row of id -1 (padding) to nothing (output
+ * 0). Always the GEMM path with the mask (the flash kernels are causal only). */
+void gpu_attention_forward_masked(gpu_bf16 *out, float *lse, const gpu_bf16 *qkv, const int *sample, int batch,
+                                  int seq, int heads, int kv_heads, int head_dim);
+void gpu_attention_backward_masked(gpu_bf16 *dqkv, const gpu_bf16 *dout, const gpu_bf16 *out, const float *lse,
+                                   const gpu_bf16 *qkv, const int *sample, int batch, int seq, int heads, int kv_heads,
+                                   int head_dim);
+
 /* Implementations behind the two calls above:
  *   GPU_ATT_FLASH: fused flash-style kernels (online softmax, tiles in shared
  *     memory, bf16 tensor cores through WMMA with fp32 accumulators), head_dim
@@ -236,10 +261,9 @@ int gpu_attention_get_impl(void);
 int gpu_attention_flash_supports(int head_dim);
 /* Bytes gpu_attention_backward takes from the allocator for one call (its
  * scratch, freed before it returns): stages/plan.c counts the same.
- * Flash backward: v2 by default (one CTA per 128 keys and query head, GQA
- * group sums through an fp32 buffer); PRESIGHT_GPU_ATT_BWD=v1 selects v1.
- * Flash forward: v2 by default (one CTA per 128 queries and head, S and O in
- * accumulator fragments, no scratch); PRESIGHT_GPU_ATT_FWD=v1 selects v1. */
+ * Flash backward: one CTA per 128 keys and query head, GQA group sums
+ * through an fp32 buffer. Flash forward: one CTA per 128 queries and head,
+ * S and O in accumulator fragments, no scratch. */
 size_t gpu_attention_backward_scratch(int batch, int seq, int heads, int kv_heads, int head_dim);
 
 /* ------------------------------------------------------------------ NCCL */

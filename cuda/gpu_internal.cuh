@@ -4,6 +4,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "gpu.h"
@@ -60,6 +61,17 @@ __device__ __forceinline__ float block_sum(float v, float *shared) {
     __syncthreads();
     float t = lane < n_warps ? shared[lane] : 0.f;
     return warp_sum(t);
+}
+
+/* Max over the block (as block_sum; -INFINITY for a block of -INFINITY). */
+__device__ __forceinline__ float block_max(float v, float *shared) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    float t = lane < n_warps ? shared[lane] : -INFINITY;
+    return warp_max(t);
 }
 
 /* 8 bf16 (16 bytes) <-> 8 floats. */

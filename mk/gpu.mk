@@ -35,7 +35,7 @@ GPU_EMU_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -f
 GPU_EMU_FLAGS := -std=c++17 -O1 -g -x c++ -DPRESIGHT_EMU -Icuda/emu/include -Icuda -Icore -Impi -Istages \
                  -fno-strict-aliasing -fopenmp -Wall -Wno-unused-function -Wno-unknown-pragmas $(GPU_EMU_SAN)
 
-$(BUILD)/emu/%.o: %.cu cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh stages/gpu_engine.h
+$(BUILD)/emu/%.o: %.cu cuda/check/one_rank.cuh cuda/emu/emu.h cuda/emu/include/nccl.h cuda/emu/include/cuda_pipeline_primitives.h cuda/gpu.h cuda/gpu_internal.cuh cuda/launch.cuh cuda/block.cuh stages/gpu_engine.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(GPU_EMU_FLAGS) -c $< -o $@
 
@@ -43,6 +43,14 @@ $(GPU_EMU): $(GPU_EMU_OBJ) $(GPU_EMU_CPU)
 	$(CXX) $(GPU_EMU_SAN) -o $@ $^ -fopenmp -ldl -lm
 
 tests-build: $(GPU_EMU)
+
+# The engine's model contract against core/model.c (tests/t_gpu_contract.sh),
+# on the same emulator objects.
+GPU_CONTRACT_EMU := $(BUILD)/engine_check_emu
+$(GPU_CONTRACT_EMU): $(filter-out %/gpu_check.o,$(GPU_EMU_OBJ)) $(BUILD)/emu/cuda/check/engine_check.o $(GPU_EMU_CPU)
+	$(CXX) $(GPU_EMU_SAN) -o $@ $^ -fopenmp -ldl -lm
+
+tests-build: $(GPU_CONTRACT_EMU)
 
 # The engine on the emulator: the same sources, position-independent, without
 # the sanitizers (they cannot load into an uninstrumented presight), -O2.
@@ -81,7 +89,7 @@ GPU_LDLIBS    := -fopenmp -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lc
 # The Makefile's .cu rule writes no dependency files: name the headers here.
 $(GPU_CU_OBJ): $(GPU_HDRS)
 
-$(GPU_CHECK_OBJ): cuda/check/gpu_check.cu $(GPU_HDRS) core/backend.h core/model.h core/blas.h core/optim.h core/config.h
+$(GPU_CHECK_OBJ): cuda/check/gpu_check.cu cuda/check/one_rank.cuh $(GPU_HDRS) core/backend.h core/model.h core/blas.h core/optim.h core/config.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -Icuda -c $< -o $@
 

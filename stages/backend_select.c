@@ -50,8 +50,12 @@ static const gpu_engine_api *load_gpu_engine(char *why, size_t size) {
     gpu_engine_entry entry = (gpu_engine_entry)dlsym(lib, GPU_ENGINE_SYMBOL);
     const gpu_engine_api *found = entry ? entry() : NULL;
     if (!found || found->abi != GPU_ENGINE_ABI) {
-        snprintf(why, size, "%.1000s is not a GPU engine of this presight (ABI %d, expected %d); rebuild", path,
-                 found ? found->abi : -1, GPU_ENGINE_ABI);
+        if (found)
+            snprintf(why, size, "%.1000s is a GPU engine of ABI %d, but this presight needs ABI %d: rebuild both "
+                                "(make) so that they match", path, found->abi, GPU_ENGINE_ABI);
+        else
+            snprintf(why, size, "%.1000s is not a GPU engine (no %s symbol); rebuild it (make)", path,
+                     GPU_ENGINE_SYMBOL);
         return NULL;
     }
     return api = found;

@@ -15,7 +15,11 @@
  * the current one computes and reduce-scatters each unit's gradient as soon
  * as its backward is done; ddp all-reduces each unit's gradient as its
  * backward ends; with hybrid sharding the gradient slices are then summed
- * over the replicas (a second communicator). The host sees the state only at upload (start, resume) and
+ * over the replicas (a second communicator). Frozen units (model_unit.trainable
+ * 0) hold weights only: no gradient, no moments, no reduction, no share in
+ * the gradient norm; under fsdp they are still gathered for use. The engine
+ * runs the decoder's units (layout.llm_units); extra units (a projector) must
+ * be frozen there (their pass runs on the host). The host sees the state only at upload (start, resume) and
  * download (checkpoints), and two numbers per step (loss, gradient norm). */
 #ifndef PRESIGHT_GPU_ENGINE_H
 #define PRESIGHT_GPU_ENGINE_H
@@ -27,7 +31,10 @@
 #include "model.h"
 #include "shard.h"
 
-#define GPU_ENGINE_ABI 1
+/* Raised whenever gpu_engine_api or a struct it takes changes: the loader
+ * (stages/backend_select.c) refuses a library of another number. 2: the
+ * model_batch contract (train_batch, forward_batch, gradients), frozen units. */
+#define GPU_ENGINE_ABI 2
 #define GPU_ENGINE_SYMBOL "presight_gpu_engine"
 #define GPU_ENGINE_LIBRARY "libpresight-cuda.so"
 #define GPU_ENGINE_ID_BYTES 128
@@ -47,6 +54,8 @@ typedef struct gpu_engine_setup {
     const void *replica_nccl_id;  /* their communicator's NCCL id (replicas > 1) */
     int local_rank;               /* picks the GPU: local_rank % devices; -1: from the launcher's environment */
     float beta1, beta2, adam_eps, weight_decay;
+    void *op_marks; /* NULL; or an OpMarks * (cuda/block.cuh) told of each op of the passes (gpu_check's
+                     * per-op breakdown of a step) */
 } gpu_engine_setup;
 
 typedef struct gpu_engine_memory {
@@ -70,14 +79,32 @@ typedef struct gpu_engine_api {
     int (*upload)(gpu_engine *e, real *const *params, real *const *m, real *const *v, ps_error *err);
     /* The owned slices device -> host (for a checkpoint). */
     int (*download)(gpu_engine *e, real **params, real **m, real **v, ps_error *err);
-    /* Micro-batch k of grad_accum of a step: forward and backward of
-     * [micro_batch, seq_len] tokens, gradients accumulated with loss_scale. */
-    int (*micro_batch)(gpu_engine *e, int k, const int *inputs, const int *targets, float loss_scale, ps_error *err);
+    /* Micro-batch k of grad_accum of a step: forward and backward of one
+     * [micro_batch, seq_len] model_batch (core/model.h: token rows and
+     * embedding rows (token -1, from embeds), positions, sample ids with
+     * padding, loss_divisor; no KV cache), gradients accumulated into the
+     * trainable units with loss_scale times d(loss). Frozen units get no
+     * weight-gradient GEMMs; blocks below the lowest trainable unit are not
+     * visited unless embeds_grad asks for d loss / d embeds, which is written
+     * (=) before the call returns (the step then waits for the device).
+     * Packed batches (sample ids) run attention on the GEMM path with the
+     * sample mask; plain causal batches keep the flash kernels. */
+    int (*train_batch)(gpu_engine *e, int k, const model_batch *batch, float loss_scale, ps_error *err);
+    /* Forward only (between steps; no gradient touched): fills result (may
+     * be NULL) as model_forward_batch does, and the batch's log_probs and
+     * pooled hidden states when asked. Waits for the device. */
+    int (*forward_batch)(gpu_engine *e, const model_batch *batch, model_result *result, ps_error *err);
     /* After the last micro-batch: finishes the gradient reduction; returns this
-     * rank's sum of the micro-batches' mean losses and the sum of squares of
-     * its owned gradient slices (the caller sums both over ranks). */
+     * rank's sum of the micro-batches' losses (each loss_sum over its
+     * loss_divisor, or over its counted targets) and the sum of squares of
+     * its owned gradient slices of trainable units (the caller sums both over ranks). */
     int (*finish_backward)(gpu_engine *e, double *loss_sum, double *grad_sumsq, ps_error *err);
-    /* AdamW on the owned slices, gradients times grad_scale; the bf16
+    /* The owned gradient slices of the trainable units device -> host
+     * (grads[u], shard.h's view; frozen units' entries are not touched), as
+     * finish_backward left them: for checks against the CPU backend. */
+    int (*gradients)(gpu_engine *e, real **grads, ps_error *err);
+    /* AdamW on the owned slices of the trainable units (weight decay where
+     * model_tensor_decays), gradients times grad_scale; the bf16
      * weights follow; gradients are zeroed for the next step. */
     int (*optimizer_step)(gpu_engine *e, double lr, int64_t step, double grad_scale, ps_error *err);
     void (*memory)(gpu_engine *e, gpu_engine_memory *out);

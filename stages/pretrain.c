@@ -86,10 +86,6 @@ static int start_gpu_engine(trainer *t, ps_error *err) {
 static int build_state(trainer *t, ps_error *err) {
     const run_config *cfg = &t->cfg;
     if (model_init(&t->model, &cfg->model, backend_cpu(), err)) return -1;
-    for (int u = 0; t->gpu && u < t->model.layout.n_units; u++)
-        if (!t->model.layout.units[u].trainable)
-            return ps_fail(err, "unit %d is frozen: the GPU engine trains every unit (frozen units come with its "
-                                "next contract); use run.backend = \"cpu\"", u);
     if (t->gpu) return sharded_init_host(&t->shards, cfg, &t->model.layout, t->comm, err) || start_gpu_engine(t, err);
     if (sharded_init(&t->shards, cfg, &t->model.layout, t->model.ops, t->comm, err) ||
         !(t->acts = model_activations_alloc(&t->model.layout, cfg->train.micro_batch, cfg->train.seq_len,
@@ -268,9 +264,9 @@ static int gpu_gradients(trainer *t, double global, double *loss, double *norm, 
     int world = comm_size(t->comm), B = tc->micro_batch, T = tc->seq_len;
     for (int k = 0; k < tc->grad_accum; k++) {
         float scale = (float)pretrain_loss_scale(t->counted[k], global, tc->grad_accum, world, (long)B * T);
-        if (t->gpu->micro_batch(t->engine, k, t->inputs + (size_t)k * B * T, t->targets + (size_t)k * B * T, scale,
-                                err))
-            return -1;
+        model_batch mb = {.batch = B, .seq = T, .tokens = t->inputs + (size_t)k * B * T,
+                          .targets = t->targets + (size_t)k * B * T};
+        if (t->gpu->train_batch(t->engine, k, &mb, scale, err)) return -1;
     }
     double sumsq = 0;
     if (t->gpu->finish_backward(t->engine, loss, &sumsq, err)) return -1;

@@ -2,7 +2,7 @@
 # The GPU backend, on a machine without a GPU (CI):
 #   1. the CPU emulator build of cuda/ (cuda/emu/, AddressSanitizer + UBSan)
 #      runs the check program's CPU comparisons: every op, flash and GEMM
-#      attention, a small model trained 3 steps against core/model.c, the
+#      attention, a small model trained 3 steps on the GPU engine against core/model.c, the
 #      block benchmark's code path. Needs only the host compiler.
 #   2. with a CUDA toolkit: the real objects and build/gpu_check compile and
 #      link (presight too); without a GPU the check says so plainly and exits
@@ -40,7 +40,7 @@ lib_syms=$(nm -C build/libpresight.a 2>/dev/null)
 chk_syms=$(nm -C build/gpu_check 2>/dev/null)
 grep -q ' T gpu_matmul_forward' <<<"$lib_syms" || fail "libpresight.a has no GPU ops"
 grep -q ' T gpu_attention_backward' <<<"$chk_syms" || fail "gpu_check lacks the attention op"
-grep -aq flash_fwd_kernel build/gpu_check || fail "gpu_check carries no flash attention kernel"
+grep -aq flash_fwd2_kernel build/gpu_check || fail "gpu_check carries no flash attention kernel"
 ./build/presight >/dev/null 2>&1
 [ $? -le 2 ] || fail "build/presight does not start"
 
