@@ -184,8 +184,9 @@ Test(contract, forward_only_matches_training_forward) {
     size_t full = model_activations_bytes(&f.m.layout, B, S, 0), fo = model_activations_forward_bytes(&f.m.layout, B, S);
     cr_log_info("activations: training %zu bytes, forward-only %zu", full, fo);
     cr_assert(fo * 2 < full, "forward-only %zu bytes is not much below training %zu", fo, full);
-    cr_assert(model_backward_batch(&f.m, &f.p, &f.p, model_activations_alloc_forward(&f.m.layout, B, S, &err), &b, 1,
-                                   &err) == -1);
+    model_activations *fo_acts = model_activations_alloc_forward(&f.m.layout, B, S, &err);
+    cr_assert(model_backward_batch(&f.m, &f.p, &f.p, fo_acts, &b, 1, &err) == -1, "backward over forward-only activations");
+    model_activations_free(fo_acts);
     free(fwd);
     model_activations_free(train);
     teardown(&f);
