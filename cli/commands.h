@@ -10,6 +10,7 @@ int cmd_plan(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* presight data images (cmd_data_images.c), dispatched by cmd_data. */
 int data_images(int argc, char **argv);
 /* Commands whose stage has not landed yet: say so plainly. */

@@ -19,7 +19,7 @@ static const struct command {
     {"encode", cmd_encode, "image set -> cached vision-encoder features (presight encode CONFIG [encode.key=value ...])"},
     {"adapt", cmd_later, "give a pretrained model eyes: projector alignment, then visual instruction tuning"},
     {"eval", cmd_eval, "language and VQA evaluation of a model (now: eval rescore PREDICTIONS)"},
-    {"report", cmd_later, "tables and plots from collected results"},
+    {"report", cmd_report, "tables, CSV and PNG plots from collected results (presight report STUDY|RUN... [--out DIR])"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 
