@@ -144,7 +144,7 @@ static int add_key(keyed **k, size_t *n, size_t *cap, const eval_prediction *p, 
 }
 
 /* Item vectors of the VQA categories and existence sizes from a predictions file. */
-static int run_items(report_run *run, const char *path, ps_error *err) {
+static int run_items(report_run *run, const char *path, const char *results_path, ps_error *err) {
     eval_prediction *p;
     size_t n, torn;
     if (eval_predictions_read(path, &p, &n, &torn, err)) return -1;
@@ -158,7 +158,7 @@ static int run_items(report_run *run, const char *path, ps_error *err) {
                          i + 1, p[i].task, p[i].id ? p[i].id : "?");
             break;
         }
-        rc = check_provenance(path, &p[i], i + 1, run->res, run->n_res, run->name, err);
+        rc = check_provenance(path, &p[i], i + 1, run->res, run->n_res, results_path, err);
         if (rc) break;
         if (p[i].scorer && !strcmp(p[i].scorer, "existence")) {
             if (!isfinite(p[i].area_share)) {
@@ -276,7 +276,7 @@ static int run_loss(report_run *run, const char *path, ps_error *err) {
 int report_run_measures(report_run *run, const char *results_path, const char *predictions_path, ps_error *err) {
     for (int m = 0; m < RM_COUNT; m++) run->measure[m] = NAN;
     if (results_path && run_results(run, results_path, err)) return -1;
-    if (predictions_path && run_items(run, predictions_path, err)) return -1;
+    if (predictions_path && run_items(run, predictions_path, results_path ? results_path : "(no results.jsonl)", err)) return -1;
     return 0;
 }
 

@@ -298,7 +298,7 @@ static int section_loss(writer *W) {
     if (!rc) {
         report_gp_head(f.f, "loss", 900, 500, "training loss");
         report_gp_array(f.f, "L", labels, R->n_runs);
-        fprintf(f.f, "set xlabel \"step\"\nset ylabel \"loss (nats/token)\"\nset grid xtics\n"
+        fprintf(f.f, "set xlabel \"step\"\nset ylabel \"loss (nats/token)\"\nset grid xtics\nset key inside top right\n"
                      "plot for [r=0:%d] \"loss.csv\" every ::1 using 3:($1 == r ? $4 : 1/0) with lines lw 2 title L[r+1]\n",
                 R->n_runs - 1);
         rc = report_file_close(&f, 1, W->err);
@@ -340,13 +340,20 @@ static int section_study(writer *W) {
     for (int g = 0; g < R->n_groups; g++)
         if (!strncmp(R->groups[g].mixture, "mix", 3) && R->groups[g].mixture[3] >= '0' && R->groups[g].mixture[3] <= '9')
             order[n_mix++] = g;
+    for (int i = 1; i < n_mix; i++) /* by mix index: the lines run left to right */
+        for (int j = i; j > 0 && atoi(R->groups[order[j - 1]].mixture + 3) > atoi(R->groups[order[j]].mixture + 3); j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
     if (!rc && n_mix >= 2) {
         report_file f;
         rc = report_file_open(&f, W->out, "mix.csv", W->err);
         if (!rc) {
             fputs("mix,category_index,category,value,lo,hi\n", f.f);
-            for (int i = 0; i < n_mix; i++)
-                for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++) {
+            /* category by category, so that each line's rows are contiguous (gnuplot breaks a
+             * line at the rows its filter leaves out) */
+            for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++)
+                for (int i = 0; i < n_mix; i++) {
                     const report_group *G = &R->groups[order[i]];
                     double lo, hi;
                     shown_interval(G, m, &lo, &hi);
@@ -363,6 +370,7 @@ static int section_study(writer *W) {
             for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++) cats[m - RM_VQA_GENERAL] = report_measure_title(m);
             report_gp_array(f.f, "C", cats, 5);
             fputs("set xlabel \"mix index (0 language-favourable .. 10)\"\nset ylabel \"accuracy (%)\"\nset xtics 1\n"
+                  "set xrange [-0.5:10.5]\nset yrange [0:*]\n"
                   "plot for [c=0:4] \"mix.csv\" every ::1 using 1:($2 == c ? $4 : 1/0):5:6 with yerrorlines lw 2 pt 7 title C[c+1]\n",
                   f.f);
             rc = report_file_close(&f, 1, W->err);
@@ -394,6 +402,7 @@ static int section_study(writer *W) {
         if (!rc) rc = report_file_open(&f, W->out, "shares.gp", W->err);
         if (!rc) {
             report_gp_head(f.f, "shares", 1000, 450, "");
+            fputs("set offsets graph 0.08, graph 0.08, graph 0.1, graph 0.1\n", f.f);
             fputs("unset title\nset multiplot layout 1,2 title \"overall VQA against the mixture's shares\"\n"
                   "set ylabel \"overall VQA (%)\"\nset key off\n"
                   "set xlabel \"reasoning share (%)\"\n"
