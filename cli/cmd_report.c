@@ -1,5 +1,6 @@
 /* cmd_report.c - presight report STUDY|RUN... [--out DIR]: tables and plots (stages/report.h). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,11 @@ static int number(const char *opt, const char *v, double lo, double hi, double *
     }
     *out = x;
     return 0;
+}
+
+static void print_cell(double v, double scale, int digits) {
+    if (isnan(v)) printf(" %8s", "-");
+    else printf(" %8.*f", digits, scale * v);
 }
 
 int cmd_report(int argc, char **argv) {
@@ -90,8 +96,10 @@ int cmd_report(int argc, char **argv) {
                    "OCR&Ch.", "Vision-C", "VQA");
             for (int g = 0; g < R.n_groups; g++) {
                 const report_group *G = &R.groups[g];
-                printf("%-28.28s %5d %8.3f %8.1f", G->label, G->n_runs, G->value[RM_PPL], 100 * G->value[RM_LANG_ACC]);
-                for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++) printf(" %8.1f", 100 * G->value[m]);
+                printf("%-28.28s %5d", G->label, G->n_runs);
+                print_cell(G->value[RM_PPL], 1, 3);
+                print_cell(G->value[RM_LANG_ACC], 100, 1);
+                for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++) print_cell(G->value[m], 100, 1);
                 putchar('\n');
             }
             printf("report: %s/report.md\n", out);

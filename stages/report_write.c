@@ -218,7 +218,10 @@ static int section_paired(writer *W) {
     const report_group *B = &R->groups[0];
     int ms[] = {RM_VQA_GENERAL, RM_VQA_KNOWLEDGE, RM_VQA_OCR, RM_VQA_VISION, RM_VQA_OVERALL,
                 RM_EXIST_SMALL, RM_EXIST_MEDIUM, RM_EXIST_LARGE, RM_EXIST_OVERALL};
-    int n_ms = (int)(sizeof ms / sizeof ms[0]);
+    int n_ms = (int)(sizeof ms / sizeof ms[0]), any = 0;
+    for (int g = 1; g < R->n_groups; g++)
+        for (int k = 0; k < n_ms; k++) any |= R->groups[g].diff_n[ms[k]] > 0;
+    if (!any) return 0; /* no items in common: nothing to pair */
     fprintf(W->md, "\n## Paired comparisons against %s\n\nThe same items scored by both (per item the mean over "
                    "seeds); difference in points, %.0f%% paired bootstrap interval (%d resamples, seed %llu).\n\n"
                    "| group | measure | difference | interval | items | verdict |\n|---|---|---|---|---|---|\n",
@@ -267,6 +270,7 @@ static int section_paired(writer *W) {
             "with yerrorbars pt 7 ps 1.2 lw 2 title L[g+1]\n",
             n);
     if (report_file_close(&f, 1, W->err)) return -1;
+    md_plot(W, "paired");
     return W->plot ? report_gnuplot(W->out, "paired", W->err) : 0;
 }
 
@@ -487,7 +491,6 @@ int report_write(const report *R, const char *out, int plot, ps_error *err) {
         md_plot(&W, "existence");
     }
     if (!rc) rc = section_paired(&W);
-    if (!rc && R->n_groups >= 2) md_plot(&W, "paired");
     if (!rc) rc = section_study(&W);
     if (!rc) rc = section_loss(&W);
     if (!rc) rc = report_write_targets(R, out, md.f, err);
