@@ -12,7 +12,7 @@ py=/usr/bin/python3
 [ -x "$bin" ] || { echo "skip: $bin not built"; exit 77; }
 command -v gnuplot >/dev/null || { echo "skip: gnuplot not installed (make deps)"; exit 77; }
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "${KEEP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"' EXIT
 fixture=tests/fixtures/report/study
 
 "$bin" report "$fixture" --out "$tmp/out" > "$tmp/stdout"
@@ -161,6 +161,53 @@ for p in pngs:
 Image.new("RGB", (900, 500), "white").save(f"{out}/blank.png")
 if drawn(f"{out}/blank.png", (900, 500)) is None: fails.append("negative control: a blank PNG passed")
 print("\n".join(fails) if fails else f"report numbers and {len(pngs)} PNGs check out")
+sys.exit(1 if fails else 0)
+PY
+
+# A reasoning x visual grid (six runs made from the fixture's first run, a share of its
+# VQA answers flipped per cell): shares.csv holds each cell's overall VQA, grid.png is drawn.
+$py - "$fixture" "$tmp/grid" <<'PY'
+import json, os, shutil, sys
+import numpy as np
+fx, out = sys.argv[1], sys.argv[2]
+first = json.loads(open(f"{fx}/results.jsonl").readline())["id"]
+rows = []
+for a, r in enumerate((0.5, 0.6, 0.7)):
+    for b, v in enumerate((0.1, 0.2)):
+        rid = f"grid{a}{b}"
+        d = f"{out}/collected/{rid}/eval"
+        os.makedirs(d)
+        shutil.copy(f"{fx}/collected/{first}/eval/results.jsonl", d)
+        rng = np.random.default_rng(10 * a + b)
+        with open(f"{d}/predictions.jsonl", "w") as f:
+            for line in open(f"{fx}/collected/{first}/eval/predictions.jsonl"):
+                p = json.loads(line)
+                if p["kind"] == "vqa" and rng.random() < 0.1 * (a + b):
+                    p["correct"] = 1.0 - p["correct"]
+                f.write(json.dumps(p) + "\n")
+        rows.append({"index": len(rows), "id": rid, "axes": {"data.reasoning_share": r, "data.visual_share": v}})
+open(f"{out}/results.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in rows))
+open(f"{out}/runs.tsv", "w").write("# index\tid\n")
+PY
+"$bin" report "$tmp/grid" --out "$tmp/grid/report" > /dev/null
+$py - "$tmp/grid" <<'PY'
+import csv, json, sys
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+CATS = ["General", "Knowledge", "OCR & Chart", "Vision-Centric"]
+got = {(float(r["reasoning_share"]), float(r["visual_share"])): float(r["vqa_overall"])
+       for r in csv.DictReader(open(f"{d}/report/shares.csv"))}
+fails = []
+for run in map(json.loads, open(f"{d}/results.jsonl")):
+    p = [json.loads(l) for l in open(f"{d}/collected/{run['id']}/eval/predictions.jsonl")]
+    want = 100 * np.mean([np.mean([q["correct"] for q in p if q.get("item_category") == c]) for c in CATS])
+    key = (100 * run["axes"]["data.reasoning_share"], 100 * run["axes"]["data.visual_share"])
+    if abs(got.get(key, -1) - want) > 1e-6: fails.append(f"shares.csv {key}: {got.get(key)} != {want}")
+im = np.asarray(Image.open(f"{d}/report/grid.png").convert("RGB"))
+if im.shape[:2] != (600, 800): fails.append(f"grid.png is {im.shape}")
+if len(np.unique(im.reshape(-1, 3), axis=0)) < 20: fails.append("grid.png: too few colours for a heatmap")
+print("\n".join(fails) or "grid: 6 cells in shares.csv and a heatmap")
 sys.exit(1 if fails else 0)
 PY
 
