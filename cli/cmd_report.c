@@ -102,6 +102,7 @@ int cmd_report(int argc, char **argv) {
                 for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++) print_cell(G->value[m], 100, 1);
                 putchar('\n');
             }
+            if (R.n_missing) printf("%d run%s without results yet (listed in report.md): %s\n", R.n_missing, R.n_missing == 1 ? "" : "s", R.missing);
             printf("report: %s/report.md\n", out);
             if (plot) {
                 const char *pngs[] = {"vqa", "existence", "paired", "ranking", "mix", "shares", "grid", "loss"};

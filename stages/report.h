@@ -26,7 +26,8 @@
  * Errors name the file (and line) at fault: a result row without a value, predictions
  * without correct flags, provenance that differs between a run's results rows or between
  * results and predictions of one task (checkpoint_sha256, task_sha256), seeds of a group
- * scored on different items. */
+ * scored on different items. A study's run with no files at all (not run yet, failed) is
+ * left out and listed in report.md. */
 #ifndef PRESIGHT_REPORT_H
 #define PRESIGHT_REPORT_H
 
@@ -96,6 +97,8 @@ typedef struct report {
     int n_runs, n_groups;
     report_run *runs;
     report_group *groups;
+    int n_missing;      /* a study's runs without results or metrics (not run yet, failed) */
+    char missing[4096]; /* their names and ids, comma-separated */
 } report;
 
 void report_opts_default(report_opts *o);

@@ -282,6 +282,12 @@ int report_run_measures(report_run *run, const char *results_path, const char *p
 
 /* ------------------------------------------------------------------ runs */
 
+/* Whether a run dir holds anything a report reads. */
+static int has_files(const char *dir) {
+    char p[PATH_MAX];
+    return find_file(dir, "results.jsonl", p, sizeof p) == 0 || find_file(dir, "metrics.jsonl", p, sizeof p) == 0;
+}
+
 static int load_run(report_run *run, const char *dir, ps_error *err) {
     char res[PATH_MAX], pred[PATH_MAX], met[PATH_MAX];
     snprintf(run->dir, sizeof run->dir, "%s", dir);
@@ -342,11 +348,19 @@ static int load_study(report *R, const char *dir, ps_error *err) {
         char rdir[PATH_MAX];
         snprintf(rdir, sizeof rdir, "%s/collected/%s", dir, run->id);
         if (!is_dir(rdir)) snprintf(rdir, sizeof rdir, "%s/runs/%s", dir, run->id);
+        if (!has_files(rdir)) { /* not run yet, or failed: listed in the report, not an error */
+            size_t used = strlen(R->missing);
+            snprintf(R->missing + used, sizeof R->missing - used, "%s%s (%s)", used ? ", " : "", run->name, run->id);
+            R->n_missing++;
+            R->n_runs--;
+            continue;
+        }
         if ((rc = load_run(run, rdir, err))) ps_wrap(err, "%s:%zu: run %s", path, lineno, run->name);
     }
     free(line);
     fclose(f);
-    if (!rc && !R->n_runs) rc = ps_fail(err, "%s: no runs", path);
+    if (!rc && !R->n_runs)
+        rc = ps_fail(err, "%s: no run has results or metrics yet%s%s", path, R->n_missing ? ": " : "", R->missing);
     return rc;
 }
 

@@ -471,6 +471,9 @@ int report_write(const report *R, const char *out, int plot, ps_error *err) {
     int rc = order ? 0 : ps_fail(err, "out of memory");
     for (int g = 0; order && g < R->n_groups; g++) order[g] = g;
     if (!rc) rc = section_runs(&W);
+    if (!rc && R->n_missing)
+        fprintf(md.f, "\n**Not in this report** (no results or metrics yet): %d run%s: %s.\n", R->n_missing,
+                R->n_missing == 1 ? "" : "s", R->missing);
     if (!rc) {
         md_table(&W, "Language and alignment", lang, 3);
         fputs("\nPerplexity: WikiText word perplexity (else the first perplexity); language acc: the mean of the "

@@ -4,7 +4,8 @@
 # CSVs and targets.csv is recomputed here with numpy from the fixture files; every PNG has
 # its size and is not blank (a negative control shows the blank check can fail); a results
 # row without a value, predictions of another checkpoint, predictions without correct flags,
-# a run without files and seeds scored on different items are each named, not skipped.
+# and seeds scored on different items are each named, not skipped; a study run with no files
+# yet is left out and listed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/build/presight
@@ -265,9 +266,13 @@ fresh
 sed -i '1d' "$run/predictions.jsonl"
 expect_error "seeds scored on different items" "seeds scored on different items" "$tmp/s"
 
+# a run not run yet (no files at all) is left out and listed, not an error
 fresh
 rm -r "${run%/eval}"
-expect_error "a run without files" "run data.mixture=mix0 train.seed=1" "$tmp/s"
+"$bin" report "$tmp/s" --out "$tmp/partial" --no-plots > "$tmp/partial.log"
+grep -q "1 run without results yet (listed in report.md): data.mixture=mix0 train.seed=1 ($first)" "$tmp/partial.log"
+grep -q "Not in this report.*data.mixture=mix0 train.seed=1 ($first)" "$tmp/partial/report.md"
+grep -q "^mix0,1," "$tmp/partial/groups.csv"
 
 # run dirs instead of a study: each dir is a run of its own
 "$bin" report "$fixture/collected/$first" --out "$tmp/one" --no-plots > /dev/null
