@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "report.h"
@@ -26,8 +27,8 @@ static void report_help(FILE *out) {
             "  --bootstrap N     resamples (default 1000)\n"
             "  --level X         interval level (default 0.95)\n"
             "  --seed N          bootstrap seed (default 1234)\n"
-            "  --mixtures DIR    mixture files (default config/mixtures)\n"
-            "  --paper DIR       the paper's tables (default config/paper)\n"
+            "  --mixtures DIR    mixture files (default config/mixtures, here or beside the binary's tree)\n"
+            "  --paper DIR       the paper's tables (default config/paper, likewise)\n"
             "  --no-plots        CSV and .gp scripts only (no gnuplot needed)\n\n"
             "Exit status: 0 ok, 1 failed (the message names the file at fault), 2 bad usage.\n");
 }
@@ -44,6 +45,24 @@ static int number(const char *opt, const char *v, double lo, double hi, double *
     return 0;
 }
 
+/* A default folder of the source tree (config/...): from the working directory when it is
+ * there, else beside the binary (build/presight -> ../config/...), so that a report can be
+ * made from anywhere. */
+static const char *tree_dir(const char *rel, char *buf, size_t cap) {
+    if (access(rel, R_OK) == 0) return rel;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return rel;
+    exe[n] = 0;
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash) return rel;
+        *slash = 0;
+    }
+    snprintf(buf, cap, "%s/%s", exe, rel);
+    return access(buf, R_OK) == 0 ? buf : rel;
+}
+
 static void print_cell(double v, double scale, int digits) {
     if (isnan(v)) printf(" %8s", "-");
     else printf(" %8.*f", digits, scale * v);
@@ -53,6 +72,9 @@ int cmd_report(int argc, char **argv) {
     if (wants_help(argc, argv)) return report_help(stdout), 0;
     report_opts o;
     report_opts_default(&o);
+    char mixtures[4200], paper[4200];
+    o.mixtures_dir = tree_dir(o.mixtures_dir, mixtures, sizeof mixtures);
+    o.paper_dir = tree_dir(o.paper_dir, paper, sizeof paper);
     const char *out = NULL;
     int plot = 1, n_paths = 0;
     const char **paths = calloc((size_t)argc, sizeof *paths);
