@@ -127,7 +127,7 @@ int cmd_report(int argc, char **argv) {
             if (R.n_missing) printf("%d run%s without results yet (listed in report.md): %s\n", R.n_missing, R.n_missing == 1 ? "" : "s", R.missing);
             printf("report: %s/report.md\n", out);
             if (plot) {
-                const char *pngs[] = {"vqa", "existence", "paired", "ranking", "mix", "shares", "grid", "loss"};
+                const char *pngs[] = {"vqa", "existence", "paired", "ranking", "mix", "shares", "grid", "axes", "loss"};
                 for (size_t i = 0; i < sizeof pngs / sizeof pngs[0]; i++) {
                     char p[4200];
                     snprintf(p, sizeof p, "%s/%s.png", out, pngs[i]);

@@ -6,6 +6,7 @@
 
 #include "report.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -454,6 +455,121 @@ static int section_study(writer *W) {
     return rc;
 }
 
+/* ------------------------------------------------------------------ two axes */
+
+/* A number from an axis value: "0.25", "340m", "50B" (k/M/B/T suffixes, any case); NaN if not. */
+static double axis_number(const char *v) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v) return NAN;
+    const char *suffixes = "kmbt";
+    const double scale[] = {1e3, 1e6, 1e9, 1e12};
+    if (*end) {
+        const char *at = strchr(suffixes, tolower((unsigned char)*end));
+        if (!at || end[1]) return NAN;
+        x *= scale[at - suffixes];
+    }
+    return x;
+}
+
+/* The non-seed axes of a group's first run (names and values). */
+static int group_axes(const report *R, const report_group *G, const char **name, const char **value) {
+    const report_run *r = &R->runs[G->runs[0]];
+    int n = 0;
+    for (int a = 0; a < r->n_axes; a++)
+        if (!strstr(r->axis[a], "seed")) name[n] = r->axis[a], value[n++] = r->value[a];
+    return n;
+}
+
+/* Studies of two axes (scale x tokens, encoder x mixture, ...): the headline measure against
+ * one axis, a line per value of the other. x is the first axis whose values are all numbers
+ * (token budgets, sizes, shares); with none, the first axis by position. */
+static int section_axes(writer *W) {
+    const report *R = W->R;
+    if (R->n_groups < 3) return 0;
+    const char *name0[REPORT_MAX_AXES], *value0[REPORT_MAX_AXES];
+    if (group_axes(R, &R->groups[0], name0, value0) != 2) return 0;
+    int numeric[2] = {1, 1};
+    for (int g = 0; g < R->n_groups; g++) {
+        const char *name[REPORT_MAX_AXES], *value[REPORT_MAX_AXES];
+        if (group_axes(R, &R->groups[g], name, value) != 2 || strcmp(name[0], name0[0]) || strcmp(name[1], name0[1]))
+            return 0;
+        for (int a = 0; a < 2; a++) numeric[a] &= !isnan(axis_number(value[a]));
+    }
+    int xa = numeric[0] ? 0 : numeric[1] ? 1 : 0, m = any_value(R, RM_VQA_OVERALL) ? RM_VQA_OVERALL : -1;
+    if (m < 0) return 0;
+    double lo_x = INFINITY, hi_x = -INFINITY; /* a log axis for budgets and sizes (>= 10x apart) */
+    for (int g = 0; numeric[xa] && g < R->n_groups; g++) {
+        const char *name[REPORT_MAX_AXES], *value[REPORT_MAX_AXES];
+        group_axes(R, &R->groups[g], name, value);
+        double x = axis_number(value[xa]);
+        lo_x = x < lo_x ? x : lo_x, hi_x = x > hi_x ? x : hi_x;
+    }
+    int logx = numeric[xa] && lo_x > 0 && hi_x >= 10 * lo_x;
+    /* series: the other axis's values in order of first appearance */
+    const char *series[256];
+    int n_series = 0, *sidx = malloc(sizeof *sidx * (size_t)R->n_groups);
+    if (!sidx) return ps_fail(W->err, "out of memory");
+    for (int g = 0; g < R->n_groups; g++) {
+        const char *name[REPORT_MAX_AXES], *value[REPORT_MAX_AXES];
+        group_axes(R, &R->groups[g], name, value);
+        int k = 0;
+        while (k < n_series && strcmp(series[k], value[1 - xa])) k++;
+        if (k == n_series && n_series < 256) series[n_series++] = value[1 - xa];
+        sidx[g] = k;
+    }
+    report_file f;
+    int rc = report_file_open(&f, W->out, "axes.csv", W->err);
+    if (!rc) {
+        fputs("series_index,x,x_label,series,value,lo,hi\n", f.f);
+        for (int k = 0; k < n_series; k++) { /* a series' rows together: one line each */
+            int pos = 0;
+            for (int g = 0; g < R->n_groups; g++) {
+                const char *name[REPORT_MAX_AXES], *value[REPORT_MAX_AXES];
+                group_axes(R, &R->groups[g], name, value);
+                if (sidx[g] != k) continue;
+                const report_group *G = &R->groups[g];
+                double lo, hi;
+                shown_interval(G, m, &lo, &hi);
+                fprintf(f.f, "%d,%.10g,", k, numeric[xa] ? axis_number(value[xa]) : (double)pos++);
+                report_csv_text(f.f, value[xa]);
+                fputc(',', f.f);
+                report_csv_text(f.f, series[k]);
+                csv_num(f.f, 100 * G->value[m]), csv_num(f.f, 100 * lo), csv_num(f.f, 100 * hi);
+                fputc('\n', f.f);
+            }
+        }
+        rc = report_file_close(&f, 1, W->err);
+    }
+    if (!rc) rc = report_file_open(&f, W->out, "axes.gp", W->err);
+    if (!rc) {
+        char title[400];
+        snprintf(title, sizeof title, "overall VQA against %s, a line per %s", name0[xa], name0[1 - xa]);
+        report_gp_head(f.f, "axes", 900, 500, title);
+        static char named[256][300];
+        const char *legend[256];
+        for (int k = 0; k < n_series; k++)
+            snprintf(named[k], sizeof named[k], "%s=%s", name0[1 - xa], series[k]), legend[k] = named[k];
+        report_gp_array(f.f, "S", legend, n_series);
+        fprintf(f.f, "set xlabel ");
+        report_gp_string(f.f, name0[xa]);
+        fprintf(f.f, "\nset ylabel \"overall VQA (%%)\"\nset yrange [0:*]\nset offsets graph 0.05, graph 0.05, graph 0.1, 0\n%s"
+                     "plot for [k=0:%d] \"axes.csv\" every ::1 using 2:($1 == k ? $5 : 1/0):6:7%s with yerrorlines lw 2 pt 7 "
+                     "title S[k+1]\n",
+                logx ? "set logscale x\n" : "", n_series - 1, numeric[xa] ? "" : ":xtic(3)");
+        rc = report_file_close(&f, 1, W->err);
+    }
+    free(sidx);
+    if (!rc && W->plot) rc = report_gnuplot(W->out, "axes", W->err);
+    if (!rc) {
+        fprintf(W->md, "\n## Overall VQA by %s and %s\n\nThe study's two axes (scale x tokens, encoder x mixture, "
+                       "...): overall VQA against %s, one line per %s.\n",
+                name0[0], name0[1], name0[xa], name0[1 - xa]);
+        md_plot(W, "axes");
+    }
+    return rc;
+}
+
 int report_write(const report *R, const char *out, int plot, ps_error *err) {
     if (mkdir(out, 0755) && errno != EEXIST) return ps_fail(err, "%s: %s", out, strerror(errno));
     report_file md;
@@ -495,6 +611,7 @@ int report_write(const report *R, const char *out, int plot, ps_error *err) {
     }
     if (!rc) rc = section_paired(&W);
     if (!rc) rc = section_study(&W);
+    if (!rc) rc = section_axes(&W);
     if (!rc) rc = section_loss(&W);
     if (!rc) rc = report_write_targets(R, out, md.f, err);
     if (!rc) rc = write_runs_csv(&W);

@@ -208,7 +208,14 @@ for run in map(json.loads, open(f"{d}/results.jsonl")):
 im = np.asarray(Image.open(f"{d}/report/grid.png").convert("RGB"))
 if im.shape[:2] != (600, 800): fails.append(f"grid.png is {im.shape}")
 if len(np.unique(im.reshape(-1, 3), axis=0)) < 20: fails.append("grid.png: too few colours for a heatmap")
-print("\n".join(fails) or "grid: 6 cells in shares.csv and a heatmap")
+# the two-axis plot: overall VQA against the reasoning share, a line per visual share
+ax = list(csv.DictReader(open(f"{d}/report/axes.csv")))
+if len(ax) != 6: fails.append(f"axes.csv has {len(ax)} rows")
+for r in ax:
+    key = (100 * float(r["x"]), 100 * float(r["series"]))
+    if abs(float(r["value"]) - got[key]) > 1e-6: fails.append(f"axes.csv {key}: {r['value']} != {got[key]}")
+if Image.open(f"{d}/report/axes.png").size != (900, 500): fails.append("axes.png size")
+print("\n".join(fails) or "grid: 6 cells in shares.csv and axes.csv, a heatmap and a two-axis plot")
 sys.exit(1 if fails else 0)
 PY
 
