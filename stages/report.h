@@ -4,7 +4,8 @@
  *   a study dir (what `presight study collect` leaves): STUDY/results.jsonl names every
  *     run (index, id, axes); each run's files are in STUDY/collected/<id>/ (copied there by
  *     collect) or else in its run dir STUDY/runs/<id>/, searched one level deep:
- *     results.jsonl and predictions.jsonl (eval), metrics.jsonl (pretraining);
+ *     results.jsonl and predictions.jsonl (eval/ first), metrics.jsonl (pretrain/ first: the
+ *     adapt stages write one too);
  *   run dirs: each holds (at most one level down) a results.jsonl; its name is the folder's.
  *
  * A run's measures (RM_*): language perplexity (wikitext word perplexity, else the first

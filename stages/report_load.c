@@ -50,9 +50,13 @@ static int is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* dir/name, or dir/<sub>/name for the first sub (in name order) that has it; 0 if found. */
-static int find_file(const char *dir, const char *name, char *out, size_t cap) {
+/* dir/name, dir/<prefer>/name, or dir/<sub>/name for the first sub (in name order) that has
+ * it; 0 if found. prefer: the stage that owns the file (eval's results, pretrain's loss:
+ * the adapt stages write a metrics.jsonl too). */
+static int find_file_in(const char *dir, const char *prefer, const char *name, char *out, size_t cap) {
     snprintf(out, cap, "%s/%s", dir, name);
+    if (is_file(out)) return 0;
+    snprintf(out, cap, "%s/%s/%s", dir, prefer, name);
     if (is_file(out)) return 0;
     struct dirent **list;
     int n = scandir(dir, &list, NULL, alphasort), found = -1;
@@ -281,6 +285,10 @@ int report_run_measures(report_run *run, const char *results_path, const char *p
 }
 
 /* ------------------------------------------------------------------ runs */
+
+static int find_file(const char *dir, const char *name, char *out, size_t cap) {
+    return find_file_in(dir, strcmp(name, "metrics.jsonl") ? "eval" : "pretrain", name, out, cap);
+}
 
 /* Whether a run dir holds anything a report reads. */
 static int has_files(const char *dir) {

@@ -281,6 +281,14 @@ grep -q "1 run without results yet (listed in report.md): data.mixture=mix0 trai
 grep -q "Not in this report.*data.mixture=mix0 train.seed=1 ($first)" "$tmp/partial/report.md"
 grep -q "^mix0,1," "$tmp/partial/groups.csv"
 
+# the loss curve is pretraining's, though an adapt stage (align/) writes a metrics.jsonl too
+fresh
+mkdir -p "${run%/eval}/align"
+echo '{"step":1,"loss":99.5}' > "${run%/eval}/align/metrics.jsonl"
+"$bin" report "$tmp/s" --out "$tmp/align" --no-plots > /dev/null
+! grep -q ",99.5$" "$tmp/align/loss.csv" || { echo "FAIL: loss.csv took align/metrics.jsonl"; exit 1; }
+test "$(grep -c "^0," "$tmp/align/loss.csv")" = 60
+
 # run dirs instead of a study: each dir is a run of its own
 "$bin" report "$fixture/collected/$first" --out "$tmp/one" --no-plots > /dev/null
 test -f "$tmp/one/report.md" -a -f "$tmp/one/vqa.csv" -a -f "$tmp/one/vqa.gp" -a ! -e "$tmp/one/vqa.png"
