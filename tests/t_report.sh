@@ -6,6 +6,7 @@
 # row without a value, predictions of another checkpoint, predictions without correct flags,
 # and seeds scored on different items are each named, not skipped; a study run with no files
 # yet is left out and listed.
+# tier: fast (make check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/build/presight

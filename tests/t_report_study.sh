@@ -3,6 +3,7 @@
 # pretraining runs), collect (which copies each run's metrics.jsonl into STUDY/collected/),
 # report; then the report is rebuilt from a copy of the study dir without its runs/ (what
 # collect copied is enough), and its loss table and loss.csv hold every run's metrics.
+# tier: fast (make check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/build/presight
