@@ -72,9 +72,3 @@ int cmd_train(int argc, char **argv) {
     comm_shutdown();
     return rc == PRESIGHT_EXIT_PREEMPTED ? PRESIGHT_EXIT_PREEMPTED : rc ? 1 : 0;
 }
-
-int cmd_later(int argc, char **argv) {
-    fprintf(wants_help(argc, argv) ? stdout : stderr,
-            "presight %s: this stage is not part of this build yet (see README.md, \"Roadmap\").\n", argv[0]);
-    return wants_help(argc, argv) ? 0 : 2;
-}

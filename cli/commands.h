@@ -13,10 +13,9 @@ int cmd_study(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_adapt(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* presight data images (cmd_data_images.c), dispatched by cmd_data. */
 int data_images(int argc, char **argv);
-/* Commands whose stage has not landed yet: say so plainly. */
-int cmd_later(int argc, char **argv);
 
 /* True when argv holds --help or -h. */
 int wants_help(int argc, char **argv);

@@ -21,7 +21,7 @@ static const struct command {
     {"eval", cmd_eval, "a model over task files (eval CONFIG), or re-score stored predictions (eval rescore)"},
     {"generate", cmd_generate, "what a model says: greedy continuation of a prompt (presight generate CONFIG prompt=TEXT)"},
     {"export", cmd_export, "a trained model as a Hugging Face Llama checkpoint (presight export CONFIG out=DIR)"},
-    {"report", cmd_later, "tables and plots from collected results"},
+    {"report", cmd_report, "tables, CSV and PNG plots from collected results (presight report STUDY|RUN... [--out DIR])"},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];
 

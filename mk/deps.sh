@@ -20,6 +20,7 @@ packages=(
   nodejs npm                          # reference tokenizers and vocabularies (npm)
   libpng-dev libjpeg-dev libjpeg-turbo-progs   # pictures for the vision encoders; djpeg is the JPEG reference
   python3-pil python3-matplotlib      # the image sets: decoding, FreeType text, charts (make images)
+  gnuplot-nox                         # presight report: PNG plots (pngcairo) drawn from the CSV tables
 )
 
 missing=()

@@ -23,6 +23,7 @@
  *   STUDY/jobs.tsv                 the array jobs `submit` made (stage, group, job id, offset, indices)
  *   STUDY/logs/                    task logs
  *   STUDY/results.csv, results.jsonl  written by collect
+ *   STUDY/collected/<id>/<stage>/{results,predictions,metrics}.jsonl  copied by collect (for report)
  *
  * Functions return 0 or -1 with a message in err naming the file:line, run
  * or key at fault; nothing here exits. */
@@ -244,6 +245,10 @@ int study_print_status(const study *s, FILE *out, ps_error *err);
 /* collect: STUDY/results.csv and results.jsonl (every run: index, id,
  * state, assignments, then each stage's JSON done file), and the table on out. */
 int study_collect(const study *s, FILE *out, ps_error *err);
+
+/* collect's copies: every run's <stage>/{results,predictions,metrics}.jsonl that exists, to
+ * STUDY/collected/<id>/<stage>/ (each through .tmp); *n_copied counts them (study_copy.c). */
+int study_collect_files(const study *s, int *n_copied, ps_error *err);
 
 /* run --local: every stage of every run, one after another, skipping done
  * ones, with `mpirun -np N` when a stage has N > 1 ranks; then collect.

@@ -519,6 +519,8 @@ int study_collect(const study *s, FILE *out, ps_error *err) {
         if (rc) unlink(tmps[f]);
     }
 
+    int copied = 0;
+    if (!rc) rc = study_collect_files(s, &copied, err);
     if (!rc && out) {
         int w[3 + 64 + MAX_COLUMNS];
         for (int h = 0; h < n_head; h++) {
@@ -539,6 +541,7 @@ int study_collect(const study *s, FILE *out, ps_error *err) {
             done += st[i].state == STUDY_DONE;
         }
         fprintf(out, "%d of %d runs done; wrote %s and %s\n", done, s->n_runs, csv_path, jsonl_path);
+        if (copied) fprintf(out, "copied %d results/predictions/metrics files into %s/collected/ (presight report %s)\n", copied, s->dir, s->dir);
     }
     for (int c = 0; cells && c < s->n_runs * n_head; c++) free(cells[c]);
     free(cells);
