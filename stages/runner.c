@@ -227,10 +227,18 @@ static int save(job *j, const job_stage *stage, job_progress *p, ps_error *err) 
     return 0;
 }
 
-static void log_step(job *j, const job_progress *p, const job_step_report *r, double step_seconds) {
-    fprintf(j->metrics, "{\"step\":%lld,%s,\"tokens\":%.0f,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
-            (long long)p->step, r->fields, p->tokens, r->tokens / step_seconds, elapsed(j));
-    fflush(j->metrics);
+/* A metrics line that cannot be written (a full disk, a quota) stops the run
+ * with the reason: carrying on would leave a run whose record has holes. The
+ * checkpoints before it stay, so it resumes once there is room. */
+static int log_step(job *j, const job_progress *p, const job_step_report *r, double step_seconds, ps_error *err) {
+    errno = 0;
+    int bad = fprintf(j->metrics, "{\"step\":%lld,%s,\"tokens\":%.0f,\"tokens_per_s\":%.1f,\"elapsed_s\":%.3f}\n",
+                      (long long)p->step, r->fields, p->tokens, r->tokens / step_seconds, elapsed(j)) < 0;
+    bad |= fflush(j->metrics) != 0 || ferror(j->metrics);
+    if (bad)
+        return ps_fail(err, "%s/metrics.jsonl: writing step %lld failed: %s (stopping; resume once there is room)",
+                       j->cfg.run_dir, (long long)p->step, errno ? strerror(errno) : "write error");
+    return 0;
 }
 
 static int run_steps(job *j, const job_stage *stage, job_progress *p, int *ran, int *preempted, ps_error *err) {
@@ -251,7 +259,7 @@ static int run_steps(job *j, const job_stage *stage, job_progress *p, int *ran, 
         window_tokens += r.tokens;
         window_steps++;
         if (root) {
-            log_step(j, p, &r, now - start);
+            if (log_step(j, p, &r, now - start, err)) return -1;
             if (p->step % cfg->train.log_every == 0 || p->step == p->total_steps || window_steps == 1)
                 print_progress(p, &r, (now - window_start) / window_steps, window_tokens / (now - window_start));
         }
