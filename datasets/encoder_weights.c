@@ -9,23 +9,6 @@
 #include "h5_attr.h"
 #include "sha256.h"
 
-int file_sha256(const char *path, char hex[65], ps_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ps_fail(err, "%s: cannot open", path);
-    sha256_ctx c;
-    sha256_init(&c);
-    static unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return ps_fail(err, "%s: read error", path);
-    unsigned char d[32];
-    sha256_final(&c, d);
-    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", d[i]);
-    return 0;
-}
-
 static int copy_attr(hid_t f, const char *path, const char *name, char *dst, size_t n, ps_error *err) {
     char *s = h5_attr_string(f, name);
     if (!s) return ps_fail(err, "%s: attribute '%s' missing (re-run: make encoder-data)", path, name);
@@ -130,7 +113,7 @@ static int read_header(encoder_weights *w, hid_t f, const char *path, ps_error *
 int encoder_weights_load(encoder_weights *w, const char *path, ps_error *err) {
     memset(w, 0, sizeof *w);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (file_sha256(path, w->sha256, err)) return ps_wrap(err, "encoder weights (run: make encoder-data)");
+    if (sha256_file(path, w->sha256, err)) return ps_wrap(err, "encoder weights (run: make encoder-data)");
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return ps_fail(err, "%s: not an HDF5 file (re-run: make encoder-data)", path);
     int rc = read_header(w, f, path, err) || read_graph_tensors(w, f, path, err) ? -1 : 0;

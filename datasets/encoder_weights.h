@@ -26,7 +26,5 @@ typedef struct encoder_weights {
 int encoder_weights_load(encoder_weights *w, const char *path, ps_error *err);
 void encoder_weights_free(encoder_weights *w);
 
-/* The SHA-256 of a whole file, as hex. */
-int file_sha256(const char *path, char hex[65], ps_error *err);
 
 #endif

@@ -2,6 +2,8 @@
  * MB of vocabulary once), clarity and portability come first. */
 #include "sha256.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -85,4 +87,21 @@ void sha256_hex(const void *data, size_t len, char hex[65]) {
     sha256_final(&c, d);
     for (int i = 0; i < 32; i++) hex[2 * i] = digits[d[i] >> 4], hex[2 * i + 1] = digits[d[i] & 15];
     hex[64] = 0;
+}
+
+int sha256_file(const char *path, char hex[65], ps_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ps_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    sha256_ctx c;
+    sha256_init(&c);
+    unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return ps_fail(err, "%s: read error", path);
+    unsigned char d[32];
+    sha256_final(&c, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return 0;
 }

@@ -725,20 +725,6 @@ static int apply_override(task_def *t, const char *assignment, ps_error *err) {
     return ps_fail(err, "override '%s': only name, category, data, scorer and delimiter can be overridden", assignment);
 }
 
-static int file_sha256(const char *path, char hex[65], ps_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ps_fail(err, "%s: %s", path, strerror(errno));
-    sha256_ctx c;
-    sha256_init(&c);
-    unsigned char buf[65536], digest[32];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
-    fclose(f);
-    sha256_final(&c, digest);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    return 0;
-}
-
 int task_load(task_def **out, const char *path, int n_overrides, char **overrides, ps_error *err) {
     *out = NULL;
     task_def *t = calloc(1, sizeof *t);
@@ -749,7 +735,7 @@ int task_load(task_def **out, const char *path, int n_overrides, char **override
     loader L = {t, path, err};
     config_t cfg;
     config_init(&cfg);
-    int rc = file_sha256(path, t->sha256, err);
+    int rc = sha256_file(path, t->sha256, err);
     if (!rc && !config_read_file(&cfg, path))
         rc = ps_fail(err, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : path,
                      config_error_line(&cfg), config_error_text(&cfg));

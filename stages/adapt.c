@@ -52,23 +52,6 @@ static int stage_of(const char *name, stage_kind *k) {
     return 0;
 }
 
-static int file_sha256(const char *path, char hex[65], ps_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ps_fail(err, "%s: %s", path, strerror(errno));
-    sha256_ctx c;
-    sha256_init(&c);
-    static unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return ps_fail(err, "%s: read error", path);
-    unsigned char d[32];
-    sha256_final(&c, d);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    return 0;
-}
-
 /* A resolved key: set it when empty, else it must agree. */
 static int agree(char *key_value, size_t size, const char *found, const char *key, const char *where, ps_error *err) {
     if (!key_value[0]) {
@@ -130,7 +113,7 @@ static int resolve_encoder(adapter *a, ps_error *err) {
 static int resolve_init_sha(adapter *a, ps_error *err) {
     char msg[2048 + 80] = {0};
     char hex[65] = "";
-    if (comm_rank(a->comm) == 0 && file_sha256(a->init_weights, hex, err)) snprintf(msg + 65, sizeof msg - 65, "%s", err->msg);
+    if (comm_rank(a->comm) == 0 && sha256_file(a->init_weights, hex, err)) snprintf(msg + 65, sizeof msg - 65, "%s", err->msg);
     memcpy(msg, hex, 65);
     if (comm_broadcast(a->comm, msg, sizeof msg, 0, err)) return -1;
     if (msg[65]) return ps_fail(err, "%s", msg + 65);

@@ -44,21 +44,6 @@ int eval_model_weights_path(const run_config *cfg, char *path, size_t size, ps_e
     return 0;
 }
 
-static int file_sha256(const char *path, char hex[65], ps_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ps_fail(err, "%s: cannot open", path);
-    sha256_ctx c;
-    sha256_init(&c);
-    unsigned char buf[1 << 16], digest[32];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) sha256_update(&c, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return ps_fail(err, "%s: read error", path);
-    sha256_final(&c, digest);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    return 0;
-}
-
 /* datasets/text.c's ids as a tiktoken file: one token per byte, ranks 0..255. */
 static int write_byte_vocab(const char *path, ps_error *err) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -113,7 +98,7 @@ int eval_model_open(eval_model *em, const run_config *cfg, const char *scratch_d
     if (!rc && rep.fresh) rc = ps_fail(err, "%s: lacks %d of the model's tensors", em->weights, rep.fresh);
     if (!rc) checkpoint_weights_describe(&rep, &em->model.layout, em->describe, sizeof em->describe);
     checkpoint_weights_report_free(&rep);
-    if (!rc) rc = file_sha256(em->weights, em->weights_sha256, err);
+    if (!rc) rc = sha256_file(em->weights, em->weights_sha256, err);
     if (!rc) rc = eval_tokenizer_open(cfg, scratch_dir, &em->tok, &em->prefix, err);
     if (rc) eval_model_close(em);
     return rc;
