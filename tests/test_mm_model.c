@@ -176,7 +176,8 @@ Test(mm_model, layout_is_llm_then_projector) {
  * the documented text back. Skipped without the vocabularies (make tokenizers). */
 static void check_vocab(const char *path, tokenizer_kind kind, int vocab, const char *expect) {
     if (access(path, R_OK) != 0) {
-        cr_log_warn("skip: %s missing", path);
+        /* info, not warn: Criterion 2.4 exits 1 after any warning. */
+        cr_log_info("skip: %s missing", path);
         return;
     }
     tokenizer *tok;
