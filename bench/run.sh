@@ -2,6 +2,7 @@
 # make bench: presight's training throughput against PyTorch on the same
 # machine, threads and BLAS, and against the best sgemm rate of that BLAS;
 # the tokenizer against the npm encoders; ingest; 1 and 2 ranks under ddp
+# (and 1 rank x N threads against N ranks x 1 thread: threads_vs_ranks)
 # and fsdp with their communication volume; checkpoint write bandwidth.
 # Writes bench/results.json and prints a table last.
 set -euo pipefail
@@ -50,6 +51,12 @@ for strategy in ddp fsdp; do
       train.micro_batch=$((8 / np)) parallel.strategy=$strategy | tee "$tmp/dist-$strategy-$np.json"
   done
 done
+echo "== threads vs ranks: 1 rank x $threads threads against $threads ranks x 1 thread, the same global batch"
+# Issue 18's measure: presight's own threading should keep what MPI ranks keep.
+PRESIGHT_THREADS=$threads mpirun -np 1 build/bench/train_bench config/bench.cfg train.steps=4 \
+  train.micro_batch=$((2 * threads)) | tee "$tmp/tvr-threads.json"
+PRESIGHT_THREADS=1 mpirun -np "$threads" build/bench/train_bench config/bench.cfg train.steps=4 \
+  train.micro_batch=2 | tee "$tmp/tvr-ranks.json"
 echo "== vision encoder: presight MobileNetV2-1.4 vs PyTorch (oneDNN convolutions) vs TF.js, batch 1"
 bash bench/encode.sh "$tmp"
 echo "== adapt: an align and an sft step against a pretraining step, the bench model"
@@ -101,6 +108,11 @@ res["distributed"] = {k: {"tokens_per_s": v["tokens_per_s"], "step_s": v["step_s
                           "comm_theory_per_step": v["comm_theory_per_step"]} for k, v in dist.items()}
 res["fsdp_comm_vs_theory"] = dist["fsdp_2"]["comm_bytes_per_step"] / dist["fsdp_2"]["comm_theory_per_step"]
 res["ddp_comm_vs_theory"] = dist["ddp_2"]["comm_bytes_per_step"] / dist["ddp_2"]["comm_theory_per_step"]
+tvr = {k: json.load(open(f"{tmp}/tvr-{k}.json")) for k in ("threads", "ranks")}
+res["threads_vs_ranks"] = tvr["threads"]["tokens_per_s"] / tvr["ranks"]["tokens_per_s"]
+res["raw"]["threads_vs_ranks"] = tvr
+flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
+res["cpu_flags"] = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile") if f in flags]
 ck = json.load(open(f"{tmp}/ckpt.json"))
 res["ckpt_write_mb_s"] = ck["ckpt_mb_s"]
 res["disk_write_mb_s"] = ck["disk_mb_s"]
@@ -116,7 +128,7 @@ ad = json.load(open(f"{tmp}/adapt.json"))
 res.update(ad)
 json.dump(res, open(out, "w"), indent=2)
 print()
-print(f"machine: {res['machine']}; BLAS: {res['blas']}; model: {ps['params']/1e6:.1f}M params, {ps['tokens_per_step']:.0f} tokens/step")
+print(f"machine: {res['machine']}; flags: {' '.join(res['cpu_flags'])}; BLAS: {res['blas']}; model: {ps['params']/1e6:.1f}M params, {ps['tokens_per_step']:.0f} tokens/step")
 rows = [
     ("presight train", f"{ps['tokens_per_s']:.0f} tok/s", f"{ps['model_gflops']:.1f} GFLOP/s"),
     ("PyTorch train (same model)", f"{pt['tokens_per_s']:.0f} tok/s", f"{pt['model_gflops']:.1f} GFLOP/s"),
@@ -130,6 +142,8 @@ rows = [
     (f"{k.replace('_', ' x ')} rank(s)", f"{v['tokens_per_s']:.0f} tok/s", f"{v['step_s']:.2f} s/step")
     for k, v in res["distributed"].items()
 ] + [
+    ("threads_vs_ranks", f"{res['threads_vs_ranks']:.2f}x",
+     f"{tvr['threads']['tokens_per_s']:.0f} vs {tvr['ranks']['tokens_per_s']:.0f} tok/s; target >= 1.0"),
     ("fsdp_comm_vs_theory", f"{res['fsdp_comm_vs_theory']:.2f}", "payload / 3 x param bytes"),
     ("ddp_comm_vs_theory", f"{res['ddp_comm_vs_theory']:.2f}", "payload / 2 x param bytes"),
     ("ckpt_write_vs_disk", f"{res['ckpt_write_vs_disk']:.2f}",
