@@ -57,8 +57,8 @@ fi
 # each gold answer read back from the packages' own files
 cat >"$tmp/gold.py" <<'PY'
 import json, os, sys, xml.etree.ElementTree as ET
-sys.path.insert(0, "datasets/images")
-import images, sources
+sys.path[:0] = ["datasets/images", "datasets/tools"]
+import images, sources, heldout_tasks  # noqa: F401 (heldout_tasks pins gbrainy)
 quiz, gb = sys.argv[1], sys.argv[2]
 facts = {k: a for k, q, a in images.quiz_facts(sources.fetch("bsdgames"))}
 xml = ET.parse(os.path.join(sources.fetch("gbrainy"), "usr/share/games/gbrainy/verbal_analogies.xml")).getroot()

@@ -23,9 +23,10 @@ the rule of datasets/heldout.c), so no task item was ever pretrained on:
                          data. Its own 4 options where it has them; an open analogy
                          (PairOfWordsCompare) gets its first accepted answer and the first
                          answers of 3 other open analogies (config/tasks/gbrainy-mc.cfg)
-The two packages come from Debian, SHA-256 pinned (datasets/images/sources.py: apt-get
-download, unpacked, not installed). Deterministic: the choices are drawn and shuffled by
-SHA-256 of the id. Files are written as NAME.tmp and renamed. --fetch only fetches them.
+The two packages come from Debian, SHA-256 pinned (bsdgames in datasets/images/sources.py,
+gbrainy below; apt-get download, unpacked, not installed). Deterministic: the choices are
+drawn and shuffled by SHA-256 of the id. Files are written as NAME.tmp and renamed.
+--fetch only fetches the two packages.
 """
 import argparse
 import glob
@@ -43,6 +44,11 @@ from heldout import heldout_document  # noqa: E402
 import sources  # noqa: E402
 
 GBRAINY_XML = "usr/share/games/gbrainy/verbal_analogies.xml"
+# gbrainy beside the image sets' pins (sources.PINS has bsdgames), kept here: a pin there
+# would change the image builds' stamp and rebuild them.
+sources.PINS.setdefault("gbrainy", ("deb", "1:2.4.6-1", "gbrainy_1%3a2.4.6-1_amd64.deb",
+                                    "a65e83ee929f07b0df9cc9aabb9b5341fad149c43fe111fca4c729afdb024417",
+                                    "GPL-2.0-or-later (verbal analogies)"))
 
 WN = re.compile(r"^(?P<lemmas>[^()]+?) \((?P<pos>noun|verb|adjective|adverb|adjective satellite)\): (?P<gloss>.+)$", re.S)
 
