@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# tier: fast
 # t_export_hf - presight export's Hugging Face tokenizer files (stages/export_tokenizer.c)
 # read back by an implementation of the format no one here wrote (@lenml/tokenizers,
 # transformers.js' tokenizers) and compared with tiktoken on the .tiktoken vocabulary, for
