@@ -15,9 +15,10 @@
  *       of chat_template.h's CHAT_CHAT for the vocabulary's kind.
  *   DIR/special_tokens_map.json bos_token, eos_token.
  *
- * The one known difference from tiktoken: where a piece holds two adjacent pairs that
- * merge to the same token (e.g. "aa a aa"), tiktoken merges the leftmost, HF the pair
- * whose parts rank lower; tests/t_export_hf.sh measures it on sample text. */
+ * Where tiktoken and HF's BPE could part: a piece holding two adjacent pairs that merge to
+ * the same token (e.g. "aa a aa"): tiktoken merges the leftmost, HF the pair whose parts
+ * rank lower. No such case turned up in 3,000 random strings and 2,160 repetitions (one to
+ * 120 copies of 18 units) per vocabulary; tests/t_export_hf.sh keeps the repetitions. */
 #ifndef PRESIGHT_EXPORT_TOKENIZER_H
 #define PRESIGHT_EXPORT_TOKENIZER_H
 

@@ -41,6 +41,10 @@ const samples = [
   '"quoted" \\ backslash \u00a0nbsp', '!!!???...---***', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
   '                                        ', 'def f(x):\n    return [i ** 2 for i in range(x)]\n',
 ];
+// Repetitions, where merges of the same token at two places could compete.
+for (const unit of ['=', '-', '*', '.', ' ', '\n', '\t', 'a', 'ab', 'aab', 'x ', '==-', "'", '\u00e9']) {
+  for (let n = 1; n <= 120; n += (n < 40 ? 1 : 7)) samples.push(unit.repeat(n));
+}
 const extra = opt('--text');
 if (extra) samples.push(...fs.readFileSync(extra[0], 'utf8').split(/\n\s*\n/).filter((s) => s.length));
 
