@@ -163,9 +163,14 @@ static int write_config(const run_config *cfg, const tokenizer *tok, uint32_t eo
             "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n"
             "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n  \"rope_theta\": %.17g,\n"
             "  \"rms_norm_eps\": %.17g,\n  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n"
-            "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n  \"bos_token_id\": %lld,\n  \"eos_token_id\": %u,\n",
+            "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n  \"bos_token_id\": %lld,\n",
             c->dim, c->ffn_dim, c->layers, c->heads, c->kv_heads, c->dim / c->heads, c->vocab, c->context, c->rope_theta,
-            c->norm_eps, c->tied_head ? "true" : "false", (long long)bos, eos);
+            c->norm_eps, c->tied_head ? "true" : "false", (long long)bos);
+    /* An adapted Llama 3 model ends its answers with <|eot_id|> (chat_template.h): generation
+     * stops at either, as Llama 3 Instruct's config has it. */
+    int64_t eot = lv ? tokenizer_special_id(tok, "<|eot_id|>") : -1;
+    if (eot >= 0) fprintf(f, "  \"eos_token_id\": [%u, %lld],\n", eos, (long long)eot);
+    else fprintf(f, "  \"eos_token_id\": %u,\n", eos);
     if (lv)
         fprintf(f,
                 "  \"mm_projector_type\": \"mlp2x_gelu\",\n  \"mm_hidden_size\": %d,\n"
