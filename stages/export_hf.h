@@ -36,10 +36,11 @@ int export_hf_is_adapted(const run_config *cfg);
  * mm_projector_type "mlp2x_gelu", mm_hidden_size (the encoder's width), mm_vision_tower
  * "presight:ENCODER" (presight's encoders are not CLIP checkpoints: a user feeds the
  * encoder's features, see README), mm_use_im_start_end false, and presight_visual_tokens,
- * presight_encoder_sha256, presight_adapt_stage (eos_token_id is
- * [<|end_of_text|>, <|eot_id|>] for a Llama 3 vocabulary, whose answers end with the latter); model.safetensors holds the Llama tensors
- * and model.mm_projector.{0,2}.{weight,bias} ([dim, mm_hidden_size], [dim], [dim, dim],
- * [dim]: nn.Linear, GELU, nn.Linear); the tokenizer files carry the chat template. */
+ * presight_encoder_sha256, presight_adapt_stage (eos_token_id is [<|end_of_text|>,
+ * <|eot_id|>] for a Llama 3 vocabulary, whose answers end with the latter);
+ * model.safetensors holds the Llama tensors and model.mm_projector.{0,2}.{weight,bias}
+ * ([dim, mm_hidden_size], [dim], [dim, dim], [dim]: nn.Linear, GELU, nn.Linear); the
+ * tokenizer files carry the chat template. */
 int export_hf_llava(const run_config *cfg, const char *dir, ps_error *err);
 
 #endif
