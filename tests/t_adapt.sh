@@ -122,7 +122,12 @@ if [ -d build/npm/node_modules/@lenml/tokenizers ]; then
   node tests/reference/hf_tokenizer_check.js "$tmp/llava" "$tmp/llava/tokenizer.tiktoken" plain \
     --chat tests/fixtures/chat_conversations.jsonl "$tmp/chat.ids" || fail "the LLaVA export's tokenizer files"
 fi
-echo "ok: LLaVA export: projector = PyTorch's, Llama tensors = the Llama export's, tokenizer files read back"
+if $bin export "$tmp/align/config.cfg" eval.checkpoint="$tmp/pre/model.h5" out="$tmp/llava-bad" >"$tmp/export-bad.log" 2>&1; then
+  fail "an adapted config over weights without a projector was exported"
+fi
+grep -q "model.h5: has no projector" "$tmp/export-bad.log" || { cat "$tmp/export-bad.log"; fail "the refusal does not name the file"; }
+[ -z "$(ls -A "$tmp/llava-bad")" ] || fail "a refused export left files"
+echo "ok: LLaVA export: projector = PyTorch's, Llama tensors = the Llama export's, tokenizer files read back; weights without a projector refused"
 
 # --- held-out captions: true pictures against shuffled ones (the first step's loss is before any update)
 heldout_loss() { # jsonl name
