@@ -231,9 +231,15 @@ static int write_configs(const tokenizer *tok, uint32_t eos, int max_len, int ch
               f);
         first = 0;
     }
-    fputs("\n  },\n  \"bos_token\": \"", f);
-    put_json_text(f, (const char *)bname, blen);
-    fputs("\",\n  \"eos_token\": \"", f);
+    /* Pretraining puts no BOS anywhere (documents end with <|end_of_text|>): without one,
+     * lm-evaluation-harness's prefix token is eos_token, presight's scoring prefix. */
+    if (chat) {
+        fputs("\n  },\n  \"bos_token\": \"", f);
+        put_json_text(f, (const char *)bname, blen);
+        fputs("\",", f);
+    } else
+        fputs("\n  },\n  \"bos_token\": null,", f);
+    fputs("\n  \"eos_token\": \"", f);
     put_json_text(f, (const char *)ename, elen);
     fprintf(f,
             "\",\n  \"clean_up_tokenization_spaces\": false,\n  \"model_input_names\": [\"input_ids\", "
@@ -243,9 +249,12 @@ static int write_configs(const tokenizer *tok, uint32_t eos, int max_len, int ch
     fputs("\n}\n", f);
     if (finish(f, tmp, path, err)) return -1;
     if (!(f = create(dir, "special_tokens_map.json", path, tmp, err))) return -1;
-    fputs("{\"bos_token\": \"", f);
-    put_json_text(f, (const char *)bname, blen);
-    fputs("\", \"eos_token\": \"", f);
+    if (chat) {
+        fputs("{\"bos_token\": \"", f);
+        put_json_text(f, (const char *)bname, blen);
+        fputs("\", \"eos_token\": \"", f);
+    } else
+        fputs("{\"eos_token\": \"", f);
     put_json_text(f, (const char *)ename, elen);
     fputs("\"}\n", f);
     return finish(f, tmp, path, err);

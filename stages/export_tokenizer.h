@@ -11,9 +11,11 @@
  *       the specials as added tokens. No BOS is added on encoding (presight's scoring
  *       starts from <|end_of_text|> itself).
  *   DIR/tokenizer_config.json   PreTrainedTokenizerFast, the specials (added_tokens_decoder),
- *       bos/eos, model_max_length and, for an adapted model, chat_template: the Jinja form
- *       of chat_template.h's CHAT_CHAT for the vocabulary's kind.
- *   DIR/special_tokens_map.json bos_token, eos_token.
+ *       eos_token (presight's scoring prefix), model_max_length and, for an adapted model,
+ *       bos_token and chat_template: the Jinja form of chat_template.h's CHAT_CHAT for the
+ *       vocabulary's kind. A pretrained model's bos_token is null: pretraining uses none,
+ *       and lm-evaluation-harness then takes eos_token as its prefix, as presight does.
+ *   DIR/special_tokens_map.json eos_token (and bos_token for an adapted model).
  *
  * Where tiktoken and HF's BPE could part: a piece holding two adjacent pairs that merge to
  * the same token (e.g. "aa a aa"): tiktoken merges the leftmost, HF the pair whose parts
