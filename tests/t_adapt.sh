@@ -121,7 +121,16 @@ if [ -d build/npm/node_modules/@lenml/tokenizers ]; then
   build/tests/tools/hf_tokenizer chat "$tmp/llava/tokenizer.tiktoken" plain <tests/fixtures/chat_conversations.jsonl >"$tmp/chat.ids"
   node tests/reference/hf_tokenizer_check.js "$tmp/llava" "$tmp/llava/tokenizer.tiktoken" plain \
     --chat tests/fixtures/chat_conversations.jsonl "$tmp/chat.ids" || fail "the LLaVA export's tokenizer files"
+  node tests/reference/hf_tokenizer_check.js "$tmp/llama" "$tmp/llama/tokenizer.tiktoken" plain || fail "the Llama export's tokenizer files"
 fi
+# lm-eval's prefix is the BOS when there is one: a pretrained export has none (its EOS is
+# presight's prefix); the adapted one has the chat template's.
+$PY - "$tmp/llama" "$tmp/llava" <<'PY' || fail "bos/eos of the exports"
+import json, sys
+pre, ada = (json.load(open(d + "/tokenizer_config.json")) for d in sys.argv[1:])
+assert pre["bos_token"] is None and pre["eos_token"] == "<|end_of_text|>" and "chat_template" not in pre, pre
+assert ada["bos_token"] == "<|begin_of_text|>" and ada["eos_token"] == "<|end_of_text|>" and ada["chat_template"], ada
+PY
 if $bin export "$tmp/align/config.cfg" eval.checkpoint="$tmp/pre/model.h5" out="$tmp/llava-bad" >"$tmp/export-bad.log" 2>&1; then
   fail "an adapted config over weights without a projector was exported"
 fi
