@@ -1,4 +1,5 @@
-/* cmd_export.c - presight export CONFIG out=DIR [key=value ...]: a Hugging Face Llama checkpoint. */
+/* cmd_export.c - presight export CONFIG out=DIR [key=value ...]: a Hugging Face Llama
+ * checkpoint, or an adapted model in LLaVA's layout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,11 @@ static void export_help(FILE *out) {
             "Writes the model CONFIG's run trained (run.dir/model.h5, else its newest checkpoint, or\n"
             "eval.checkpoint=FILE) as a Hugging Face Llama checkpoint in DIR: config.json,\n"
             "model.safetensors (float32; wq/wk rows permuted to HF's rotate_half RoPE layout),\n"
-            "tokenizer.tiktoken and tokenizer_config.json, so that lm-evaluation-harness can score\n"
-            "it on your machine. Adapted models (LLaVA's layout) are not part of this build yet.\n");
+            "tokenizer.json, tokenizer_config.json, special_tokens_map.json (and the vocabulary as\n"
+            "tokenizer.tiktoken), so that lm-evaluation-harness can score it on your machine.\n"
+            "An adapted model (presight adapt's run config) is written in LLaVA's layout:\n"
+            "LlavaLlamaForCausalLM, mm_projector_type mlp2x_gelu, model.mm_projector.{0,2} beside the\n"
+            "Llama weights, and the chat template in tokenizer_config.json.\n");
 }
 
 int cmd_export(int argc, char **argv) {
@@ -40,10 +44,13 @@ int cmd_export(int argc, char **argv) {
     }
     free(over);
     if (rc) return 2;
-    if (export_hf_llama(&cfg, out, &err)) {
+    int llava = export_hf_is_adapted(&cfg);
+    if (llava ? export_hf_llava(&cfg, out, &err) : export_hf_llama(&cfg, out, &err)) {
         fprintf(stderr, "presight export: %s\n", err.msg);
         return 1;
     }
-    printf("wrote %s/{config.json,model.safetensors,tokenizer.tiktoken,tokenizer_config.json}\n", out);
+    printf("wrote %s (%s): config.json, model.safetensors, tokenizer.json, tokenizer_config.json, "
+           "special_tokens_map.json, tokenizer.tiktoken\n",
+           out, llava ? "LLaVA: Llama + mm_projector" : "Llama");
     return 0;
 }

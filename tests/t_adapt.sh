@@ -101,6 +101,43 @@ assert f["steps"] == 8 * 53, f["steps"]  # 419 captions, megabatches of 8 (52 fu
 PY
 # Negative control of the check above: sft changes the LLM (see below).
 
+# --- presight export of the aligned model in LLaVA's layout, read back as LLaVA reads it:
+# PyTorch's build_vision_projector on the exported projector gives presight's projected
+# features of the same 32 feature rows, the Llama tensors equal the pretrained model's
+# Llama export, and the tokenizer files (byte-level vocabulary, chat template) read back
+# by @lenml/tokenizers agree with tiktoken and chat_template.c (ReLU for GELU must fail).
+$bin export "$tmp/align/config.cfg" out="$tmp/llava" >"$tmp/export.log" 2>&1 || { cat "$tmp/export.log"; fail "presight export (LLaVA)"; }
+$bin export "$tmp/pre/config.cfg" out="$tmp/llama" >>"$tmp/export.log" 2>&1 || { cat "$tmp/export.log"; fail "presight export (Llama)"; }
+for r in 0 1; do build/tests/tools/features_tokens "$feat/captions.h5" $r 16 "$tmp/feat$r.f32" || fail "features_tokens"; done
+cat "$tmp/feat0.f32" "$tmp/feat1.f32" >"$tmp/feats.f32"
+build/tests/tools/project_tool "$tmp/align" "$tmp/feats.f32" 32 "$tmp/proj.f32" >/dev/null || fail "project_tool"
+if $PY -c 'import torch' 2>/dev/null; then
+  $PY tests/reference/llava_projector_check.py "$tmp/llava" "$tmp/feats.f32" 32 "$tmp/proj.f32" --llama "$tmp/llama" ||
+    fail "the LLaVA export's projector or Llama tensors disagree (or ReLU for GELU agrees)"
+else
+  echo "note: /usr/bin/python3 lacks torch: the LLaVA projector check is skipped"
+fi
+if [ -d build/npm/node_modules/@lenml/tokenizers ]; then
+  build/tests/tools/hf_tokenizer chat "$tmp/llava/tokenizer.tiktoken" plain <tests/fixtures/chat_conversations.jsonl >"$tmp/chat.ids"
+  node tests/reference/hf_tokenizer_check.js "$tmp/llava" "$tmp/llava/tokenizer.tiktoken" plain \
+    --chat tests/fixtures/chat_conversations.jsonl "$tmp/chat.ids" || fail "the LLaVA export's tokenizer files"
+  node tests/reference/hf_tokenizer_check.js "$tmp/llama" "$tmp/llama/tokenizer.tiktoken" plain || fail "the Llama export's tokenizer files"
+fi
+# lm-eval's prefix is the BOS when there is one: a pretrained export has none (its EOS is
+# presight's prefix); the adapted one has the chat template's.
+$PY - "$tmp/llama" "$tmp/llava" <<'PY' || fail "bos/eos of the exports"
+import json, sys
+pre, ada = (json.load(open(d + "/tokenizer_config.json")) for d in sys.argv[1:])
+assert pre["bos_token"] is None and pre["eos_token"] == "<|end_of_text|>" and "chat_template" not in pre, pre
+assert ada["bos_token"] == "<|begin_of_text|>" and ada["eos_token"] == "<|end_of_text|>" and ada["chat_template"], ada
+PY
+if $bin export "$tmp/align/config.cfg" eval.checkpoint="$tmp/pre/model.h5" out="$tmp/llava-bad" >"$tmp/export-bad.log" 2>&1; then
+  fail "an adapted config over weights without a projector was exported"
+fi
+grep -q "model.h5: has no projector" "$tmp/export-bad.log" || { cat "$tmp/export-bad.log"; fail "the refusal does not name the file"; }
+[ -z "$(ls -A "$tmp/llava-bad")" ] || fail "a refused export left files"
+echo "ok: LLaVA export: projector = PyTorch's, Llama tensors = the Llama export's, tokenizer files read back; weights without a projector refused"
+
 # --- held-out captions: true pictures against shuffled ones (the first step's loss is before any update)
 heldout_loss() { # jsonl name
   rm -rf "$tmp/ev_$2"
