@@ -211,6 +211,12 @@ void mm_batch_new_row(mm_batch *b) {
     }
 }
 
+int mm_splice_ids(const chat_tokens *s, int visual_tokens, int *out) {
+    int v = s->image_at >= 0 ? visual_tokens : 0, label;
+    for (int j = 0; j < s->n + v; j++) spliced(s, v, j, &out[j], &label);
+    return s->n + v;
+}
+
 int mm_sample_targets(const chat_tokens *s, int visual_tokens, int seq) {
     int v = s->image_at >= 0 ? visual_tokens : 0, n = 0;
     for (int k = 0; k < s->n; k++) {
