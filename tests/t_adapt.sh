@@ -15,6 +15,10 @@
 #    projector loaded, every unit trains; blind withholds the pictures;
 #  - broken samples (bad template, answer cut away) are counted and named,
 #    and past adapt.max_bad the stage fails with their ids;
+#  - eval of the sft model on images-vqa-mc + images-existence (a few items per category
+#    and size) sees the pictures: byte-identical predictions for eval.batch 8/1 and 1/3
+#    ranks; another picture's features (ids permuted, eval.features) change every item's
+#    letter log-likelihoods; the pretrained LLM and the blind pass stay text-only;
 #  - run.backend = cuda is refused (CPU only until the GPU engine trains frozen units).
 # Settings of this test (its own): LLM 2 layers x 64, pretrained 150 steps of
 # 8 x 128 bytes; align 8 epochs over 419 captions, adapt.batch 8, 16 visual
@@ -189,6 +193,84 @@ PY
 # blind: the pictures withheld (no visual rows), the LLM trains.
 adapt blind adapt.stage=blind "${sft[@]:1}" run.dir="$tmp/blind" || { cat "$tmp/blind.log"; fail "blind"; }
 grep -q "(0 with a picture" "$tmp/blind.log" || fail "blind spliced pictures"
+
+# --- eval with pictures: the sft model on images-vqa-mc and images-existence (3 items per
+# category and per size), its answers and option-letter log-likelihoods from the pictures
+$PY - "$img" "$tmp" <<'PY'
+import json, sys, collections
+img, tmp = sys.argv[1:3]
+def subset(name, key, per):
+    seen, out = collections.Counter(), []
+    for l in open(f"{img}/{name}.jsonl"):
+        x = json.loads(l)
+        if x.get("answer_type") == "multiple_choice" and seen[x[key]] < per:
+            seen[x[key]] += 1; out.append(l)
+    open(f"{tmp}/{name}_sub.jsonl", "w").writelines(out)
+    return seen
+print("eval items:", subset("vqa", "category", 3), subset("existence", "split", 3))
+PY
+for t in images-vqa-mc images-existence; do
+  d=$([ $t = images-vqa-mc ] && echo vqa || echo existence)
+  sed "s|^data = .*|data = \"$tmp/${d}_sub.jsonl\";|" config/tasks/$t.cfg >"$tmp/$t.cfg"
+done
+evtasks=(eval.tasks="$tmp/images-vqa-mc.cfg,$tmp/images-existence.cfg" eval.max_new_tokens=4)
+evalrun() { # name np config [key=value ...]
+  local name=$1 np=$2 cfg=$3; shift 3
+  mpirun -np "$np" $bin eval "$cfg" "${evtasks[@]}" eval.out="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
+    { cat "$tmp/$name.log"; fail "eval $name"; }
+}
+evalrun ev_b8 1 "$tmp/sft/config.cfg" eval.batch=8
+grep -q "image input: an adapted model (adapt.stage sft): encoder patches, 16 visual tokens" "$tmp/ev_b8.log" ||
+  { cat "$tmp/ev_b8.log"; fail "eval did not report the image input"; }
+evalrun ev_b1 1 "$tmp/sft/config.cfg" eval.batch=1 eval.items_per_step=5
+evalrun ev_r3 3 "$tmp/sft/config.cfg" eval.batch=3
+for r in ev_b1 ev_r3; do
+  cmp -s "$tmp/ev_b8/predictions.jsonl" "$tmp/$r/predictions.jsonl" || fail "predictions with pictures differ ($r vs batch 8, 1 rank)"
+  cmp -s "$tmp/ev_b8/results.jsonl" "$tmp/$r/results.jsonl" || fail "results with pictures differ ($r vs batch 8, 1 rank)"
+done
+# negative control: every picture's features swapped for another's (ids permuted within each file)
+mkdir -p "$tmp/perm" && cp "$feat"/*.h5 "$tmp/perm/"
+evalrun ev_perm 1 "$tmp/sft/config.cfg" eval.features="$tmp/perm"  # before the swap: the same as ev_b8
+cmp -s "$tmp/ev_b8/predictions.jsonl" "$tmp/ev_perm/predictions.jsonl" || fail "eval.features with the same files changed the predictions"
+$PY - "$tmp/perm" <<'PY'
+import glob, sys, h5py
+for p in glob.glob(sys.argv[1] + "/*.h5"):
+    with h5py.File(p, "r+") as f:
+        ids = f["ids"][()]
+        f["ids"][...] = list(ids[1:]) + [ids[0]]  # a cyclic shift: every row another picture's
+PY
+rm -rf "$tmp/ev_perm"
+evalrun ev_perm 1 "$tmp/sft/config.cfg" eval.features="$tmp/perm"
+# the pretrained LLM and the blind pass answer from the text; the records say so
+evalrun ev_text 1 "$tmp/pre/config.cfg"
+evalrun ev_blind 1 "$tmp/blind/config.cfg"
+grep -q "image input: none" "$tmp/ev_text.log" || fail "the pretrained model claims image input"
+$PY - "$tmp" <<'PY' || fail "eval with pictures"
+import json, sys
+tmp = sys.argv[1]
+load = lambda p: [json.loads(l) for l in open(p)]
+pred, perm, text, blind = (load(f"{tmp}/{r}/predictions.jsonl") for r in ("ev_b8", "ev_perm", "ev_text", "ev_blind"))
+res = load(f"{tmp}/ev_b8/results.jsonl")
+assert len(pred) == 21 and all(p["image_input"] is True and p["encoder"] == "patches" for p in pred), pred[0]
+assert all(p["visual_tokens"] == 16 and 0 < p["image_at"] < len(p["context_ids"]) for p in pred)
+assert all(p["image_input"] is False and "image_at" not in p for p in text + blind)
+# the negative control: another picture changes every item's letter log-likelihoods
+same = [p["id"] for p, q in zip(pred, perm) if p["letter_loglikelihoods"] == q["letter_loglikelihoods"]]
+assert not same, f"letter log-likelihoods unchanged by another picture: {same}"
+moved = max(abs(a - b) for p, q in zip(pred, perm) for a, b in zip(p["letter_loglikelihoods"], q["letter_loglikelihoods"]))
+# the text-only prompt is another prompt: the picture's rows and the chat template
+assert all(p["context_ids"] != t["context_ids"] for p, t in zip(pred, text))
+rows = {(r["task"], r["subset"], r["metric"]): r for r in res}
+for c in ("Knowledge", "General", "OCR & Chart", "Vision-Centric"):
+    assert rows[("images-vqa-mc", c, "acc")]["n"] == 3, (c, [k for k in rows if k[0] == "images-vqa-mc"])
+for m in ("acc_small", "acc_medium", "acc_large"):
+    assert rows[("images-existence", "", m)]["n"] == 3, m
+assert rows[("images-existence", "", "acc")]["n"] == 9 and ("images-existence", "", "acc_macro") in rows
+assert ("mean", "", "acc") in rows and all(r["image_input"] is True for r in res if r["task"] != "mean" or "image_input" in r)
+print(f"eval with pictures: {len(pred)} items; another picture moves the letter log-likelihoods by up to {moved:.3f}; "
+      f"acc vqa {rows[('images-vqa-mc', '', 'acc')]['value']:.3f}, letter-ll {rows[('images-vqa-mc', '', 'acc_letter_ll')]['value']:.3f}, "
+      f"existence {rows[('images-existence', '', 'acc')]['value']:.3f}")
+PY
 
 # --- PyTorch reference for one align and one sft micro-batch (the stage's dump)
 if $PY -c 'import torch' 2>/dev/null; then

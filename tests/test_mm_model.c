@@ -9,6 +9,7 @@
 
 #include "chat_template.h"
 #include "mm_model.h"
+#include "tasks.h"
 #include "test_util.h"
 #include "tokenizer.h"
 
@@ -217,4 +218,51 @@ Test(chat_template, real_vocabularies) {
                 "<|start_header_id|>assistant<|end_header_id|>\n\nA cat.<|eot_id|>");
     check_vocab("build/vocab/bpe-8192.tiktoken", TOKENIZER_PLAIN, 8192,
                 "<|begin_of_text|>USER: \nWhat is it?\nASSISTANT: A cat.<|end_of_text|>");
+}
+
+/* The evaluation prompt of a VQA item (the shipped task file's context, the picture
+ * where <image> goes) is token for token, splice row for splice row, what sft trains on
+ * when an instruction asks the same question (data/images/instruct.jsonl's first human
+ * turn: "<image>\n" + question, options, the answer hint); and the option letter eval
+ * scores is the answer's tokens there. */
+Test(chat_template, eval_prompt_is_what_sft_trains_on) {
+    test_chdir_to_repo_root("config/tasks/images-vqa-mc.cfg");
+    ps_error err = {{0}};
+    task_def *def;
+    cr_assert_eq(task_load(&def, "config/tasks/images-vqa-mc.cfg", 0, NULL, &err), 0, "%s", err.msg);
+    const char *line = "{\"id\": \"vqa:1\", \"image\": \"flag:x.png\", \"image_set\": \"captions\", \"question\": "
+                       "\"Which country's flag is this?\", \"choices\": [\"Chad\", \"Peru\", \"Mali\"], \"answer\": "
+                       "\"Peru\", \"answer_index\": 1, \"category\": \"Knowledge\", \"answer_type\": \"multiple_choice\"}";
+    task_item it;
+    cr_assert_eq(task_map_line(def, line, 1, &it, &err), 0, "%s", err.msg);
+    chat_template t = bytes_template();
+    chat_tokens q = {0}, sft = {0}, letter = {0};
+    cr_assert_eq(chat_template_question(&t, it.context, 1, &q, &err), 0, "%s", err.msg);
+    chat_turn turns[] = {{1, "<image>\nWhich country's flag is this?\nA. Chad\nB. Peru\nC. Mali\n"
+                              "Answer with the option's letter from the given choices directly."},
+                         {0, "B"}};
+    cr_assert_eq(chat_template_apply(&t, CHAT_CHAT, turns, 2, 1, 0, &sft, &err), 0, "%s", err.msg);
+    cr_assert_eq(chat_tokens_append_text(&t, &letter, "B", 1, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(q.image_at, sft.image_at);
+    cr_assert_eq(sft.n, q.n + letter.n + 1, "sft: prompt, answer, EOT (%d vs %d + %d + 1)", sft.n, q.n, letter.n);
+    for (int i = 0; i < q.n; i++) {
+        cr_assert_eq(q.ids[i], sft.ids[i], "token %d: eval %d, sft %d", i, q.ids[i], sft.ids[i]);
+        cr_assert_eq(sft.train[i], 0, "sft trains on prompt token %d", i);
+    }
+    for (int i = 0; i < letter.n; i++) cr_assert(sft.ids[q.n + i] == letter.ids[i] && sft.train[q.n + i]);
+    /* the splice: eval's decoding row is the start of sft's training row */
+    enum { VT = 4 };
+    mm_batch b;
+    cr_assert_eq(mm_batch_alloc(&b, 1, 256, &err), 0, "%s", err.msg);
+    cr_assert_eq(mm_batch_add(&b, &sft, VT, 0, &err), 1);
+    int row[256];
+    int n = mm_splice_ids(&q, VT, row);
+    cr_assert_eq(n, q.n + VT);
+    for (int j = 0; j < n; j++) cr_assert_eq(row[j], b.tokens[j], "row %d: eval %d, sft %d", j, row[j], b.tokens[j]);
+    cr_assert_eq(row[q.image_at], -1);
+    cr_assert_eq(b.targets[n - 1], letter.ids[0], "the prompt's last row predicts the answer letter");
+    mm_batch_free(&b);
+    chat_tokens_free(&q), chat_tokens_free(&sft), chat_tokens_free(&letter);
+    task_item_clear(&it);
+    task_free(def);
 }
