@@ -18,7 +18,9 @@
 #  - eval of the sft model on images-vqa-mc + images-existence (a few items per category
 #    and size) sees the pictures: byte-identical predictions for eval.batch 8/1 and 1/3
 #    ranks; another picture's features (ids permuted, eval.features) change every item's
-#    letter log-likelihoods; the pretrained LLM and the blind pass stay text-only;
+#    letter log-likelihoods; the pretrained LLM and the blind pass stay text-only; PyTorch
+#    (tests/reference/eval_mm_check.py) recomputes the letter log-likelihoods and answers;
+#    presight generate image=ID repeats eval's answer for one item;
 #  - run.backend = cuda is refused (CPU only until the GPU engine trains frozen units).
 # Settings of this test (its own): LLM 2 layers x 64, pretrained 150 steps of
 # 8 x 128 bytes; align 8 epochs over 419 captions, adapt.batch 8, 16 visual
@@ -228,6 +230,17 @@ for r in ev_b1 ev_r3; do
   cmp -s "$tmp/ev_b8/predictions.jsonl" "$tmp/$r/predictions.jsonl" || fail "predictions with pictures differ ($r vs batch 8, 1 rank)"
   cmp -s "$tmp/ev_b8/results.jsonl" "$tmp/$r/results.jsonl" || fail "results with pictures differ ($r vs batch 8, 1 rank)"
 done
+# presight generate asks the first item's question about its picture alone: eval's answer
+q=$($PY -c 'import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+print(r["question"] + "\n" + "".join(f"{chr(65 + i)}. {c}\n" for i, c in enumerate(r["choices"])) +
+      "Answer with the option\x27s letter from the given choices directly.", end="")' "$tmp/vqa_sub.jsonl")
+got=$($bin generate "$tmp/sft/config.cfg" "prompt=$q" image="$(head -1 "$tmp/vqa_sub.jsonl" | $PY -c 'import json,sys; print(json.load(sys.stdin)["image"])')" \
+  eval.max_new_tokens=4 2>"$tmp/gen.log") || { cat "$tmp/gen.log"; fail "generate with a picture"; }
+want=$($PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["output"])' "$tmp/ev_b8/predictions.jsonl")
+[ "$got" = "$want" ] || fail "generate with the picture says '$got', eval answered '$want'"
+rc=0; $bin generate "$tmp/pre/config.cfg" prompt=x image=flag:x.png >/dev/null 2>"$tmp/gen2.log" || rc=$?
+[ $rc -eq 2 ] && grep -q "not an adapted model" "$tmp/gen2.log" || fail "generate image= on a pretrained model was not refused"
 # negative control: every picture's features swapped for another's (ids permuted within each file)
 mkdir -p "$tmp/perm" && cp "$feat"/*.h5 "$tmp/perm/"
 evalrun ev_perm 1 "$tmp/sft/config.cfg" eval.features="$tmp/perm"  # before the swap: the same as ev_b8
@@ -271,6 +284,16 @@ print(f"eval with pictures: {len(pred)} items; another picture moves the letter 
       f"acc vqa {rows[('images-vqa-mc', '', 'acc')]['value']:.3f}, letter-ll {rows[('images-vqa-mc', '', 'acc_letter_ll')]['value']:.3f}, "
       f"existence {rows[('images-existence', '', 'acc')]['value']:.3f}")
 PY
+
+# PyTorch recomputes the letter log-likelihoods and greedy answers from the data lines and
+# the features (the prompt rebuilt on its own); three mutations must fail.
+if $PY -c 'import torch' 2>/dev/null; then
+  hp="vocab=512,dim=64,layers=2,heads=4,kv_heads=2,ffn_dim=128,context=256,rope_theta=500000,norm_eps=1e-5,tied_head=0"
+  $PY tests/reference/eval_mm_check.py "$tmp/sft/model.h5" "$tmp/ev_b8/predictions.jsonl" "$feat" --controls \
+    --data "$tmp/vqa_sub.jsonl,$tmp/existence_sub.jsonl" --hp "$hp,in_dim=48,visual_tokens=16" >"$tmp/ref_eval.log" 2>&1 ||
+    { cat "$tmp/ref_eval.log"; fail "eval with pictures vs PyTorch"; }
+  grep -m1 "items with pictures" "$tmp/ref_eval.log"; tail -1 "$tmp/ref_eval.log"
+fi
 
 # --- PyTorch reference for one align and one sft micro-batch (the stage's dump)
 if $PY -c 'import torch' 2>/dev/null; then
