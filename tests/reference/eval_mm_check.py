@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_reference import Transformer, expected_names, projector_of  # noqa: E402
 
 BOS, EOT = 256, 257
+torch.set_num_threads(1)  # tiny matrices: threads only add overhead on a shared box
 MUTATIONS = ["splice_after", "other_picture", "zero_picture"]
 HINT = "Answer with the option's letter from the given choices directly."
 
