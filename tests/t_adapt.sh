@@ -254,6 +254,10 @@ for p in glob.glob(sys.argv[1] + "/*.h5"):
 PY
 rm -rf "$tmp/ev_perm"
 evalrun ev_perm 1 "$tmp/sft/config.cfg" eval.features="$tmp/perm"
+# an unfinished evaluation does not resume with other pictures
+cp -r "$tmp/ev_b8" "$tmp/ev_mix" && rm "$tmp/ev_mix/final.json"
+rc=0; $bin eval "$tmp/sft/config.cfg" "${evtasks[@]}" eval.out="$tmp/ev_mix" eval.features="$tmp/perm" >"$tmp/ev_mix.log" 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q "eval.features" "$tmp/ev_mix.log" || { cat "$tmp/ev_mix.log"; fail "a resume with other features was not refused"; }
 # the pretrained LLM and the blind pass answer from the text; the records say so
 evalrun ev_text 1 "$tmp/pre/config.cfg"
 evalrun ev_blind 1 "$tmp/blind/config.cfg"
