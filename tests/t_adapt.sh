@@ -15,7 +15,7 @@
 #    projector loaded, every unit trains; blind withholds the pictures;
 #  - broken samples (bad template, answer cut away) are counted and named,
 #    and past adapt.max_bad the stage fails with their ids;
-#  - eval of the sft model on images-vqa-mc + images-existence (a few items per category
+#  - eval of the sft model on images-small-vqa-mc + images-small-existence (a few items per category
 #    and size) sees the pictures: byte-identical predictions for eval.batch 8/1 and 1/3
 #    ranks; another picture's features (ids permuted, eval.features) change every item's
 #    letter log-likelihoods; the pretrained LLM and the blind pass stay text-only; PyTorch
@@ -196,7 +196,7 @@ PY
 adapt blind adapt.stage=blind "${sft[@]:1}" run.dir="$tmp/blind" || { cat "$tmp/blind.log"; fail "blind"; }
 grep -q "(0 with a picture" "$tmp/blind.log" || fail "blind spliced pictures"
 
-# --- eval with pictures: the sft model on images-vqa-mc and images-existence (3 items per
+# --- eval with pictures: the sft model on images-small-vqa-mc and -existence (3 items per
 # category and per size), its answers and option-letter log-likelihoods from the pictures
 $PY - "$img" "$tmp" <<'PY'
 import json, sys, collections
@@ -211,11 +211,20 @@ def subset(name, key, per):
     return seen
 print("eval items:", subset("vqa", "category", 3), subset("existence", "split", 3))
 PY
-for t in images-vqa-mc images-existence; do
-  d=$([ $t = images-vqa-mc ] && echo vqa || echo existence)
-  sed "s|^data = .*|data = \"$tmp/${d}_sub.jsonl\";|" config/tasks/$t.cfg >"$tmp/$t.cfg"
+for t in vqa-mc existence; do # the shipped small-set task files, on the subsets
+  d=$([ $t = vqa-mc ] && echo vqa || echo existence)
+  sed "s|^data = .*|data = \"$tmp/${d}_sub.jsonl\";|" config/tasks/images-small-$t.cfg >"$tmp/images-small-$t.cfg"
 done
-evtasks=(eval.tasks="$tmp/images-vqa-mc.cfg,$tmp/images-existence.cfg" eval.max_new_tokens=4)
+# every picture of those task files is in the small sets' features (what the quickstart encodes)
+$PY - "$img" "$feat" <<'PY' || fail "a picture of the small-set VQA tasks is not in the small sets' features"
+import glob, json, sys, h5py
+ids = set()
+for p in glob.glob(sys.argv[2] + "/*.h5"):
+    ids |= set(h5py.File(p, "r")["ids"].asstr()[:])
+missing = [x["image"] for n in ("vqa", "existence") for x in map(json.loads, open(f"{sys.argv[1]}/{n}.jsonl")) if x["image"] not in ids]
+assert not missing, missing[:5]
+PY
+evtasks=(eval.tasks="$tmp/images-small-vqa-mc.cfg,$tmp/images-small-existence.cfg" eval.max_new_tokens=4)
 evalrun() { # name np config [key=value ...]
   local name=$1 np=$2 cfg=$3; shift 3
   mpirun -np "$np" $bin eval "$cfg" "${evtasks[@]}" eval.out="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
@@ -279,14 +288,14 @@ moved = max(abs(a - b) for p, q in zip(pred, perm) for a, b in zip(p["letter_log
 assert all(p["context_ids"] != t["context_ids"] for p, t in zip(pred, text))
 rows = {(r["task"], r["subset"], r["metric"]): r for r in res}
 for c in ("Knowledge", "General", "OCR & Chart", "Vision-Centric"):
-    assert rows[("images-vqa-mc", c, "acc")]["n"] == 3, (c, [k for k in rows if k[0] == "images-vqa-mc"])
+    assert rows[("images-small-vqa-mc", c, "acc")]["n"] == 3, (c, [k for k in rows if k[0] == "images-small-vqa-mc"])
 for m in ("acc_small", "acc_medium", "acc_large"):
-    assert rows[("images-existence", "", m)]["n"] == 3, m
-assert rows[("images-existence", "", "acc")]["n"] == 9 and ("images-existence", "", "acc_macro") in rows
+    assert rows[("images-small-existence", "", m)]["n"] == 3, m
+assert rows[("images-small-existence", "", "acc")]["n"] == 9 and ("images-small-existence", "", "acc_macro") in rows
 assert ("mean", "", "acc") in rows and all(r["image_input"] is True for r in res if r["task"] != "mean" or "image_input" in r)
 print(f"eval with pictures: {len(pred)} items; another picture moves the letter log-likelihoods by up to {moved:.3f}; "
-      f"acc vqa {rows[('images-vqa-mc', '', 'acc')]['value']:.3f}, letter-ll {rows[('images-vqa-mc', '', 'acc_letter_ll')]['value']:.3f}, "
-      f"existence {rows[('images-existence', '', 'acc')]['value']:.3f}")
+      f"acc vqa {rows[('images-small-vqa-mc', '', 'acc')]['value']:.3f}, letter-ll {rows[('images-small-vqa-mc', '', 'acc_letter_ll')]['value']:.3f}, "
+      f"existence {rows[('images-small-existence', '', 'acc')]['value']:.3f}")
 PY
 
 # PyTorch recomputes the letter log-likelihoods and greedy answers from the data lines and
