@@ -155,6 +155,8 @@ static const key_spec schema[] = {
     KINT("eval.batches", eval.batches, 1, 1 << 20, 4, "pretraining: held-out micro-batches per evaluation"),
     KSTR("eval.heldout", eval.heldout, 0, "",
          "pretraining: held-out documents for eval.every, a task file of kind rolling (config/tasks/wikitext.cfg)"),
+    KSTR("eval.features", eval.features, 0, "",
+         "presight eval of an adapted model: folder of the pictures' features files (<set>.h5); \"\" = its adapt.features"),
     KENUM("adapt.stage", adapt.stage, adapt_stages, "align",
           "align: the projector alone on captions; blind: the LLM on instructions, pictures withheld; sft: projector + LLM"),
     KSTR("adapt.init", adapt.init, 0, "", "the pretrained run (or the previous stage's): a run.dir or a weights file"),

@@ -92,6 +92,7 @@ typedef struct eval_config {
     char align_captions[CONFIG_STR_MAX]; /* eval.align_captions  JSONL with "image" and "caption" */
     int align_k;                     /* eval.align_k     mutual k-NN's k */
     char heldout[CONFIG_STR_MAX];    /* eval.heldout     pretraining: the held-out documents (a rolling task file) */
+    char features[CONFIG_STR_MAX];   /* eval.features    an adapted model's pictures: folder of <set>.h5; "" = adapt.features */
 } eval_config;
 /* adapt.*: `presight adapt` (stages/adapt.h); model.* and data.* of an adapt
  * run are its adapt.init run's. */

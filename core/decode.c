@@ -79,15 +79,17 @@ static int check_prompts(const model *m, const int *prompt_len, int stride, int 
 
 /* The prompts as one padded batch: sequence b is sample b, the rest padding. */
 static int prefill(model *m, const model_params *P, decoder *d, const int *prompts, int stride, const int *len,
-                   int batch, int S, int *first, real *logits, int max_new, ps_error *err) {
+                   int batch, int S, const real *embeds, int n_embeds, int *first, real *logits, int max_new,
+                   ps_error *err) {
     int *tokens = d->ints, *sample = tokens + (size_t)batch * S, V = m->layout.cfg.vocab;
     for (int b = 0; b < batch; b++)
         for (int t = 0; t < S; t++) {
             tokens[b * S + t] = t < len[b] ? prompts[(size_t)b * stride + t] : 0;
             sample[b * S + t] = t < len[b] ? b : -1;
         }
-    model_batch bt = {.batch = batch, .seq = S, .tokens = tokens, .sample = sample, .cache = &d->cache,
-                      .cache_mode = MODEL_CACHE_PREFILL};
+    /* rows b * S + t keep the prompts' order, so the k-th -1 row is still embeds[k] */
+    model_batch bt = {.batch = batch, .seq = S, .tokens = tokens, .sample = sample, .embeds = embeds,
+                      .n_embeds = n_embeds, .cache = &d->cache, .cache_mode = MODEL_CACHE_PREFILL};
     if (model_forward_batch(m, P, d->prefill, &bt, NULL, err)) return -1;
     const real *all = model_logits(d->prefill);
     for (int b = 0; b < batch; b++) {
@@ -101,6 +103,12 @@ static int prefill(model *m, const model_params *P, decoder *d, const int *promp
 
 int model_greedy_decode(model *m, const model_params *P, const int *prompts, int stride, const int *len, int batch,
                         int max_new, int *out, real *logits, ps_error *err) {
+    return model_greedy_decode_embeds(m, P, prompts, stride, len, batch, NULL, 0, max_new, out, logits, err);
+}
+
+int model_greedy_decode_embeds(model *m, const model_params *P, const int *prompts, int stride, const int *len,
+                               int batch, const real *embeds, int n_embeds, int max_new, int *out, real *logits,
+                               ps_error *err) {
     int S = 0, V = m->layout.cfg.vocab;
     if (check_prompts(m, len, stride, batch, max_new, &S, err)) return -1;
     decoder d = {0};
@@ -114,7 +122,7 @@ int model_greedy_decode(model *m, const model_params *P, const int *prompts, int
         goto done;
     }
     int *first = d.ints + (size_t)2 * batch * S, *tokens = first + batch, *positions = tokens + batch;
-    if (prefill(m, P, &d, prompts, stride, len, batch, S, first, logits, max_new, err)) goto done;
+    if (prefill(m, P, &d, prompts, stride, len, batch, S, embeds, n_embeds, first, logits, max_new, err)) goto done;
     for (int b = 0; b < batch; b++) out[(size_t)b * max_new] = first[b];
     for (int step = 1; step < max_new; step++) {
         for (int b = 0; b < batch; b++) {

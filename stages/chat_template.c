@@ -196,3 +196,16 @@ int chat_template_apply(const chat_template *t, chat_style style, const chat_tur
     if (style == CHAT_PLAIN) return apply_plain(t, turns, n_turns, has_image, out, err);
     return apply_chat(t, turns, n_turns, has_image, add_generation_prompt, out, err);
 }
+
+int chat_template_question(const chat_template *t, const char *question, int has_image, chat_tokens *out,
+                           ps_error *err) {
+    size_t n = strlen(question), mark = has_image ? strlen(CHAT_IMAGE_MARK "\n") : 0;
+    char *text = malloc(n + mark + 1);
+    if (!text) return ps_fail(err, "out of memory");
+    memcpy(text, CHAT_IMAGE_MARK "\n", mark);
+    memcpy(text + mark, question, n + 1);
+    chat_turn turn = {.human = 1, .text = text};
+    int rc = chat_template_apply(t, CHAT_CHAT, &turn, 1, has_image, 1, out, err);
+    free(text);
+    return rc;
+}

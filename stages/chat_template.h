@@ -88,6 +88,13 @@ int chat_template_apply(const chat_template *t, chat_style style, const chat_tur
                         int has_image, int add_generation_prompt, chat_tokens *out, ps_error *err);
 void chat_tokens_free(chat_tokens *c);
 
+/* An evaluation prompt: one human turn, "<image>\n" + question when has_image (where
+ * LLaVA's first turn puts the picture, as data/images/instruct.jsonl has it), then A
+ * (add_generation_prompt): token for token the start of a stage-2 sample that asks this
+ * question first, so the model answers where sft taught it to. */
+int chat_template_question(const chat_template *t, const char *question, int has_image, chat_tokens *out,
+                           ps_error *err);
+
 /* Appends the ids of text (ordinary text, no specials) to out with train flag. */
 int chat_tokens_append_text(const chat_template *t, chat_tokens *out, const char *text, size_t len, int train,
                             ps_error *err);

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "real.h"
 #include "eval_records.h"
 #include "eval_requests.h"
 #include "tasks.h"
@@ -29,6 +30,11 @@
 typedef struct eval_request {
     tokenizer_ids context, continuation;
     int merged; /* a token spans the context/continuation boundary (eval_encode_pair) */
+    /* A picture (an adapted model, eval_model.h): visual > 0 rows spliced before
+     * context.ids[image_at] (mm_model.h's splice), their inputs embeds [visual, dim]
+     * (projected). visual = 0: text only (the zeroed default). */
+    int visual, image_at;
+    const real *embeds;
 } eval_request;
 
 typedef struct eval_item_requests {

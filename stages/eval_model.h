@@ -10,17 +10,31 @@
  *
  * Scoring is forward-only and batch-invariant (core/model.h): each request is one row of a
  * padded batch (sample id -1 past its end), and its log-likelihood and greedy flag are
- * bit-identical whatever else shares the batch. */
+ * bit-identical whatever else shares the batch.
+ *
+ * Pictures (eval_model_open_visual): when the weights are an adapted model's (the
+ * projector /model/mm_projector.* in the file, adapt.stage align or sft in its run's
+ * config: the evaluated config's adapt.* group, else the config.cfg of the weights'
+ * run), the model sees the pictures: each is looked up by id in the features files
+ * (every <set>.h5 of eval.features, default the adapt stage's adapt.features; one
+ * encoder, the adapt run's), resized to adapt.visual_tokens rows as adapt reads them,
+ * projected one picture at a time (so a picture's rows do not depend on the batch) and
+ * spliced where `<image>` stands in the chat template sft trained with
+ * (chat_template_question, mm_model.h). Otherwise (a pretrained model, a blind pass)
+ * the model is text only. */
 #ifndef PRESIGHT_EVAL_MODEL_H
 #define PRESIGHT_EVAL_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat_template.h"
 #include "config.h"
 #include "error.h"
 #include "eval_items.h"
+#include "feature_file.h"
 #include "model.h"
+#include "projector.h"
 #include "tokenizer.h"
 
 typedef struct eval_model {
@@ -32,11 +46,43 @@ typedef struct eval_model {
     char weights[4096]; /* the file read */
     char weights_sha256[65];
     char describe[512]; /* "N tensors loaded ...; checksum verified" */
+    uint32_t stop;      /* generation stops at it: the template's EOT with pictures, else prefix */
+    /* pictures (eval_model_open_visual; image_input = 0: none of this is set) */
+    int image_input;
+    projector pj;       /* its unit follows the LLM's in model.layout */
+    int visual_tokens, encoder_width;
+    char encoder[64], stage[16];
+    char features[CONFIG_STR_MAX]; /* the folder read */
+    chat_template tpl;  /* sft's (chat_template_for_run) */
+    int n_files;
+    features_file **files;
+    char **file_names;
 } eval_model;
+
+/* An evaluation prompt for eval_model_generate_visual: ids with visual rows before
+ * ids[image_at] (visual = 0: none), their inputs embeds [visual, dim]. */
+typedef struct eval_prompt {
+    const uint32_t *ids;
+    size_t n;
+    int visual, image_at;
+    const real *embeds;
+} eval_prompt;
+
+/* Where a picture's features are: file index and row. */
+typedef struct eval_picture {
+    int file, row;
+} eval_picture;
 
 /* Opens cfg's model. scratch_dir holds the byte vocabulary of a byte-level run. */
 int eval_model_open(eval_model *em, const run_config *cfg, const char *scratch_dir, ps_error *err);
+/* The same, with pictures when cfg's weights are an adapted model's (see above). */
+int eval_model_open_visual(eval_model *em, const run_config *cfg, const char *scratch_dir, ps_error *err);
 void eval_model_close(eval_model *em);
+
+/* The features of picture id: in exactly one of the features files, encoded (valid). */
+int eval_model_find_picture(const eval_model *em, const char *id, eval_picture *out, ps_error *err);
+/* Its projected rows: out [visual_tokens, model.dim]. */
+int eval_model_project(eval_model *em, eval_picture pic, real *out, ps_error *err);
 
 /* The tokenizer cfg's model was trained with, and its <|end_of_text|> id (see above). */
 int eval_tokenizer_open(const run_config *cfg, const char *scratch_dir, tokenizer **tok, uint32_t *eot,
@@ -45,7 +91,9 @@ int eval_tokenizer_open(const run_config *cfg, const char *scratch_dir, tokenize
 /* Which weights file eval_model_open reads for cfg (path, size bytes). */
 int eval_model_weights_path(const run_config *cfg, char *path, size_t size, ps_error *err);
 
-/* Scores req[0..n) in forward passes of up to batch rows: ll[i] = the summed
+/* Scores req[0..n) in forward passes of up to batch rows (requests with a picture in
+ * passes of their own, each the picture spliced by mm_model.h; such a request must fit
+ * model.context whole): ll[i] = the summed
  * log-probability of request i's continuation, greedy[i] = 1 when every continuation
  * token is the argmax (ties to the lowest id). *tokens (may be NULL) += input tokens run. */
 int eval_model_score(eval_model *em, const eval_request *req, size_t n, int batch, double *ll, int *greedy,
@@ -56,5 +104,9 @@ int eval_model_score(eval_model *em, const eval_request *req, size_t n, int batc
  * longer than model.context - max_new keep their last tokens (an error when none fit). */
 int eval_model_generate(eval_model *em, const tokenizer_ids *prompts, size_t n, int batch, int max_new,
                         uint32_t **out, size_t *n_out, ps_error *err);
+/* The same over prompts that may hold pictures (stopping at em->stop); a prompt with a
+ * picture must fit model.context - max_new + 1 whole (a picture is never cut). */
+int eval_model_generate_visual(eval_model *em, const eval_prompt *prompts, size_t n, int batch, int max_new,
+                               uint32_t **out, size_t *n_out, ps_error *err);
 
 #endif

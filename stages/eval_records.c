@@ -17,6 +17,8 @@ void eval_prediction_init(eval_prediction *p) {
     p->parsed = -1;
     p->correct = NAN;
     p->prov.seed = -1;
+    p->prov.image_input = -1;
+    p->image_at = -1;
 }
 
 static void free_strings(char **s, int n) {
@@ -74,6 +76,14 @@ static void add_provenance(json_object *o, const eval_provenance *p) {
     if (p->task_sha256[0]) add_string(o, "task_sha256", p->task_sha256);
     if (p->encoder[0]) add_string(o, "encoder", p->encoder);
     if (p->seed >= 0) json_object_object_add(o, "seed", json_object_new_int64(p->seed));
+    if (p->image_input >= 0) json_object_object_add(o, "image_input", json_object_new_boolean(p->image_input));
+}
+
+static void get_provenance_flag(json_object *o, eval_provenance *p) {
+    json_object *v;
+    p->image_input = json_object_object_get_ex(o, "image_input", &v) && json_object_is_type(v, json_type_boolean)
+                         ? json_object_get_boolean(v)
+                         : -1;
 }
 
 static int write_line(FILE *out, json_object *o, ps_error *err) {
@@ -114,6 +124,10 @@ int eval_prediction_write(FILE *out, const eval_prediction *p, ps_error *err) {
     if (p->output_ids.n) json_object_object_add(o, "output_ids", id_array(&p->output_ids));
     if (p->n_letter_loglikelihoods)
         json_object_object_add(o, "letter_loglikelihoods", double_array(p->letter_loglikelihoods, p->n_letter_loglikelihoods));
+    if (p->visual_tokens > 0) {
+        json_object_object_add(o, "image_at", json_object_new_int(p->image_at));
+        json_object_object_add(o, "visual_tokens", json_object_new_int(p->visual_tokens));
+    }
     if (isfinite(p->loglikelihood)) json_object_object_add(o, "loglikelihood", number(p->loglikelihood));
     const char *counts[] = {"tokens", "words", "bytes", "windows"};
     const long long values[] = {p->tokens, p->words, p->bytes, p->windows};
@@ -252,7 +266,9 @@ static int parse_prediction(reader *R, json_object *o, eval_prediction *p) {
           get_string(R, o, "category", &p->category) || get_string(R, o, "scorer", &p->scorer);
     rc = rc || get_string(R, o, "item_category", &p->item_category) || get_string(R, o, "image", &p->image) ||
          get_string(R, o, "group", &p->group) || get_string(R, o, "output", &p->output);
-    long long line = 0, gold = -1, parsed = -1, tier = 0;
+    long long line = 0, gold = -1, parsed = -1, tier = 0, image_at = -1, visual = 0;
+    rc = rc || get_int(R, o, "image_at", &image_at) || get_int(R, o, "visual_tokens", &visual);
+    p->image_at = (int)image_at, p->visual_tokens = (int)visual;
     rc = rc || get_int(R, o, "line", &line) || get_int(R, o, "gold", &gold) || get_int(R, o, "parsed", &parsed) ||
          get_int(R, o, "tier", &tier) || get_int(R, o, "tokens", &p->tokens) || get_int(R, o, "words", &p->words) ||
          get_int(R, o, "bytes", &p->bytes) || get_int(R, o, "windows", &p->windows) ||
@@ -279,6 +295,7 @@ static int parse_prediction(reader *R, json_object *o, eval_prediction *p) {
     get_fixed(o, "checkpoint_sha256", p->prov.checkpoint_sha256, sizeof p->prov.checkpoint_sha256);
     get_fixed(o, "task_sha256", p->prov.task_sha256, sizeof p->prov.task_sha256);
     get_fixed(o, "encoder", p->prov.encoder, sizeof p->prov.encoder);
+    get_provenance_flag(o, &p->prov);
     return rc ? -1 : 0;
 }
 
@@ -457,6 +474,7 @@ static int add_result(void *ctx, reader *R, json_object *o) {
     get_fixed(o, "checkpoint_sha256", r->prov.checkpoint_sha256, sizeof r->prov.checkpoint_sha256);
     get_fixed(o, "task_sha256", r->prov.task_sha256, sizeof r->prov.task_sha256);
     get_fixed(o, "encoder", r->prov.encoder, sizeof r->prov.encoder);
+    get_provenance_flag(o, &r->prov);
     long long n = 0, failures = 0;
     if (get_number(R, o, "value", &r->value) || get_number(R, o, "stderr", &r->stderr_) || get_int(R, o, "n", &n) ||
         get_int(R, o, "parse_failures", &failures) || get_int(R, o, "seed", &r->prov.seed))

@@ -16,11 +16,14 @@
  *   letter_loglikelihoods [ll, ...] log-likelihood of each option letter after the prompt
  *   loglikelihood, tokens, words, bytes, windows   (rolling)
  *   parsed, tier, correct           as scored when written (rescore recomputes them)
- *   checkpoint_sha256, task_sha256, encoder, seed  provenance of the run
+ *   image_at, visual_tokens         where the picture's rows were spliced into context_ids
+ *                                   (before context_ids[image_at]) and how many (adapted models)
+ *   checkpoint_sha256, task_sha256, encoder, seed, image_input  provenance of the run
+ *                                   (image_input: true when the model saw the item's picture)
  * results.jsonl: one line per (task, subset, metric):
  *   task, category (the task file's), scorer, subset (an item_category such as MME's "color", or
  *   "" for the whole task), metric, value, stderr (null when undefined), n, parse_failures,
- *   checkpoint_sha256, task_sha256, parser, tiers, encoder, seed
+ *   checkpoint_sha256, task_sha256, parser, tiers, encoder, seed, image_input (the task's first item's)
  * Both are written to NAME.tmp and renamed when whole (eval_results_write_file); the
  * prediction writer appends one whole line per call and flushes it. */
 #ifndef PRESIGHT_EVAL_RECORDS_H
@@ -37,6 +40,7 @@ typedef struct eval_provenance {
     char task_sha256[65];
     char encoder[128];
     long long seed;
+    int image_input; /* 1: the model saw the item's picture; 0: text only; -1 absent */
 } eval_provenance;
 
 typedef struct eval_ids {
@@ -65,6 +69,7 @@ typedef struct eval_prediction {
     eval_ids output_ids;
     double *letter_loglikelihoods;
     int n_letter_loglikelihoods;
+    int image_at, visual_tokens;          /* the picture's splice; -1 / 0 when absent */
     double loglikelihood;                 /* rolling */
     long long tokens, words, bytes, windows; /* rolling; -1 when absent */
     int parsed, tier;                     /* -1 / 0 when absent */

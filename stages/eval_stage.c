@@ -32,8 +32,11 @@ typedef struct entry {
  * letter), the VQA prompt, and where its numbers sit in the step's exchange buffer. */
 typedef struct item_work {
     eval_item_requests reqs;
-    tokenizer_ids prompt; /* VQA */
+    tokenizer_ids prompt; /* VQA: the ids without the picture's rows */
     int vqa;
+    int visual, image_at; /* VQA with its picture: rows spliced before prompt.ids[image_at] */
+    eval_picture picture; /* where its features are */
+    real *embeds;         /* [visual, dim] projected, on the rank that runs it */
     size_t slot;          /* first double of its numbers */
 } item_work;
 
@@ -112,6 +115,41 @@ static int vqa_prompt_text(const task_item *it, char **out, ps_error *err) {
     return 0;
 }
 
+static int copy_ids(const int *ids, int n, tokenizer_ids *out, ps_error *err) {
+    if (!(out->ids = malloc(sizeof *out->ids * (size_t)(n ? n : 1)))) return ps_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) out->ids[i] = (uint32_t)ids[i];
+    out->n = out->cap = (size_t)n;
+    return 0;
+}
+
+/* An adapted model's VQA item: sft's chat prompt with the picture (chat_template_question),
+ * one request per option letter, the letter as an answer's text after the prompt. */
+static int build_visual(stage_ctx *s, const task_slot *t, const task_item *it, item_work *w, ps_error *err) {
+    const chat_template *tpl = &s->em.tpl;
+    chat_tokens q = {0};
+    int has_image = it->image != NULL;
+    int rc = has_image ? eval_model_find_picture(&s->em, it->image, &w->picture, err) : 0;
+    if (!rc) rc = chat_template_question(tpl, it->context, has_image, &q, err);
+    if (rc) rc = ps_wrap(err, "%s item %s", t->info.name, it->id);
+    if (!rc) rc = copy_ids(q.ids, q.n, &w->prompt, err);
+    w->visual = has_image ? s->em.visual_tokens : 0;
+    w->image_at = q.image_at;
+    if (!rc && it->n_choices > 26) rc = ps_fail(err, "%s item %s: more than 26 options", t->info.name, it->id);
+    if (!rc && it->n_choices > 0 && !(w->reqs.req = calloc((size_t)it->n_choices, sizeof *w->reqs.req)))
+        rc = ps_fail(err, "out of memory");
+    for (int i = 0; i < it->n_choices && !rc; i++, w->reqs.n = i) {
+        eval_request *r = &w->reqs.req[i];
+        chat_tokens letter = {0};
+        rc = chat_tokens_append_text(tpl, &letter, &letters[i], 1, 1, err);
+        if (!rc) rc = copy_ids(q.ids, q.n, &r->context, err);
+        if (!rc) rc = copy_ids(letter.ids, letter.n, &r->continuation, err);
+        r->visual = w->visual, r->image_at = w->image_at;
+        chat_tokens_free(&letter);
+    }
+    chat_tokens_free(&q);
+    return rc;
+}
+
 static int build_work(stage_ctx *s, const entry *e, item_work *w, ps_error *err) {
     const task_slot *t = &s->tasks[e->task];
     const task_item *it = &t->items[e->item];
@@ -119,6 +157,7 @@ static int build_work(stage_ctx *s, const entry *e, item_work *w, ps_error *err)
     if (t->info.kind != TASK_VQA)
         return eval_build_requests(t->def, it, s->em.tok, s->em.prefix, (size_t)s->cfg.model.context, &w->reqs, err);
     w->vqa = 1;
+    if (s->em.image_input) return build_visual(s, t, it, w, err);
     char *prompt;
     if (vqa_prompt_text(it, &prompt, err)) return -1;
     int rc = tokenizer_encode(s->em.tok, prompt, strlen(prompt), 0, &w->prompt, err);
@@ -137,6 +176,7 @@ static int build_work(stage_ctx *s, const entry *e, item_work *w, ps_error *err)
 static void free_work(item_work *w) {
     eval_item_requests_free(&w->reqs);
     tokenizer_ids_free(&w->prompt);
+    free(w->embeds);
 }
 
 /* Doubles item w puts into the exchange: language 2 per request (ll, greedy); VQA one per
@@ -154,19 +194,25 @@ static int score_mine(stage_ctx *s, item_work *w, const size_t *mine, size_t n_m
     eval_request *req = malloc(sizeof *req * (n_req ? n_req : 1));
     double *ll = malloc(sizeof *ll * (n_req ? n_req : 1));
     int *greedy = malloc(sizeof *greedy * (n_req ? n_req : 1));
-    tokenizer_ids *prompts = malloc(sizeof *prompts * (n_gen ? n_gen : 1));
+    eval_prompt *prompts = malloc(sizeof *prompts * (n_gen ? n_gen : 1));
     uint32_t **out = calloc(n_gen ? n_gen : 1, sizeof *out);
     size_t *n_out = calloc(n_gen ? n_gen : 1, sizeof *n_out);
     int rc = req && ll && greedy && prompts && out && n_out ? 0 : ps_fail(err, "out of memory");
-    size_t r = 0, g = 0;
+    size_t r = 0, g = 0, D = (size_t)s->cfg.model.dim;
     for (size_t i = 0; i < n_mine && !rc; i++) {
         item_work *x = &w[mine[i]];
-        for (int k = 0; k < x->reqs.n; k++) req[r++] = x->reqs.req[k];
-        if (x->vqa) prompts[g++] = x->prompt;
+        /* each picture projected alone: its rows do not depend on the rest of the step */
+        if (x->visual && !(x->embeds = malloc(sizeof *x->embeds * (size_t)x->visual * D))) rc = ps_fail(err, "out of memory");
+        if (!rc && x->visual) rc = eval_model_project(&s->em, x->picture, x->embeds, err);
+        for (int k = 0; k < x->reqs.n && !rc; k++) req[r] = x->reqs.req[k], req[r++].embeds = x->embeds;
+        if (x->vqa)
+            prompts[g++] = (eval_prompt){.ids = x->prompt.ids, .n = x->prompt.n, .visual = x->visual,
+                                         .image_at = x->image_at, .embeds = x->embeds};
     }
     if (!rc) rc = eval_model_score(&s->em, req, n_req, s->cfg.eval.batch, ll, greedy, tokens, err);
     if (!rc && n_gen)
-        rc = eval_model_generate(&s->em, prompts, n_gen, s->cfg.eval.batch, s->cfg.eval.max_new_tokens, out, n_out, err);
+        rc = eval_model_generate_visual(&s->em, prompts, n_gen, s->cfg.eval.batch, s->cfg.eval.max_new_tokens, out,
+                                        n_out, err);
     r = g = 0;
     for (size_t i = 0; i < n_mine && !rc; i++) {
         item_work *x = &w[mine[i]];
@@ -178,7 +224,7 @@ static int score_mine(stage_ctx *s, item_work *w, const size_t *mine, size_t n_m
         if (x->vqa) {
             b[x->reqs.n] = (double)n_out[g];
             for (size_t t = 0; t < n_out[g]; t++) b[x->reqs.n + 1 + t] = out[g][t];
-            *tokens += (double)(x->prompt.n + n_out[g]);
+            *tokens += (double)(x->prompt.n + (size_t)x->visual + n_out[g]);
             g++;
         }
     }
@@ -197,6 +243,9 @@ static int make_prediction(stage_ctx *s, const entry *e, const item_work *w, con
     memcpy(p->prov.checkpoint_sha256, s->em.weights_sha256, 65);
     snprintf(p->prov.task_sha256, sizeof p->prov.task_sha256, "%s", t->info.sha256);
     p->prov.seed = s->cfg.train.seed;
+    p->prov.image_input = w->visual > 0;
+    if (s->em.image_input) snprintf(p->prov.encoder, sizeof p->prov.encoder, "%s", s->em.encoder);
+    if (w->visual) p->image_at = w->image_at, p->visual_tokens = w->visual;
     int n = w->reqs.n;
     if (t->info.kind == TASK_ROLLING) {
         p->loglikelihood = 0;
@@ -384,7 +433,9 @@ static int stage_init(stage_ctx *s, const run_config *cfg, comm *c, ps_error *er
         snprintf(s->cfg.eval.out, sizeof s->cfg.eval.out, "%s/eval", cfg->run_dir) >= (int)sizeof s->cfg.eval.out)
         return ps_fail(err, "run.dir '%s' is too long", cfg->run_dir);
     if (mkdir(s->cfg.eval.out, 0777) && errno != EEXIST) return ps_fail(err, "eval.out '%s': cannot create", s->cfg.eval.out);
-    if (eval_model_open(&s->em, cfg, s->cfg.eval.out, err)) return -1;
+    if (eval_model_open_visual(&s->em, cfg, s->cfg.eval.out, err)) return -1;
+    if (s->em.image_input) /* the job's config records the features read: another folder is another evaluation */
+        snprintf(s->cfg.eval.features, sizeof s->cfg.eval.features, "%s", s->em.features);
     /* The job runs in the eval folder; its config records the weights it read. */
     snprintf(s->cfg.run_dir, sizeof s->cfg.run_dir, "%s", s->cfg.eval.out);
     if (snprintf(s->cfg.eval.checkpoint, sizeof s->cfg.eval.checkpoint, "%s", s->em.weights) >=
@@ -418,6 +469,12 @@ int eval_stage_run(const run_config *cfg, comm *c, ps_error *err) {
         if (comm_rank(c) == 0) {
             printf("presight eval: %s | %zu items of %d tasks | %d ranks | weights %s (%s)\n", cfg->source, s.n_items,
                    s.n_tasks, comm_size(c), s.em.weights, s.em.describe);
+            if (s.em.image_input)
+                printf("image input: an adapted model (adapt.stage %s): encoder %s, %d visual tokens per picture, "
+                       "features %s (%d files), sft's chat template\n",
+                       s.em.stage, s.em.encoder, s.em.visual_tokens, s.em.features, s.em.n_files);
+            else
+                printf("image input: none (a language-only model): VQA items are answered from their text\n");
             fflush(stdout);
         }
         int64_t steps = (int64_t)((s.n_items + (size_t)s.cfg.eval.items_per_step - 1) / (size_t)s.cfg.eval.items_per_step);

@@ -13,9 +13,13 @@
  * predictions in item order, so predictions and results are the same for any world size.
  * Resume: predictions.jsonl's torn last line is cut, the items it holds (checked against
  * the task list, in order) are skipped. Language kinds are scored by log-likelihood
- * (eval_model_score); VQA items by greedy decoding of the context (a text prompt: image
- * items need the adapt stage's model and are refused here), the output parsed by the
- * task's scorer, plus the log-likelihood of each option letter after the prompt. After the
+ * (eval_model_score); VQA items by greedy decoding of the prompt, the output parsed by the
+ * task's scorer, plus the log-likelihood of each option letter after the prompt. The prompt
+ * of a language-only model is the context + "\n" (text only); an adapted model's
+ * (eval_model_open_visual) is sft's chat prompt with the item's picture spliced where
+ * `<image>` stands (chat_template_question): every rank builds every item's prompt and
+ * finds its picture (so a missing one fails everywhere), the rank scoring the item projects
+ * it. Predictions record image_input, encoder, image_at and visual_tokens. After the
  * last item rank 0 scores everything (eval_score_all, eval_summarize) into results.jsonl
  * and prints the table. */
 #ifndef PRESIGHT_EVAL_STAGE_H

@@ -145,17 +145,18 @@ void mm_batch_clear(mm_batch *b) {
     b->row = b->used = 0;
 }
 
-/* Token and label of spliced index j of s (v visual rows at image_at). */
-static void spliced(const chat_tokens *s, int v, int j, int *token, int *label) {
+/* The id index of spliced row j of s (v visual rows at image_at), -1 for a picture row. */
+static int spliced_index(const chat_tokens *s, int v, int j) {
     int at = s->image_at;
-    if (at >= 0 && j >= at && j < at + v) {
-        *token = -1;
-        *label = -1;
-        return;
-    }
-    int k = at >= 0 && j >= at + v ? j - v : j;
-    *token = s->ids[k];
-    *label = s->train[k] ? s->ids[k] : -1;
+    if (at >= 0 && j >= at && j < at + v) return -1;
+    return at >= 0 && j >= at + v ? j - v : j;
+}
+
+/* Token and label of spliced row j of s. */
+static void spliced(const chat_tokens *s, int v, int j, int *token, int *label) {
+    int k = spliced_index(s, v, j);
+    *token = k < 0 ? -1 : s->ids[k];
+    *label = k < 0 || !s->train[k] ? -1 : s->ids[k];
 }
 
 int mm_batch_add(mm_batch *b, const chat_tokens *s, int visual_tokens, int pack, ps_error *err) {
@@ -209,6 +210,15 @@ void mm_batch_new_row(mm_batch *b) {
         b->row++;
         b->used = 0;
     }
+}
+
+int mm_splice_ids(const chat_tokens *s, int visual_tokens, int *out) {
+    int v = s->image_at >= 0 ? visual_tokens : 0;
+    for (int j = 0; j < s->n + v; j++) {
+        int k = spliced_index(s, v, j);
+        out[j] = k < 0 ? -1 : s->ids[k];
+    }
+    return s->n + v;
 }
 
 int mm_sample_targets(const chat_tokens *s, int visual_tokens, int seq) {

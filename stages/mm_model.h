@@ -103,6 +103,11 @@ int mm_batch_add(mm_batch *b, const chat_tokens *s, int visual_tokens, int pack,
 /* Makes the next mm_batch_add start a new sequence row (a caller's own
  * row plan, e.g. rows dealt to ranks). */
 void mm_batch_new_row(mm_batch *b);
+/* The spliced token row of s alone: out [s->n + v] (v = visual_tokens when s has a
+ * picture, else 0) holds s's ids with -1 for each picture row, as mm_batch_add places
+ * them (evaluation prompts for decoding; s->train is not read and may be NULL); returns
+ * its length. */
+int mm_splice_ids(const chat_tokens *s, int visual_tokens, int *out);
 /* Targets sample s keeps after splicing visual_tokens rows and truncating
  * at seq rows (what mm_batch_add's placement reports as n_train). */
 int mm_sample_targets(const chat_tokens *s, int visual_tokens, int seq);

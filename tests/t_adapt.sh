@@ -15,6 +15,12 @@
 #    projector loaded, every unit trains; blind withholds the pictures;
 #  - broken samples (bad template, answer cut away) are counted and named,
 #    and past adapt.max_bad the stage fails with their ids;
+#  - eval of the sft model on images-small-vqa-mc + images-small-existence (a few items per category
+#    and size) sees the pictures: byte-identical predictions for eval.batch 8/1 and 1/3
+#    ranks; another picture's features (ids permuted, eval.features) change every item's
+#    letter log-likelihoods; the pretrained LLM and the blind pass stay text-only; PyTorch
+#    (tests/reference/eval_mm_check.py) recomputes the letter log-likelihoods and answers;
+#    presight generate image=ID repeats eval's answer for one item;
 #  - run.backend = cuda is refused (CPU only until the GPU engine trains frozen units).
 # Settings of this test (its own): LLM 2 layers x 64, pretrained 150 steps of
 # 8 x 128 bytes; align 8 epochs over 419 captions, adapt.batch 8, 16 visual
@@ -226,6 +232,118 @@ PY
 # blind: the pictures withheld (no visual rows), the LLM trains.
 adapt blind adapt.stage=blind "${sft[@]:1}" run.dir="$tmp/blind" || { cat "$tmp/blind.log"; fail "blind"; }
 grep -q "(0 with a picture" "$tmp/blind.log" || fail "blind spliced pictures"
+
+# --- eval with pictures: the sft model on images-small-vqa-mc and -existence (3 items per
+# category and per size), its answers and option-letter log-likelihoods from the pictures
+$PY - "$img" "$tmp" <<'PY'
+import json, sys, collections
+img, tmp = sys.argv[1:3]
+def subset(name, key, per):
+    seen, out = collections.Counter(), []
+    for l in open(f"{img}/{name}.jsonl"):
+        x = json.loads(l)
+        if x.get("answer_type") == "multiple_choice" and seen[x[key]] < per:
+            seen[x[key]] += 1; out.append(l)
+    open(f"{tmp}/{name}_sub.jsonl", "w").writelines(out)
+    return seen
+print("eval items:", subset("vqa", "category", 3), subset("existence", "split", 3))
+PY
+for t in vqa-mc existence; do # the shipped small-set task files, on the subsets
+  d=$([ $t = vqa-mc ] && echo vqa || echo existence)
+  sed "s|^data = .*|data = \"$tmp/${d}_sub.jsonl\";|" config/tasks/images-small-$t.cfg >"$tmp/images-small-$t.cfg"
+done
+# every picture of those task files is in the small sets' features (what the quickstart encodes)
+$PY - "$img" "$feat" <<'PY' || fail "a picture of the small-set VQA tasks is not in the small sets' features"
+import glob, json, sys, h5py
+ids = set()
+for p in glob.glob(sys.argv[2] + "/*.h5"):
+    ids |= set(h5py.File(p, "r")["ids"].asstr()[:])
+missing = [x["image"] for n in ("vqa", "existence") for x in map(json.loads, open(f"{sys.argv[1]}/{n}.jsonl")) if x["image"] not in ids]
+assert not missing, missing[:5]
+PY
+evtasks=(eval.tasks="$tmp/images-small-vqa-mc.cfg,$tmp/images-small-existence.cfg" eval.max_new_tokens=4)
+evalrun() { # name np config [key=value ...]
+  local name=$1 np=$2 cfg=$3; shift 3
+  mpirun -np "$np" $bin eval "$cfg" "${evtasks[@]}" eval.out="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
+    { cat "$tmp/$name.log"; fail "eval $name"; }
+}
+evalrun ev_b8 1 "$tmp/sft/config.cfg" eval.batch=8
+grep -q "image input: an adapted model (adapt.stage sft): encoder patches, 16 visual tokens" "$tmp/ev_b8.log" ||
+  { cat "$tmp/ev_b8.log"; fail "eval did not report the image input"; }
+evalrun ev_b1 1 "$tmp/sft/config.cfg" eval.batch=1 eval.items_per_step=5
+evalrun ev_r3 3 "$tmp/sft/config.cfg" eval.batch=3
+for r in ev_b1 ev_r3; do
+  cmp -s "$tmp/ev_b8/predictions.jsonl" "$tmp/$r/predictions.jsonl" || fail "predictions with pictures differ ($r vs batch 8, 1 rank)"
+  cmp -s "$tmp/ev_b8/results.jsonl" "$tmp/$r/results.jsonl" || fail "results with pictures differ ($r vs batch 8, 1 rank)"
+done
+# presight generate asks the first item's question about its picture alone: eval's answer
+q=$($PY -c 'import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+print(r["question"] + "\n" + "".join(f"{chr(65 + i)}. {c}\n" for i, c in enumerate(r["choices"])) +
+      "Answer with the option\x27s letter from the given choices directly.", end="")' "$tmp/vqa_sub.jsonl")
+got=$($bin generate "$tmp/sft/config.cfg" "prompt=$q" image="$(head -1 "$tmp/vqa_sub.jsonl" | $PY -c 'import json,sys; print(json.load(sys.stdin)["image"])')" \
+  eval.max_new_tokens=4 2>"$tmp/gen.log") || { cat "$tmp/gen.log"; fail "generate with a picture"; }
+want=$($PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["output"])' "$tmp/ev_b8/predictions.jsonl")
+[ "$got" = "$want" ] || fail "generate with the picture says '$got', eval answered '$want'"
+rc=0; $bin generate "$tmp/pre/config.cfg" prompt=x image=flag:x.png >/dev/null 2>"$tmp/gen2.log" || rc=$?
+[ $rc -eq 2 ] && grep -q "not an adapted model" "$tmp/gen2.log" || fail "generate image= on a pretrained model was not refused"
+# negative control: every picture's features swapped for another's (ids permuted within each file)
+mkdir -p "$tmp/perm" && cp "$feat"/*.h5 "$tmp/perm/"
+evalrun ev_perm 1 "$tmp/sft/config.cfg" eval.features="$tmp/perm"  # before the swap: the same as ev_b8
+cmp -s "$tmp/ev_b8/predictions.jsonl" "$tmp/ev_perm/predictions.jsonl" || fail "eval.features with the same files changed the predictions"
+$PY - "$tmp/perm" <<'PY'
+import glob, sys, h5py
+for p in glob.glob(sys.argv[1] + "/*.h5"):
+    with h5py.File(p, "r+") as f:
+        ids = f["ids"][()]
+        f["ids"][...] = list(ids[1:]) + [ids[0]]  # a cyclic shift: every row another picture's
+PY
+rm -rf "$tmp/ev_perm"
+evalrun ev_perm 1 "$tmp/sft/config.cfg" eval.features="$tmp/perm"
+# an unfinished evaluation does not resume with other pictures
+cp -r "$tmp/ev_b8" "$tmp/ev_mix" && rm "$tmp/ev_mix/final.json"
+rc=0; $bin eval "$tmp/sft/config.cfg" "${evtasks[@]}" eval.out="$tmp/ev_mix" eval.features="$tmp/perm" >"$tmp/ev_mix.log" 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -q "eval.features" "$tmp/ev_mix.log" || { cat "$tmp/ev_mix.log"; fail "a resume with other features was not refused"; }
+# the pretrained LLM and the blind pass answer from the text; the records say so
+evalrun ev_text 1 "$tmp/pre/config.cfg"
+evalrun ev_blind 1 "$tmp/blind/config.cfg"
+grep -q "image input: none" "$tmp/ev_text.log" || fail "the pretrained model claims image input"
+$PY - "$tmp" <<'PY' || fail "eval with pictures"
+import json, sys
+tmp = sys.argv[1]
+load = lambda p: [json.loads(l) for l in open(p)]
+pred, perm, text, blind = (load(f"{tmp}/{r}/predictions.jsonl") for r in ("ev_b8", "ev_perm", "ev_text", "ev_blind"))
+res = load(f"{tmp}/ev_b8/results.jsonl")
+assert len(pred) == 21 and all(p["image_input"] is True and p["encoder"] == "patches" for p in pred), pred[0]
+assert all(p["visual_tokens"] == 16 and 0 < p["image_at"] < len(p["context_ids"]) for p in pred)
+assert all(p["image_input"] is False and "image_at" not in p for p in text + blind)
+# the negative control: another picture changes every item's letter log-likelihoods
+same = [p["id"] for p, q in zip(pred, perm) if p["letter_loglikelihoods"] == q["letter_loglikelihoods"]]
+assert not same, f"letter log-likelihoods unchanged by another picture: {same}"
+moved = max(abs(a - b) for p, q in zip(pred, perm) for a, b in zip(p["letter_loglikelihoods"], q["letter_loglikelihoods"]))
+# the text-only prompt is another prompt: the picture's rows and the chat template
+assert all(p["context_ids"] != t["context_ids"] for p, t in zip(pred, text))
+rows = {(r["task"], r["subset"], r["metric"]): r for r in res}
+for c in ("Knowledge", "General", "OCR & Chart", "Vision-Centric"):
+    assert rows[("images-small-vqa-mc", c, "acc")]["n"] == 3, (c, [k for k in rows if k[0] == "images-small-vqa-mc"])
+for m in ("acc_small", "acc_medium", "acc_large"):
+    assert rows[("images-small-existence", "", m)]["n"] == 3, m
+assert rows[("images-small-existence", "", "acc")]["n"] == 9 and ("images-small-existence", "", "acc_macro") in rows
+assert ("mean", "", "acc") in rows and all(r["image_input"] is True for r in res if r["task"] != "mean" or "image_input" in r)
+print(f"eval with pictures: {len(pred)} items; another picture moves the letter log-likelihoods by up to {moved:.3f}; "
+      f"acc vqa {rows[('images-small-vqa-mc', '', 'acc')]['value']:.3f}, letter-ll {rows[('images-small-vqa-mc', '', 'acc_letter_ll')]['value']:.3f}, "
+      f"existence {rows[('images-small-existence', '', 'acc')]['value']:.3f}")
+PY
+
+# PyTorch recomputes the letter log-likelihoods and greedy answers from the data lines and
+# the features (the prompt rebuilt on its own); three mutations must fail.
+if $PY -c 'import torch' 2>/dev/null; then
+  hp="vocab=512,dim=64,layers=2,heads=4,kv_heads=2,ffn_dim=128,context=256,rope_theta=500000,norm_eps=1e-5,tied_head=0"
+  $PY tests/reference/eval_mm_check.py "$tmp/sft/model.h5" "$tmp/ev_b8/predictions.jsonl" "$feat" --controls \
+    --data "$tmp/vqa_sub.jsonl,$tmp/existence_sub.jsonl" --hp "$hp,in_dim=48,visual_tokens=16" >"$tmp/ref_eval.log" 2>&1 ||
+    { cat "$tmp/ref_eval.log"; fail "eval with pictures vs PyTorch"; }
+  grep -m1 "items with pictures" "$tmp/ref_eval.log"; tail -1 "$tmp/ref_eval.log"
+fi
 
 # --- PyTorch reference for one align and one sft micro-batch (the stage's dump)
 if $PY -c 'import torch' 2>/dev/null; then

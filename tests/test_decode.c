@@ -140,6 +140,89 @@ Test(decode, cached_greedy_equals_full_forward) {
     free(ref);
 }
 
+/* Prompts whose rows 2..2+NV are embedding rows (token -1). */
+enum { EB = 3, ESTRIDE = 24, ENEW = 12, NV = 5 };
+static const int e_len[EB] = {11, 20, 8};
+
+/* The prompts of b, their embedding rows: the token embedding of the text's
+ * own token when exact, else that row plus a seeded perturbation. */
+static void embed_prompts(int *prompts, real *embeds, int perturb) {
+    int D = g_model.layout.cfg.dim;
+    const real *emb = g_params.unit[0]; /* tok_embeddings [vocab, dim] first in unit 0 */
+    int k = 0;
+    for (int b = 0; b < EB; b++)
+        for (int t = 0; t < e_len[b]; t++) {
+            int tok = g_text[b * (TRAIN_LEN + 1) + t];
+            int visual = t >= 2 && t < 2 + NV;
+            prompts[b * ESTRIDE + t] = visual ? -1 : tok;
+            if (!visual) continue;
+            for (int j = 0; j < D; j++)
+                embeds[(size_t)k * D + j] = emb[(size_t)tok * D + j] + (perturb ? 0.05f * sinf(0.7f * (float)(k * D + j)) : 0);
+            k++;
+        }
+}
+
+/* The logits of the last row of a forward-only pass over one prompt with embedding rows. */
+static void last_logits_embeds(const int *tokens, int len, const real *embeds, int n_embeds, real *out) {
+    ps_error err;
+    model_activations *a = model_activations_alloc_forward(&g_model.layout, 1, len, &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    model_batch b = {.batch = 1, .seq = len, .tokens = tokens, .embeds = embeds, .n_embeds = n_embeds};
+    cr_assert_eq(model_forward_batch(&g_model, &g_params, a, &b, NULL, &err), 0, "%s", err.msg);
+    int V = g_model.layout.cfg.vocab;
+    memcpy(out, model_logits(a) + (size_t)(len - 1) * V, (size_t)V * sizeof(real));
+    model_activations_free(a);
+}
+
+Test(decode, embedding_rows_equal_full_forward_and_are_batch_invariant) {
+    int D = g_model.layout.cfg.dim, V = g_model.layout.cfg.vocab;
+    int prompts[EB * ESTRIDE] = {0}, tokens[EB * ESTRIDE] = {0}, out[EB * ENEW], plain[EB * ENEW], len[EB];
+    real *embeds = malloc(sizeof(real) * EB * NV * D), *logits = malloc(sizeof(real) * EB * ENEW * V);
+    real *ref = malloc(sizeof(real) * V);
+    ps_error err;
+    for (int b = 0; b < EB; b++) {
+        len[b] = e_len[b];
+        for (int t = 0; t < len[b]; t++) tokens[b * ESTRIDE + t] = g_text[b * (TRAIN_LEN + 1) + t];
+    }
+    /* 1. rows that are exactly the tokens' embeddings decode exactly as the tokens do */
+    embed_prompts(prompts, embeds, 0);
+    cr_assert_eq(model_greedy_decode(&g_model, &g_params, tokens, ESTRIDE, len, EB, ENEW, plain, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_greedy_decode_embeds(&g_model, &g_params, prompts, ESTRIDE, len, EB, embeds, EB * NV, ENEW, out,
+                                            NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(out, plain, sizeof out), 0, "embedding rows equal to the token embeddings changed the answer");
+    /* 2. perturbed rows: each step's logits are the full forward's over prompt + output so far */
+    embed_prompts(prompts, embeds, 1);
+    cr_assert_eq(model_greedy_decode_embeds(&g_model, &g_params, prompts, ESTRIDE, len, EB, embeds, EB * NV, ENEW, out,
+                                            logits, &err), 0, "%s", err.msg);
+    int changed = memcmp(out, plain, sizeof out) != 0;
+    for (int b = 0; b < EB; b++) {
+        int seq[ESTRIDE + ENEW];
+        memcpy(seq, prompts + b * ESTRIDE, sizeof(int) * len[b]);
+        for (int k = 0; k < ENEW; k++) {
+            last_logits_embeds(seq, len[b] + k, embeds + (size_t)b * NV * D, NV, ref);
+            cr_assert_eq(memcmp(logits + ((size_t)b * ENEW + k) * V, ref, sizeof(real) * V), 0,
+                         "prompt %d step %d: cached logits differ from the forward over the prefix", b, k);
+            seq[len[b] + k] = out[b * ENEW + k];
+        }
+    }
+    cr_log_info("perturbed picture rows %s the greedy answer", changed ? "changed" : "did not change");
+    /* 3. each prompt alone (its own length, no padding) gives the batch's tokens and logits */
+    real *alone = malloc(sizeof(real) * ENEW * V);
+    for (int b = 0; b < EB; b++) {
+        int one[ENEW];
+        cr_assert_eq(model_greedy_decode_embeds(&g_model, &g_params, prompts + b * ESTRIDE, ESTRIDE, &len[b], 1,
+                                                embeds + (size_t)b * NV * D, NV, ENEW, one, alone, &err), 0, "%s", err.msg);
+        cr_assert_eq(memcmp(one, out + b * ENEW, sizeof one), 0, "prompt %d: alone and in a padded batch differ", b);
+        cr_assert_eq(memcmp(alone, logits + (size_t)b * ENEW * V, sizeof(real) * ENEW * V), 0,
+                     "prompt %d: logits alone and in a padded batch differ", b);
+    }
+    /* 4. a wrong count of embedding rows is refused */
+    cr_assert_eq(model_greedy_decode_embeds(&g_model, &g_params, prompts, ESTRIDE, len, EB, embeds, EB * NV - 1, ENEW, out,
+                                            NULL, &err), -1);
+    cr_assert(strstr(err.msg, "embedding rows"), "%s", err.msg);
+    free(alone), free(embeds), free(logits), free(ref);
+}
+
 Test(decode_args, bad_requests_are_refused) {
     ps_error err;
     cr_assert_eq(blas_init(&err), 0, "%s", err.msg);

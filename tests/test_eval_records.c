@@ -54,6 +54,35 @@ Test(records, prediction_round_trip_is_exact) {
     unlink(path);
 }
 
+/* A prediction of an adapted model: the picture's splice and image_input survive; a
+ * language-only one's image_input false stays false (not absent). */
+Test(records, picture_fields_round_trip) {
+    eval_prediction p[2];
+    for (int k = 0; k < 2; k++) {
+        eval_prediction_init(&p[k]);
+        p[k].task = "images-vqa-mc", p[k].id = k ? "b" : "a", p[k].kind = "vqa", p[k].scorer = "choice";
+    }
+    p[0].image_at = 7, p[0].visual_tokens = 576, p[0].prov.image_input = 1;
+    snprintf(p[0].prov.encoder, sizeof p[0].prov.encoder, "siglip");
+    p[1].prov.image_input = 0;
+    char path[] = "/tmp/presight-test-records-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    ps_error err;
+    for (int k = 0; k < 2; k++) cr_assert_eq(eval_prediction_write(f, &p[k], &err), 0);
+    fclose(f);
+    eval_prediction *back;
+    size_t n;
+    cr_assert_eq(eval_predictions_read(path, &back, &n, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    cr_expect(back[0].image_at == 7 && back[0].visual_tokens == 576 && back[0].prov.image_input == 1);
+    cr_expect_str_eq(back[0].prov.encoder, "siglip");
+    cr_expect(back[1].image_at == -1 && back[1].visual_tokens == 0 && back[1].prov.image_input == 0);
+    eval_predictions_free(back, n);
+    unlink(path);
+}
+
 Test(records, results_written_whole_with_nulls) {
     eval_result r[2];
     memset(r, 0, sizeof r);

@@ -3,12 +3,15 @@
  * per-sample positions and ids, packing, truncation after the splice, and
  * the layout's projector unit. Byte ids make expected values readable. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "chat_template.h"
 #include "mm_model.h"
+#include "adapt_data.h"
+#include "tasks.h"
 #include "test_util.h"
 #include "tokenizer.h"
 
@@ -217,4 +220,95 @@ Test(chat_template, real_vocabularies) {
                 "<|start_header_id|>assistant<|end_header_id|>\n\nA cat.<|eot_id|>");
     check_vocab("build/vocab/bpe-8192.tiktoken", TOKENIZER_PLAIN, 8192,
                 "<|begin_of_text|>USER: \nWhat is it?\nASSISTANT: A cat.<|end_of_text|>");
+}
+
+/* One picture's features file (grid 2 x 2, width 4) and a one-line instruct JSONL that
+ * asks question with answer "B", in dir. */
+static void write_sft_fixture(const char *dir, const char *question) {
+    ps_error err = {{0}};
+    features_meta m = {.grid_h = 2, .grid_w = 2, .width = 4};
+    snprintf(m.encoder, sizeof m.encoder, "test");
+    snprintf(m.set, sizeof m.set, "captions");
+    char path[512], *ids[] = {"flag:x.png"};
+    float grid[16];
+    for (int i = 0; i < 16; i++) grid[i] = (float)i;
+    features_writer *w;
+    snprintf(path, sizeof path, "%s/captions.h5", dir);
+    cr_assert_eq(features_create(&w, path, &m, ids, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(features_write_row(w, 0, grid, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(features_close(w, 1, 0, &err), 0, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/instruct.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "{\"id\": \"i1\", \"image\": \"flag:x.png\", \"image_set\": \"captions\", \"conversations\": "
+               "[{\"from\": \"human\", \"value\": \"<image>\\n");
+    for (const char *c = question; *c; c++) fprintf(f, *c == '\n' ? "\\n" : "%c", *c);
+    fprintf(f, "\"}, {\"from\": \"gpt\", \"value\": \"B\"}]}\n");
+    fclose(f);
+}
+
+/* The evaluation prompt of a VQA item (the shipped task file's context, the picture
+ * where <image> goes) is token for token, splice row for splice row, what sft trains on
+ * (adapt_data_load of an instruction asking the same question the way
+ * data/images/instruct.jsonl does: "<image>\n" + question, options, the answer hint);
+ * and the option letter eval scores is the answer's tokens there. */
+Test(chat_template, eval_prompt_is_what_sft_trains_on) {
+    test_chdir_to_repo_root("config/tasks/images-vqa-mc.cfg");
+    ps_error err = {{0}};
+    task_def *def;
+    cr_assert_eq(task_load(&def, "config/tasks/images-vqa-mc.cfg", 0, NULL, &err), 0, "%s", err.msg);
+    const char *line = "{\"id\": \"vqa:1\", \"image\": \"flag:x.png\", \"image_set\": \"captions\", \"question\": "
+                       "\"Which country's flag is this?\", \"choices\": [\"Chad\", \"Peru\", \"Mali\"], \"answer\": "
+                       "\"Peru\", \"answer_index\": 1, \"category\": \"Knowledge\", \"answer_type\": \"multiple_choice\"}";
+    task_item it;
+    cr_assert_eq(task_map_line(def, line, 1, &it, &err), 0, "%s", err.msg);
+    char dir[] = "/tmp/presight-test-mm-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    write_sft_fixture(dir, "Which country's flag is this?\nA. Chad\nB. Peru\nC. Mali\n"
+                           "Answer with the option's letter from the given choices directly.");
+    enum { VT = 4 };
+    run_config cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.adapt.features, sizeof cfg.adapt.features, "%s", dir);
+    snprintf(cfg.adapt.data, sizeof cfg.adapt.data, "%s/instruct.jsonl", dir);
+    cfg.adapt.visual_tokens = VT, cfg.adapt.batch = 1, cfg.adapt.max_bad = 0, cfg.train.seq_len = 256;
+    chat_template t = bytes_template();
+    adapt_data d;
+    cr_assert_eq(adapt_data_load(&d, &cfg, &t, CHAT_CHAT, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(d.n, 1);
+    const chat_tokens *sft = &d.s[0].tok;
+    chat_tokens q = {0}, letter = {0};
+    cr_assert_eq(chat_template_question(&t, it.context, 1, &q, &err), 0, "%s", err.msg);
+    cr_assert_eq(chat_tokens_append_text(&t, &letter, "B", 1, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(q.image_at, sft->image_at);
+    cr_assert_eq(sft->n, q.n + letter.n + 1, "sft: prompt, answer, EOT (%d vs %d + %d + 1)", sft->n, q.n, letter.n);
+    for (int i = 0; i < q.n; i++) {
+        cr_assert_eq(q.ids[i], sft->ids[i], "token %d: eval %d, sft %d", i, q.ids[i], sft->ids[i]);
+        cr_assert_eq(sft->train[i], 0, "sft trains on prompt token %d", i);
+    }
+    for (int i = 0; i < letter.n; i++) cr_assert(sft->ids[q.n + i] == letter.ids[i] && sft->train[q.n + i]);
+    /* the splice: eval's decoding row is the start of sft's training row */
+    mm_batch b;
+    cr_assert_eq(mm_batch_alloc(&b, 1, 256, &err), 0, "%s", err.msg);
+    cr_assert_eq(mm_batch_add(&b, sft, VT, 0, &err), 1);
+    int row[256];
+    int n = mm_splice_ids(&q, VT, row);
+    cr_assert_eq(n, q.n + VT);
+    for (int j = 0; j < n; j++) cr_assert_eq(row[j], b.tokens[j], "row %d: eval %d, sft %d", j, row[j], b.tokens[j]);
+    cr_assert_eq(row[q.image_at], -1);
+    cr_assert_eq(b.targets[n - 1], letter.ids[0], "the prompt's last row predicts the answer letter");
+    /* a question worded otherwise is another prompt (the comparison can fail) */
+    chat_tokens other = {0};
+    cr_assert_eq(chat_template_question(&t, "Which flag is this?", 1, &other, &err), 0, "%s", err.msg);
+    cr_assert(other.n != q.n || memcmp(other.ids, q.ids, sizeof *q.ids * (size_t)q.n));
+    chat_tokens_free(&other);
+    mm_batch_free(&b);
+    adapt_data_free(&d);
+    chat_tokens_free(&q), chat_tokens_free(&letter);
+    task_item_clear(&it);
+    task_free(def);
+    char path[600];
+    snprintf(path, sizeof path, "%s/captions.h5", dir), remove(path);
+    snprintf(path, sizeof path, "%s/instruct.jsonl", dir), remove(path);
+    rmdir(dir);
 }
