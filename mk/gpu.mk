@@ -47,7 +47,8 @@ tests-build: $(GPU_EMU)
 # The engine's model contract against core/model.c (tests/t_gpu_contract.sh),
 # on the same emulator objects.
 GPU_CONTRACT_EMU := $(BUILD)/engine_check_emu
-$(GPU_CONTRACT_EMU): $(filter-out %/gpu_check.o,$(GPU_EMU_OBJ)) $(BUILD)/emu/cuda/check/engine_check.o $(GPU_EMU_CPU)
+$(GPU_CONTRACT_EMU): $(filter-out %/gpu_check.o,$(GPU_EMU_OBJ)) $(BUILD)/emu/cuda/check/engine_check.o $(GPU_EMU_CPU) \
+                     $(BUILD)/core/decode.o $(BUILD)/core/projector.o
 	$(CXX) $(GPU_EMU_SAN) -o $@ $^ -fopenmp -ldl -lm
 
 tests-build: $(GPU_CONTRACT_EMU)
