@@ -153,9 +153,9 @@ __global__ void argmax_kernel(int *out, const float *x, int cols) {
     __syncthreads();
     for (int w = blockDim.x / 2; w > 0; w >>= 1) {
         if ((int)threadIdx.x < w) {
-            float v = sv[threadIdx.x + w];
-            int i = si[threadIdx.x + w];
-            if (i >= 0 && (si[threadIdx.x] < 0 || v > sv[threadIdx.x] || (v == sv[threadIdx.x] && i < si[threadIdx.x]))) {
+            float v = sv[threadIdx.x + w], u = sv[threadIdx.x];
+            int i = si[threadIdx.x + w], j = si[threadIdx.x];
+            if (i >= 0 && (j < 0 || v > u || (v == u && i < j))) {
                 sv[threadIdx.x] = v;
                 si[threadIdx.x] = i;
             }

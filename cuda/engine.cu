@@ -9,7 +9,9 @@
  *                          (where it is gslice) and zero1, only from the unit's backward
  *                          to its reduce-scatter under fsdp.
  * The forward and backward pass is core/model.c's, op for op (cuda/block.cuh),
- * on a model_batch (token rows, embedding rows, positions, sample ids).
+ * on a model_batch (token rows, embedding rows, positions, sample ids);
+ * greedy decoding keeps its KV cache on the device, and a projector unit
+ * (core/projector.h) runs and trains here too.
  * A frozen unit has master and w (or wslice) only: no g, gslice, m, v.
  *
  * Two streams. Compute runs on gpu.h's stream; collectives on `side`. Before
@@ -690,7 +692,8 @@ int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
                        b->batch, b->seq, d.B, d.S);
     if (!b->tokens) return ps_fail(err, "GPU engine: the batch has no tokens");
     if (b->cache || b->cache_mode != MODEL_CACHE_NONE)
-        return ps_fail(err, "GPU engine: no KV-cache decoding on the engine yet; decode on the CPU backend");
+        return ps_fail(err, "GPU engine: forward_batch takes no KV cache (the engine's cache lives on the device: "
+                            "use greedy_decode)");
     if (b->log_probs && !b->targets) return ps_fail(err, "GPU engine: log-probabilities need targets");
     if (b->hidden && (!b->pool_group || b->n_groups <= 0))
         return ps_fail(err, "GPU engine: pooled hidden states need pool_group and n_groups > 0");
@@ -964,7 +967,8 @@ struct KvCache {
 };
 
 void free_cache(KvCache &c) {
-    for (void *q : {(void *)c.k, (void *)c.v, (void *)c.len, (void *)c.klen, (void *)c.next, (void *)c.out}) gpu_free(q);
+    for (void *q : {(void *)c.k, (void *)c.v, (void *)c.len, (void *)c.klen, (void *)c.next, (void *)c.out})
+        gpu_free(q);
     c = KvCache();
 }
 
@@ -1023,12 +1027,12 @@ int stage_prefix(DecodePass &p, const int *prompts, int stride, const int *len, 
         rows[b] = b * S + cur[b] - 1;
     }
     size_t bytes = tok.size() * sizeof(int);
-    return gpu_copy_to_device(p.tokens, tok.data(), bytes, err) || gpu_copy_to_device(p.sample, sid.data(), bytes, err) ||
-                   gpu_copy_to_device(p.pos, pos.data(), bytes, err) ||
-                   gpu_copy_to_device(p.slot, slot.data(), bytes, err) ||
-                   gpu_copy_to_device(p.rows, rows.data(), B * sizeof(int), err)
-               ? -1
-               : 0;
+    bool bad = gpu_copy_to_device(p.tokens, tok.data(), bytes, err) ||
+               gpu_copy_to_device(p.sample, sid.data(), bytes, err) ||
+               gpu_copy_to_device(p.pos, pos.data(), bytes, err) ||
+               gpu_copy_to_device(p.slot, slot.data(), bytes, err) ||
+               gpu_copy_to_device(p.rows, rows.data(), B * sizeof(int), err);
+    return bad ? -1 : 0;
 }
 
 /* core/decode.c's checks on the prompts; *longest gets the longest. */
@@ -1099,7 +1103,8 @@ int decode_cached(gpu_engine *e, const int *prompts, int stride, const int *len,
     if (!rc) rc = gpu_copy_to_device(kc.len, len, B * sizeof(int), err) ||
                   gpu_copy_to_device(st.rows, rows.data(), B * sizeof(int), err);
     if (!rc) rc = decode_forward(e, pre, &kc, NULL, kc.next) || copy_logits(e, pre, 0, max_new, logits, err);
-    if (!rc) gpu_decode_advance(kc.out, max_new, 0, kc.next, st.tokens, st.pos, st.slot, kc.len, kc.klen, kc.max_len, B, 0);
+    if (!rc)
+        gpu_decode_advance(kc.out, max_new, 0, kc.next, st.tokens, st.pos, st.slot, kc.len, kc.klen, kc.max_len, B, 0);
     for (int step = 1; step < max_new && !rc; step++) {
         rc = decode_forward(e, st, &kc, kc.klen, kc.next) || copy_logits(e, st, step, max_new, logits, err);
         if (!rc) gpu_decode_advance(kc.out, max_new, step, kc.next, st.tokens, st.pos, st.slot, kc.len, kc.klen,
@@ -1170,7 +1175,10 @@ int from_bf16(gpu_engine *e, real *dst, const gpu_bf16 *src, size_t count, ps_er
     return rc;
 }
 
-template <class T> T *tensor_in(gpu_engine *e, T *unit, int t) { return unit ? unit + e->s.layout->tensors[t].offset : NULL; }
+/* Tensor t's view into a whole unit's weights or gradient (NULL stays NULL). */
+template <class T> T *tensor_in(gpu_engine *e, T *unit, int t) {
+    return unit ? unit + e->s.layout->tensors[t].offset : NULL;
+}
 
 int api_projector_forward(gpu_engine *e, const real *features, int n, real *out, ps_error *err) {
     Projector &p = e->pj;

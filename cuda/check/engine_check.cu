@@ -25,14 +25,17 @@
  *     full recompute; the negative control reads the prompts to the stride.
  * bf16 activations and
  * weights against fp32: tolerances are relative L2 errors (see TOL_*).
- * Runs on the CPU emulator build (tests/t_gpu_contract.sh) or a GPU.
+ * Runs on the CPU emulator build (tests/t_gpu_contract.sh) or a GPU
+ * (cuda/check/device_decode.sh); --bench times decoding on a GPU instead.
  * Exit 0 pass, 1 fail, 77 no usable GPU. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "gpu.h"
@@ -95,6 +98,23 @@ struct Rng {
 };
 
 static float bf16_round(float x) { return gpu_bf16_to_float(gpu_float_to_bf16(x)); }
+
+/* A decoder's shape (norm_eps 1e-5, untied head unless set after). */
+static model_config shape(int vocab, int dim, int layers, int heads, int kv_heads, int ffn, int context, double theta,
+                          double init_std) {
+    model_config c = {};
+    c.vocab = vocab;
+    c.dim = dim;
+    c.layers = layers;
+    c.heads = heads;
+    c.kv_heads = kv_heads;
+    c.ffn_dim = ffn;
+    c.context = context;
+    c.rope_theta = theta;
+    c.norm_eps = 1e-5;
+    c.init_std = init_std;
+    return c;
+}
 
 /* A batch of B sequences of S rows, as an adaptation stage packs them. */
 struct Packed {
@@ -163,17 +183,8 @@ static model_batch as_batch(Packed &p, bool packed) {
 static int run(int strategy, int tied, const char *name) {
     ps_error err;
     printf("%s:\n", name);
-    model_config c = {};
-    c.vocab = 128;
-    c.dim = 128;
-    c.layers = 2;
-    c.heads = 2;
-    c.kv_heads = 1; /* head_dim 64: the flash kernels for plain batches, GQA */
-    c.ffn_dim = 256;
-    c.context = 32;
-    c.rope_theta = 10000.0;
-    c.norm_eps = 1e-5;
-    c.init_std = 0.05;
+    /* head_dim 64: the flash kernels for plain batches, GQA */
+    model_config c = shape(128, 128, 2, 2, 1, 256, 32, 10000.0, 0.05);
     c.tied_head = tied;
     const int B = 2, S = 24, n = B * S;
     model m;
@@ -335,17 +346,7 @@ struct Trained {
 };
 
 static int train_decoder(Trained &t, ps_error *err) {
-    model_config c = {};
-    c.vocab = 256;
-    c.dim = 64;
-    c.layers = 2;
-    c.heads = 2;
-    c.kv_heads = 1;
-    c.ffn_dim = 128;
-    c.context = 64;
-    c.rope_theta = 10000.0;
-    c.norm_eps = 1e-5;
-    c.init_std = 0.02;
+    model_config c = shape(256, 64, 2, 2, 1, 128, 64, 10000.0, 0.02);
     if (model_init(&t.m, &c, backend_cpu(), err)) return -1;
     const model_layout *L = &t.m.layout;
     model_params G, M, V;
@@ -454,7 +455,8 @@ static void run_decode(Trained &t, int strategy, bool full_check, const char *na
             margin);
     if (!full_check) return;
     verdict(orc == og && e_r <= TOL_DECODE,
-            "cached decode = full recompute on the engine: tokens %s, logits relL2 %.2e", orc == og ? "equal" : "DIFFER",
+            "cached decode = full recompute on the engine: tokens %s, logits relL2 %.2e",
+            orc == og ? "equal" : "DIFFER",
             e_r);
     int wrong = 0;
     for (size_t i = 0; i < on.size(); i++) wrong += on[i] != oc[i];
@@ -477,17 +479,7 @@ static const double TOL_PROJ = 1e-2;
 static void run_projector(int strategy, const char *name) {
     ps_error err;
     printf("%s:\n", name);
-    model_config c = {};
-    c.vocab = 128;
-    c.dim = 128;
-    c.layers = 2;
-    c.heads = 2;
-    c.kv_heads = 1;
-    c.ffn_dim = 256;
-    c.context = 32;
-    c.rope_theta = 10000.0;
-    c.norm_eps = 1e-5;
-    c.init_std = 0.05;
+    model_config c = shape(128, 128, 2, 2, 1, 256, 32, 10000.0, 0.05);
     const int B = 2, S = 24, IN = 48;
     model m;
     projector pj;
@@ -596,13 +588,98 @@ static void run_projector(int strategy, const char *name) {
     model_free(&m);
 }
 
-int main(void) {
+/* ---------------------------------------------------------- --bench */
+
+static double wall_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* Decode speed on the GPU (not the emulator: timings there mean nothing):
+ * config/model/1b.cfg's shape with random weights, 8 prompts of 449 to 512
+ * tokens, 128 new tokens each: the KV cache (prefill, then one-token steps)
+ * against re-running the whole forward for every token. Both run the same
+ * engine, kernels and weights, so the ratio is the cache's. Random weights
+ * give nearly flat logits, so the two modes' tokens may part ways where bf16
+ * rounding reorders near-ties: their agreement is printed, not judged (the
+ * trained model above is where tokens are judged). */
+static int bench_decode(void) {
+    ps_error err;
+    model_config c = shape(32000, 2048, 16, 32, 8, 8192, 2048, 500000.0, 0.02);
+    int B = 8, STRIDE = 512, NEW = 128;
+#ifdef PRESIGHT_EMU
+    /* the emulator runs the code path at a toy shape: its timings mean nothing */
+    c.vocab = 512, c.dim = 128, c.layers = 2, c.heads = 4, c.kv_heads = 2, c.ffn_dim = 256, c.context = 64;
+    B = 2, STRIDE = 40, NEW = 8;
+    printf("bench: on the CPU emulator, at a toy shape: the timings below mean nothing\n");
+#endif
+    model m;
+    model_params P;
+    if (model_init(&m, &c, backend_cpu(), &err) || model_params_alloc(&P, &m.layout, &err))
+        return printf("FAIL bench model: %s\n", err.msg), 1;
+    double t0 = wall_s();
+    model_init_weights(&P, &m.layout, 1);
+    printf("bench: %.3fB parameters initialised in %.1f s\n", m.layout.n_params / 1e9, wall_s() - t0);
+    OneRank g;
+    if (one_rank_open(g, &m.layout, STRATEGY_DDP, 1, 64, 0.f, NULL, P.unit, &err))
+        return printf("FAIL bench engine: %s\n", err.msg), 1;
+    printf("  engine: %s\n", g.api->describe(g.e));
+    Rng rng(3);
+    std::vector<int> prompts(B * STRIDE), len(B), cached(B * NEW), full(B * NEW), one(B);
+    for (int &t : prompts) t = rng.below(c.vocab);
+    for (int b = 0; b < B; b++) len[b] = STRIDE - 9 * b;
+    printf("bench: %d layers, dim %d, %d/%d heads, vocab %d\n", c.layers, c.dim, c.heads, c.kv_heads, c.vocab);
+    /* a warm-up: cuBLASLt's heuristics and the allocator's blocks */
+    int rc = g.api->greedy_decode(g.e, prompts.data(), STRIDE, len.data(), B, 8, 0, cached.data(), NULL, &err);
+    double t_pre = 0, t_cache = 0, t_full = 0;
+    for (int rep = 0; rep < 3 && !rc; rep++) { /* best of three */
+        double a = wall_s();
+        rc = g.api->greedy_decode(g.e, prompts.data(), STRIDE, len.data(), B, 1, 0, one.data(), NULL, &err);
+        double b = wall_s();
+        if (!rc)
+            rc = g.api->greedy_decode(g.e, prompts.data(), STRIDE, len.data(), B, NEW, 0, cached.data(), NULL, &err);
+        double e = wall_s();
+        t_pre = rep ? std::min(t_pre, b - a) : b - a;
+        t_cache = rep ? std::min(t_cache, e - b) : e - b;
+    }
+    if (!rc) {
+        double a = wall_s();
+        rc = g.api->greedy_decode(g.e, prompts.data(), STRIDE, len.data(), B, NEW, 1, full.data(), NULL, &err);
+        t_full = wall_s() - a;
+    }
+    one_rank_close(g);
+    model_params_free(&P);
+    model_free(&m);
+    if (rc) return printf("FAIL bench decode: %s\n", err.msg), 1;
+    int same = 0, first_split = NEW;
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < NEW; s++) {
+            same += cached[b * NEW + s] == full[b * NEW + s];
+            if (cached[b * NEW + s] != full[b * NEW + s]) first_split = std::min(first_split, s);
+        }
+    double tok = (double)B * NEW;
+    printf("bench: decode %d x %d new tokens after prompts of %d-%d tokens\n", B, NEW, len[B - 1], len[0]);
+    printf("  %-34s %10s %12s\n", "mode", "seconds", "tokens/s");
+    printf("  %-34s %10.3f %12.1f\n", "KV cache (prefill + steps)", t_cache, tok / t_cache);
+    printf("  %-34s %10.3f %12.1f\n", "  of which the prefill", t_pre, B / t_pre);
+    printf("  %-34s %10.3f %12.1f\n", "  the steps alone", t_cache - t_pre, B * (NEW - 1) / (t_cache - t_pre));
+    printf("  %-34s %10.3f %12.1f\n", "full recompute per token", t_full, tok / t_full);
+    printf("  cache / recompute: %.1fx tokens/s; tokens agreeing %d of %d", t_full / t_cache, same, (int)tok);
+    if (first_split < NEW) printf(" (the first split at step %d of %d)", first_split, NEW);
+    printf("\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress as it happens, also through a pipe */
     char why[512];
     if (!presight_gpu_engine()->available(why, sizeof why)) {
         printf("%s\n", why);
         return 77;
     }
+    if (argc > 1 && !strcmp(argv[1], "--bench")) return bench_decode();
+    if (argc > 1) return printf("usage: %s [--bench]\n", argv[0]), 2;
     run(STRATEGY_DDP, 0, "ddp");
     run(STRATEGY_ZERO1, 0, "zero1");
     run(STRATEGY_FSDP, 1, "fsdp, tied head (frozen with the embedding)");
