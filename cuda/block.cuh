@@ -152,7 +152,18 @@ struct OpMarks {
         if (marks) marks->mark(label);                                                                                 \
     } while (0)
 
-static inline void block_fwd(const Dims &d, const BlockW<gpu_bf16> &w, const BlockActs &a, OpMarks *marks) {
+/* Decoding (the engine's greedy_decode): this layer's KV cache. The block
+ * stores its roped keys and values at cache row slot[i] of each row (prefill
+ * and steps); a step (len set, seq 1) then attends over the cache instead. */
+struct BlockCache {
+    gpu_bf16 *k, *v;  /* this layer's [batch, max_len, KV hd] */
+    const int *slot;  /* [n] cache row of each row, -1: none (padding) */
+    const int *len;   /* [batch] rows each query attends to (a step); NULL: a prefill */
+    int max_len;
+};
+
+static inline void block_fwd(const Dims &d, const BlockW<gpu_bf16> &w, const BlockActs &a, OpMarks *marks,
+                             const BlockCache *kc = NULL) {
     int n = d.n;
     gpu_rmsnorm_forward(a.ln1, a.rstd1, a.x, w.attn_norm, n, d.D, d.eps);
     MARK("rmsnorm");
@@ -160,7 +171,10 @@ static inline void block_fwd(const Dims &d, const BlockW<gpu_bf16> &w, const Blo
     MARK("gemm qkv");
     gpu_rope_forward(a.qkv, d.cos_sin, d.pos, n, d.QKV, d.H + d.KV, d.hd);
     MARK("rope");
-    if (d.sample)
+    if (kc) gpu_kv_cache_write(kc->k, kc->v, a.qkv, kc->slot, n, d.H, d.KV, d.hd);
+    if (kc && kc->len)
+        gpu_attention_decode(a.att, a.qkv, d.QKV, kc->k, kc->v, kc->len, d.B, kc->max_len, d.H, d.KV, d.hd);
+    else if (d.sample)
         gpu_attention_forward_masked(a.att, a.lse, a.qkv, d.sample, d.B, d.S, d.H, d.KV, d.hd);
     else
         gpu_attention_forward(a.att, a.lse, a.qkv, d.B, d.S, d.H, d.KV, d.hd);

@@ -9,7 +9,9 @@
  *                          (where it is gslice) and zero1, only from the unit's backward
  *                          to its reduce-scatter under fsdp.
  * The forward and backward pass is core/model.c's, op for op (cuda/block.cuh),
- * on a model_batch (token rows, embedding rows, positions, sample ids).
+ * on a model_batch (token rows, embedding rows, positions, sample ids);
+ * greedy decoding keeps its KV cache on the device, and a projector unit
+ * (core/projector.h) runs and trains here too.
  * A frozen unit has master and w (or wslice) only: no g, gslice, m, v.
  *
  * Two streams. Compute runs on gpu.h's stream; collectives on `side`. Before
@@ -51,6 +53,15 @@ struct Unit {
     bool trains;
 };
 
+/* The projector (core/projector.h) when the layout has one: its unit and
+ * tensors, and what its backward keeps from the forward (bf16, [n] rows). */
+struct Projector {
+    int unit = -1, w0, b0, w2, b2, in_dim;
+    int n = 0, cap = 0;
+    gpu_bf16 *feat = NULL, *h = NULL, *g = NULL, *y = NULL; /* [n, in_dim], [n, D] x 3 */
+    float *f32 = NULL;                                     /* host <-> device staging [n, max(in_dim, D)] */
+};
+
 /* A forward's hidden-state pooling (model_batch.hidden), on the device. */
 struct Pool {
     double *out;       /* [n_groups][layers + 1][D] sums */
@@ -86,6 +97,7 @@ struct gpu_engine {
     float *bembeds, *bgrad;
     double *blogp;
     int n_rows; /* embedding rows of the current batch */
+    Projector pj;
     ps_error err;
     int failed;
     long long mallocs_at_step;
@@ -235,6 +247,7 @@ int reduce_gradient(gpu_engine *e, int ui, int last_micro_batch) {
 
 /* The unit the passes want after u: forward 0, 1..L, last; backward the reverse. */
 int next_unit(const gpu_engine *e, int ui, int backward) {
+    if (ui > e->last) return -1; /* an extra unit (the projector) is used on its own */
     if (backward) return ui > 0 ? ui - 1 : -1;
     return ui + 1 <= e->last ? ui + 1 : -1;
 }
@@ -516,6 +529,26 @@ int api_unique_id(void *id, ps_error *err) { return gpu_comm_unique_id(id, err);
 
 void api_destroy(gpu_engine *e);
 
+/* The projector's tensors (core/projector.c's names), all in one extra unit. */
+int find_projector(gpu_engine *e, const model_layout *L, ps_error *err) {
+    static const char *names[4] = {"mm_projector.0.weight", "mm_projector.0.bias", "mm_projector.2.weight",
+                                   "mm_projector.2.bias"};
+    int at[4] = {-1, -1, -1, -1};
+    for (int t = 0; t < L->n_tensors; t++)
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(L->tensors[t].name, names[k])) at[k] = t;
+    if (at[0] < 0 && at[1] < 0 && at[2] < 0 && at[3] < 0) return 0;
+    for (int k = 0; k < 4; k++)
+        if (at[k] < 0 || L->tensors[at[k]].unit != L->tensors[at[0]].unit || L->tensors[at[k]].unit < L->llm_units)
+            return ps_fail(err, "GPU engine: the layout holds part of a projector (%s missing or in another unit)",
+                           names[k]);
+    Projector &p = e->pj;
+    p.unit = L->tensors[at[0]].unit;
+    p.w0 = at[0], p.b0 = at[1], p.w2 = at[2], p.b2 = at[3];
+    p.in_dim = L->tensors[at[0]].cols;
+    return 0;
+}
+
 gpu_engine *api_create(const gpu_engine_setup *s, ps_error *err) {
     const model_config &c = s->layout->cfg;
     if (s->strategy != STRATEGY_DDP && s->slices->world != s->world) {
@@ -532,11 +565,11 @@ gpu_engine *api_create(const gpu_engine_setup *s, ps_error *err) {
     e->last = s->layout->llm_units - 1;
     e->tied = c.tied_head;
     e->units.assign(e->n_units, Unit());
-    int rc = 0;
+    int rc = find_projector(e, s->layout, err);
     for (int u = s->layout->llm_units; u < e->n_units && !rc; u++)
-        if (s->layout->units[u].trainable)
+        if (s->layout->units[u].trainable && u != e->pj.unit)
             rc = ps_fail(err, "GPU engine: unit %d (after the decoder's %d) trains, but the engine runs the decoder's "
-                              "units only; freeze it there or use run.backend = \"cpu\"",
+                              "units and a projector only; freeze it there or use run.backend = \"cpu\"",
                          u, s->layout->llm_units);
     if (!rc) rc = open_comm(e, err);
     for (int u = 0; !rc && u < e->n_units; u++) rc = alloc_unit(e, u);
@@ -570,8 +603,10 @@ void api_destroy(gpu_engine *e) {
     for (void *p : {(void *)e->lnf, (void *)e->logits, (void *)e->rstdf, (void *)e->cos_sin, (void *)e->pos,
                     (void *)e->tokens, (void *)e->targets, (void *)e->loss, (void *)e->n_valid, (void *)e->sumsq,
                     (void *)e->bpos, (void *)e->bsample, (void *)e->brows, (void *)e->bgroup, (void *)e->bembeds,
-                    (void *)e->bgrad, (void *)e->blogp})
+                    (void *)e->bgrad, (void *)e->blogp, (void *)e->pj.feat, (void *)e->pj.h, (void *)e->pj.g,
+                    (void *)e->pj.y})
         gpu_free(p);
+    if (e->pj.f32) cudaFreeHost(e->pj.f32);
     if (e->h_tokens) cudaFreeHost(e->h_tokens);
     if (e->h_targets) cudaFreeHost(e->h_targets);
     gpu_comm_free(e->comm);
@@ -657,7 +692,8 @@ int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
                        b->batch, b->seq, d.B, d.S);
     if (!b->tokens) return ps_fail(err, "GPU engine: the batch has no tokens");
     if (b->cache || b->cache_mode != MODEL_CACHE_NONE)
-        return ps_fail(err, "GPU engine: no KV-cache decoding on the engine yet; decode on the CPU backend");
+        return ps_fail(err, "GPU engine: forward_batch takes no KV cache (the engine's cache lives on the device: "
+                            "use greedy_decode)");
     if (b->log_probs && !b->targets) return ps_fail(err, "GPU engine: log-probabilities need targets");
     if (b->hidden && (!b->pool_group || b->n_groups <= 0))
         return ps_fail(err, "GPU engine: pooled hidden states need pool_group and n_groups > 0");
@@ -876,6 +912,323 @@ int api_gradients(gpu_engine *e, real **grads, ps_error *err) {
 
 const char *api_describe(gpu_engine *e) { return e->desc; }
 
+/* ------------------------------------------------------------- decoding */
+
+/* A forward-only pass over [B, S] rows for decoding: the residual stream in
+ * two buffers used in turn, one block's activations reused by every block,
+ * then only the last row of each sequence through the final norm and the head
+ * into fp32 logits (no [B S, vocab] logits, and argmax ties are rarer than in
+ * bf16). Buffers come from the caching allocator, so a pass per step of the
+ * recompute mode costs no cudaMalloc once warm. */
+struct DecodePass {
+    Dims d;
+    gpu_bf16 *x[2] = {NULL, NULL}, *last = NULL, *lnf = NULL;
+    BlockActs a = {};
+    float *rstd = NULL, *logits = NULL;
+    int *tokens = NULL, *pos = NULL, *sample = NULL, *slot = NULL, *rows = NULL; /* [n] x 4, [B] */
+};
+
+void free_pass(DecodePass &p) {
+    free_block_acts(p.a);
+    for (void *q : {(void *)p.x[0], (void *)p.x[1], (void *)p.last, (void *)p.lnf, (void *)p.rstd, (void *)p.logits,
+                    (void *)p.tokens, (void *)p.pos, (void *)p.sample, (void *)p.slot, (void *)p.rows})
+        gpu_free(q);
+    p = DecodePass();
+}
+
+int alloc_pass(gpu_engine *e, DecodePass &p, int B, int S) {
+    p.d = make_dims(e->s.layout->cfg, B, S);
+    p.d.cos_sin = e->cos_sin;
+    size_t n = p.d.n, D = p.d.D;
+    p.x[0] = dev_alloc<gpu_bf16>(e, n * D, "decoding activations");
+    p.x[1] = dev_alloc<gpu_bf16>(e, n * D, "decoding activations");
+    p.last = dev_alloc<gpu_bf16>(e, (size_t)B * D, "decoding activations");
+    p.lnf = dev_alloc<gpu_bf16>(e, (size_t)B * D, "decoding activations");
+    p.rstd = dev_alloc<float>(e, B, "decoding activations");
+    p.logits = dev_alloc<float>(e, (size_t)B * p.d.V, "decoding logits");
+    p.tokens = dev_alloc<int>(e, n, "decoding rows");
+    p.pos = dev_alloc<int>(e, n, "decoding rows");
+    p.sample = dev_alloc<int>(e, n, "decoding rows");
+    p.slot = dev_alloc<int>(e, n, "decoding rows");
+    p.rows = dev_alloc<int>(e, B, "decoding rows");
+    if (e->failed) return -1;
+    if (alloc_block_acts(p.d, p.a, NULL, NULL)) return efail(e, "out of GPU memory for decoding activations");
+    p.d.pos = p.pos;
+    return 0;
+}
+
+/* The KV cache: bf16 [layers][batch][max_len][KV hd] keys and values, the
+ * rows each sequence holds, and what the steps read and write. */
+struct KvCache {
+    gpu_bf16 *k = NULL, *v = NULL;
+    int *len = NULL, *klen = NULL, *next = NULL, *out = NULL; /* [B] x 3, [B, max_new] */
+    int max_len = 0;
+    size_t layer = 0; /* elements per layer */
+};
+
+void free_cache(KvCache &c) {
+    for (void *q : {(void *)c.k, (void *)c.v, (void *)c.len, (void *)c.klen, (void *)c.next, (void *)c.out})
+        gpu_free(q);
+    c = KvCache();
+}
+
+/* Embedding, the blocks (with the cache when kc: a prefill when klen is
+ * NULL, else a step), the last rows' logits and their argmax into next. */
+int decode_forward(gpu_engine *e, DecodePass &p, KvCache *kc, const int *klen, int *next) {
+    const Dims &d = p.d;
+    if (acquire(e, 0, 0)) return -1;
+    gpu_embedding_forward(p.x[0], p.tokens, e->units[0].w, d.n, d.D); /* token -1: padding, a zero row */
+    release(e, 0, 0);
+    for (int l = 0; l < d.layers; l++) {
+        if (acquire(e, 1 + l, 0)) return -1;
+        p.a.x = p.x[l & 1];
+        p.a.x_out = p.x[(l + 1) & 1];
+        BlockCache bc = {kc ? kc->k + l * kc->layer : NULL, kc ? kc->v + l * kc->layer : NULL, p.slot, klen,
+                         kc ? kc->max_len : 0};
+        block_fwd(d, block_view(e->units[1 + l].w, d), p.a, NULL, kc ? &bc : NULL);
+        release(e, 1 + l, 0);
+    }
+    if (acquire(e, e->last, 0)) return -1;
+    Unit &top = e->units[e->last];
+    const gpu_bf16 *head = e->tied ? e->units[0].w : top.w + d.D;
+    gpu_rows_copy(p.last, p.x[d.layers & 1], p.rows, d.B, d.D);
+    gpu_rmsnorm_forward(p.lnf, p.rstd, p.last, top.w, d.B, d.D, d.eps);
+    gpu_gemm(0, 1, d.B, d.V, d.D, 1.f, p.lnf, d.D, 0, head, d.D, 0, 0.f, p.logits, GPU_F32, d.V, 0, 1);
+    gpu_argmax_rows(next, p.logits, d.B, d.V);
+    return e->failed ? -1 : 0;
+}
+
+/* The chosen token's logits of step `step` into logits [batch, max_new, V]. */
+int copy_logits(gpu_engine *e, const DecodePass &p, int step, int max_new, real *logits, ps_error *err) {
+    if (!logits) return 0;
+    const Dims &d = p.d;
+    std::vector<float> row((size_t)d.B * d.V);
+    if (gpu_copy_to_host(row.data(), p.logits, row.size() * sizeof(float), err)) return -1;
+    for (int b = 0; b < d.B; b++)
+        memcpy(logits + ((size_t)b * max_new + step) * d.V, row.data() + (size_t)b * d.V, (size_t)d.V * sizeof(float));
+    return 0;
+}
+
+/* The padded prefix batch [B, S] of rows 0..cur[b] - 1 (prompt, then the
+ * tokens chosen so far): sample b, padding after; cache slots when max_len. */
+int stage_prefix(DecodePass &p, const int *prompts, int stride, const int *len, const int *cur, const int *out,
+                 int max_new, int max_len, ps_error *err) {
+    int B = p.d.B, S = p.d.S;
+    std::vector<int> tok((size_t)B * S), sid(tok.size()), pos(tok.size()), slot(tok.size()), rows(B);
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < S; t++) {
+            size_t i = (size_t)b * S + t;
+            bool in = t < cur[b];
+            tok[i] = !in ? -1 : t < len[b] ? prompts[(size_t)b * stride + t] : out[(size_t)b * max_new + t - len[b]];
+            sid[i] = in ? b : -1;
+            pos[i] = t;
+            slot[i] = in && max_len ? b * max_len + t : -1;
+        }
+        rows[b] = b * S + cur[b] - 1;
+    }
+    size_t bytes = tok.size() * sizeof(int);
+    bool bad = gpu_copy_to_device(p.tokens, tok.data(), bytes, err) ||
+               gpu_copy_to_device(p.sample, sid.data(), bytes, err) ||
+               gpu_copy_to_device(p.pos, pos.data(), bytes, err) ||
+               gpu_copy_to_device(p.slot, slot.data(), bytes, err) ||
+               gpu_copy_to_device(p.rows, rows.data(), B * sizeof(int), err);
+    return bad ? -1 : 0;
+}
+
+/* core/decode.c's checks on the prompts; *longest gets the longest. */
+int check_prompts(const gpu_engine *e, const int *len, int stride, int batch, int max_new, int *longest,
+                  ps_error *err) {
+    if (batch <= 0 || max_new <= 0 || stride <= 0)
+        return ps_fail(err, "greedy decoding needs batch, prompt stride and max_new > 0 (%d, %d, %d)", batch, stride,
+                       max_new);
+    if (e->d.hd > 256) return ps_fail(err, "GPU engine: decoding supports head_dim <= 256 (%d)", e->d.hd);
+    *longest = 0;
+    for (int b = 0; b < batch; b++) {
+        if (len[b] < 1 || len[b] > stride)
+            return ps_fail(err, "prompt %d: length %d is outside [1, %d]", b, len[b], stride);
+        *longest = std::max(*longest, len[b]);
+    }
+    int context = e->s.layout->cfg.context;
+    if (*longest + max_new - 1 > context)
+        return ps_fail(err, "a prompt of %d tokens and %d new ones exceed model.context %d", *longest, max_new,
+                       context);
+    return 0;
+}
+
+/* Every token re-runs the forward over the whole prefix: one pass per step. */
+int decode_recompute(gpu_engine *e, const int *prompts, int stride, const int *len, int B, int max_new, int *out,
+                     real *logits, ps_error *err) {
+    std::vector<int> cur(len, len + B), next(B);
+    int *dnext = dev_alloc<int>(e, B, "decoding tokens");
+    int rc = dnext ? 0 : -1;
+    for (int step = 0; step < max_new && !rc; step++) {
+        int S = *std::max_element(cur.begin(), cur.end());
+        DecodePass p;
+        rc = alloc_pass(e, p, B, S);
+        if (!rc) rc = stage_prefix(p, prompts, stride, len, cur.data(), out, max_new, 0, err);
+        p.d.sample = p.sample;
+        if (!rc) rc = decode_forward(e, p, NULL, NULL, dnext);
+        if (!rc) rc = gpu_copy_to_host(next.data(), dnext, B * sizeof(int), err);
+        if (!rc) rc = copy_logits(e, p, step, max_new, logits, err);
+        for (int b = 0; b < B && !rc; b++) {
+            out[(size_t)b * max_new + step] = next[b];
+            cur[b]++;
+        }
+        free_pass(p);
+    }
+    gpu_free(dnext);
+    return rc;
+}
+
+/* Prefill, then one-token steps over the cache; the tokens stay on the
+ * device (decode_advance) until the end. */
+int decode_cached(gpu_engine *e, const int *prompts, int stride, const int *len, int B, int S, int max_new, int *out,
+                  real *logits, ps_error *err) {
+    const Dims &d = e->d;
+    KvCache kc;
+    kc.max_len = S + max_new - 1;
+    kc.layer = (size_t)B * kc.max_len * d.KV * d.hd;
+    kc.k = dev_alloc<gpu_bf16>(e, kc.layer * d.layers, "the KV cache");
+    kc.v = dev_alloc<gpu_bf16>(e, kc.layer * d.layers, "the KV cache");
+    kc.len = dev_alloc<int>(e, B, "the KV cache");
+    kc.klen = dev_alloc<int>(e, B, "the KV cache");
+    kc.next = dev_alloc<int>(e, B, "the KV cache");
+    kc.out = dev_alloc<int>(e, (size_t)B * max_new, "decoded tokens");
+    DecodePass pre, st;
+    std::vector<int> rows(B);
+    for (int b = 0; b < B; b++) rows[b] = b;
+    int rc = e->failed || alloc_pass(e, pre, B, S) || alloc_pass(e, st, B, 1) ? -1 : 0;
+    if (!rc) rc = stage_prefix(pre, prompts, stride, len, len, out, max_new, kc.max_len, err);
+    pre.d.sample = pre.sample;
+    if (!rc) rc = gpu_copy_to_device(kc.len, len, B * sizeof(int), err) ||
+                  gpu_copy_to_device(st.rows, rows.data(), B * sizeof(int), err);
+    if (!rc) rc = decode_forward(e, pre, &kc, NULL, kc.next) || copy_logits(e, pre, 0, max_new, logits, err);
+    if (!rc)
+        gpu_decode_advance(kc.out, max_new, 0, kc.next, st.tokens, st.pos, st.slot, kc.len, kc.klen, kc.max_len, B, 0);
+    for (int step = 1; step < max_new && !rc; step++) {
+        rc = decode_forward(e, st, &kc, kc.klen, kc.next) || copy_logits(e, st, step, max_new, logits, err);
+        if (!rc) gpu_decode_advance(kc.out, max_new, step, kc.next, st.tokens, st.pos, st.slot, kc.len, kc.klen,
+                                    kc.max_len, B, 1);
+    }
+    if (!rc) rc = gpu_copy_to_host(out, kc.out, (size_t)B * max_new * sizeof(int), err);
+    free_pass(pre);
+    free_pass(st);
+    free_cache(kc);
+    return rc;
+}
+
+int api_greedy_decode(gpu_engine *e, const int *prompts, int stride, const int *len, int batch, int max_new,
+                      int recompute, int *out, real *logits, ps_error *err) {
+    int S = 0;
+    if (check_prompts(e, len, stride, batch, max_new, &S, err)) return -1;
+    if (check(e, err)) return -1;
+    int rc = recompute ? decode_recompute(e, prompts, stride, len, batch, max_new, out, logits, err)
+                       : decode_cached(e, prompts, stride, len, batch, S, max_new, out, logits, err);
+    release_all(e);
+    if (e->failed) return check(e, err), -1;
+    return rc || check(e, err) ? -1 : 0;
+}
+
+/* ------------------------------------------------------------ projector */
+
+/* The buffers of n rows (grown when needed). */
+int projector_buffers(gpu_engine *e, int n) {
+    Projector &p = e->pj;
+    if (n <= p.cap) return 0;
+    for (gpu_bf16 **q : {&p.feat, &p.h, &p.g, &p.y}) {
+        gpu_free(*q);
+        *q = NULL;
+    }
+    if (p.f32) cudaFreeHost(p.f32);
+    p.f32 = NULL;
+    p.cap = 0;
+    size_t D = e->d.D, wide = std::max((size_t)p.in_dim, D);
+    if (!(p.feat = dev_alloc<gpu_bf16>(e, (size_t)n * p.in_dim, "projector activations")) ||
+        !(p.h = dev_alloc<gpu_bf16>(e, (size_t)n * D, "projector activations")) ||
+        !(p.g = dev_alloc<gpu_bf16>(e, (size_t)n * D, "projector activations")) ||
+        !(p.y = dev_alloc<gpu_bf16>(e, (size_t)n * D, "projector activations")))
+        return -1;
+    if (cudaMallocHost((void **)&p.f32, (size_t)n * wide * sizeof(float)) != cudaSuccess)
+        return efail(e, "cudaMallocHost failed for the projector's staging buffer");
+    p.cap = n;
+    return 0;
+}
+
+/* host fp32 [count] -> device bf16, through the pinned staging buffer. */
+int to_bf16(gpu_engine *e, gpu_bf16 *dst, const real *src, size_t count, ps_error *err) {
+    float *dev = dev_alloc<float>(e, count, "projector staging");
+    if (!dev) return -1;
+    memcpy(e->pj.f32, src, count * sizeof(float));
+    int rc = gpu_copy_to_device(dev, e->pj.f32, count * sizeof(float), err);
+    if (!rc) gpu_f32_to_bf16(dst, dev, count);
+    gpu_free(dev);
+    return rc;
+}
+
+int from_bf16(gpu_engine *e, real *dst, const gpu_bf16 *src, size_t count, ps_error *err) {
+    float *dev = dev_alloc<float>(e, count, "projector staging");
+    if (!dev) return -1;
+    gpu_bf16_to_f32(dev, src, count);
+    int rc = gpu_copy_to_host(e->pj.f32, dev, count * sizeof(float), err);
+    if (!rc) memcpy(dst, e->pj.f32, count * sizeof(float));
+    gpu_free(dev);
+    return rc;
+}
+
+/* Tensor t's view into a whole unit's weights or gradient (NULL stays NULL). */
+template <class T> T *tensor_in(gpu_engine *e, T *unit, int t) {
+    return unit ? unit + e->s.layout->tensors[t].offset : NULL;
+}
+
+int api_projector_forward(gpu_engine *e, const real *features, int n, real *out, ps_error *err) {
+    Projector &p = e->pj;
+    if (p.unit < 0) return ps_fail(err, "GPU engine: the layout has no projector (mm_projector.*)");
+    if (n <= 0) return ps_fail(err, "GPU engine: a projector pass of %d rows", n);
+    int D = e->d.D;
+    if (projector_buffers(e, n) || acquire(e, p.unit, 0) ||
+        to_bf16(e, p.feat, features, (size_t)n * p.in_dim, err))
+        return fail_out(e, err);
+    gpu_bf16 *w = e->units[p.unit].w;
+    gpu_matmul_forward(p.h, p.feat, tensor_in(e, w, p.w0), NULL, n, p.in_dim, D);
+    gpu_bias_forward(p.h, tensor_in(e, w, p.b0), n, D);
+    gpu_gelu_forward(p.g, p.h, (size_t)n * D);
+    gpu_matmul_forward(p.y, p.g, tensor_in(e, w, p.w2), NULL, n, D, D);
+    gpu_bias_forward(p.y, tensor_in(e, w, p.b2), n, D);
+    release(e, p.unit, 1);
+    p.n = n;
+    if (from_bf16(e, out, p.y, (size_t)n * D, err)) return fail_out(e, err);
+    return check(e, err);
+}
+
+int api_projector_backward(gpu_engine *e, int k, const real *dout, real *dfeatures, ps_error *err) {
+    Projector &p = e->pj;
+    if (p.unit < 0 || !p.n) return ps_fail(err, "GPU engine: a projector backward without its forward");
+    if (k < 0 || k >= e->s.grad_accum) return ps_fail(err, "GPU engine: micro-batch %d of %d", k, e->s.grad_accum);
+    Unit &u = e->units[p.unit];
+    if (!u.trains && !dfeatures) return 0; /* nothing to compute */
+    int n = p.n, D = e->d.D;
+    gpu_bf16 *dg = dev_alloc<gpu_bf16>(e, (size_t)n * D, "the projector's gradient");
+    gpu_bf16 *dfeat = dfeatures ? dev_alloc<gpu_bf16>(e, (size_t)n * p.in_dim, "the projector's gradient") : NULL;
+    int rc = !dg || (dfeatures && !dfeat) || acquire(e, p.unit, 1) ||
+             to_bf16(e, p.y, dout, (size_t)n * D, err); /* y now holds dout */
+    if (!rc) {
+        const gpu_bf16 *w = u.w;
+        float *g = u.trains ? u.g : NULL;
+        gpu_bias_backward(tensor_in(e, g, p.b2), p.y, n, D);
+        gpu_matmul_backward(dg, tensor_in(e, g, p.w2), p.y, p.g, tensor_in(e, w, p.w2), n, D, D);
+        gpu_gelu_backward(dg, dg, p.h, (size_t)n * D);
+        gpu_bias_backward(tensor_in(e, g, p.b0), dg, n, D);
+        gpu_matmul_backward(dfeat, tensor_in(e, g, p.w0), dg, p.feat, tensor_in(e, w, p.w0), n, p.in_dim, D);
+        if (u.trains) rc = reduce_gradient(e, p.unit, k == e->s.grad_accum - 1);
+        release(e, p.unit, 1);
+    }
+    if (!rc && dfeatures) rc = from_bf16(e, dfeatures, dfeat, (size_t)n * p.in_dim, err);
+    gpu_free(dg);
+    gpu_free(dfeat);
+    if (rc || e->failed) return fail_out(e, err);
+    return check(e, err);
+}
+
 const gpu_engine_api g_api = {
     .abi = GPU_ENGINE_ABI,
     .available = api_available,
@@ -889,6 +1242,9 @@ const gpu_engine_api g_api = {
     .finish_backward = api_finish_backward,
     .gradients = api_gradients,
     .optimizer_step = api_optimizer_step,
+    .greedy_decode = api_greedy_decode,
+    .projector_forward = api_projector_forward,
+    .projector_backward = api_projector_backward,
     .memory = api_memory,
     .describe = api_describe,
 };

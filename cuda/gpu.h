@@ -213,6 +213,36 @@ void gpu_log_prob(double *out, const gpu_bf16 *logits, const int *targets, int n
  * double, rows in order (deterministic), as backend.h's pool_sum. */
 void gpu_pool_sum(double *out, size_t out_stride, const gpu_bf16 *x, const int *group, int n, int dim);
 
+/* The projector's ops (projector.cu), as backend.h's bias_* and gelu_*:
+ * out[i, :] += bias (bf16); dbias[:] += the column sums of dout (fp32,
+ * ACCUMULATES, deterministic; skipped when NULL); the exact erf GELU
+ * (out may alias x) and its backward (overwrites dx; dx may alias dout). */
+void gpu_bias_forward(gpu_bf16 *out, const gpu_bf16 *bias, int n, int dim);
+void gpu_bias_backward(float *dbias, const gpu_bf16 *dout, int n, int dim);
+void gpu_gelu_forward(gpu_bf16 *out, const gpu_bf16 *x, size_t count);
+void gpu_gelu_backward(gpu_bf16 *dx, const gpu_bf16 *dout, const gpu_bf16 *x, size_t count);
+
+/* Decoding with a KV cache (decode.cu), as backend.h's kv_cache_write and
+ * attention_decode on bf16 caches [rows, kv_heads * head_dim]: row i of the
+ * fused qkv [n, (H + 2 KVH) hd] goes to cache row slot[i] (none when < 0);
+ * query b of q [batch, q_stride] attends to rows 0..len[b] - 1 of sequence
+ * b's max_len rows (fp32 online softmax, head_dim <= 256); out [batch, H hd].
+ * rows_copy: out[k, :] = x[rows[k], :] (bf16). argmax_rows: out[i] = the
+ * index of row i's largest value, ties to the lowest (as core/decode.c).
+ * decode_advance: after a step chose next[b] (device), records it at
+ * out[b * max_new + step], adds `appended` rows to len[b] and sets the next
+ * step's token, position, cache slot (b * max_len + len[b]) and klen
+ * (len[b] + 1). Every pointer on the device. */
+void gpu_kv_cache_write(gpu_bf16 *k_cache, gpu_bf16 *v_cache, const gpu_bf16 *qkv, const int *slot, int n, int heads,
+                        int kv_heads, int head_dim);
+void gpu_attention_decode(gpu_bf16 *out, const gpu_bf16 *q, int q_stride, const gpu_bf16 *k_cache,
+                          const gpu_bf16 *v_cache, const int *len, int batch, int max_len, int heads, int kv_heads,
+                          int head_dim);
+void gpu_rows_copy(gpu_bf16 *out, const gpu_bf16 *x, const int *rows, int count, int dim);
+void gpu_argmax_rows(int *out, const float *x, int n, int cols);
+void gpu_decode_advance(int *out, int max_new, int step, const int *next, int *tokens, int *pos, int *slot, int *len,
+                        int *klen, int max_len, int batch, int appended);
+
 /* AdamW as backend.h on fp32 master params, grads and moments; param_bf16
  * (may be NULL) receives the updated parameters in bf16. */
 void gpu_adamw_update(float *param, gpu_bf16 *param_bf16, const float *grad, float *m, float *v, size_t count,

@@ -47,7 +47,8 @@ tests-build: $(GPU_EMU)
 # The engine's model contract against core/model.c (tests/t_gpu_contract.sh),
 # on the same emulator objects.
 GPU_CONTRACT_EMU := $(BUILD)/engine_check_emu
-$(GPU_CONTRACT_EMU): $(filter-out %/gpu_check.o,$(GPU_EMU_OBJ)) $(BUILD)/emu/cuda/check/engine_check.o $(GPU_EMU_CPU)
+$(GPU_CONTRACT_EMU): $(filter-out %/gpu_check.o,$(GPU_EMU_OBJ)) $(BUILD)/emu/cuda/check/engine_check.o $(GPU_EMU_CPU) \
+                     $(BUILD)/core/decode.o $(BUILD)/core/projector.o
 	$(CXX) $(GPU_EMU_SAN) -o $@ $^ -fopenmp -ldl -lm
 
 tests-build: $(GPU_CONTRACT_EMU)
@@ -109,8 +110,18 @@ $(GPU_ENGINE): $(GPU_CU_OBJ) $(BUILD)/pic/core/error.o
 
 all: $(GPU_ENGINE)
 
-# CI compiles and links the check and the engine on every `make test` (tests/t_gpu.sh runs the check).
-tests-build: $(GPU_CHECK) $(GPU_ENGINE)
+# The engine's model contract (decoding, projector) for a real GPU: cuda/check/device_decode.sh
+# builds the same program on a GPU machine without the Makefile's dependencies and runs it.
+ENGINE_CHECK := $(BUILD)/engine_check
+$(BUILD)/cuda/check/engine_check.o: cuda/check/engine_check.cu cuda/check/one_rank.cuh $(GPU_HDRS) core/decode.h core/projector.h core/optim.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -Icuda -c $< -o $@
+
+$(ENGINE_CHECK): $(BUILD)/cuda/check/engine_check.o $(LIB)
+	$(CXX) -o $@ $< $(LIB) $(GPU_LDLIBS)
+
+# CI compiles and links the checks and the engine on every `make test` (tests/t_gpu.sh runs the check).
+tests-build: $(GPU_CHECK) $(GPU_ENGINE) $(ENGINE_CHECK)
 
 gpu-check: $(BIN) $(GPU_CHECK)
 	@rc=0; $(GPU_CHECK) --json bench/gpu.json || rc=$$?; \

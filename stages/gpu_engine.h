@@ -18,8 +18,10 @@
  * over the replicas (a second communicator). Frozen units (model_unit.trainable
  * 0) hold weights only: no gradient, no moments, no reduction, no share in
  * the gradient norm; under fsdp they are still gathered for use. The engine
- * runs the decoder's units (layout.llm_units); extra units (a projector) must
- * be frozen there (their pass runs on the host). The host sees the state only at upload (start, resume) and
+ * runs the decoder's units (layout.llm_units) and a projector (core/projector.h,
+ * the unit of the mm_projector.* tensors), which may train; any other extra
+ * unit must be frozen there. Greedy decoding keeps its KV cache on the device.
+ * The host sees the state only at upload (start, resume) and
  * download (checkpoints), and two numbers per step (loss, gradient norm). */
 #ifndef PRESIGHT_GPU_ENGINE_H
 #define PRESIGHT_GPU_ENGINE_H
@@ -33,8 +35,9 @@
 
 /* Raised whenever gpu_engine_api or a struct it takes changes: the loader
  * (stages/backend_select.c) refuses a library of another number. 2: the
- * model_batch contract (train_batch, forward_batch, gradients), frozen units. */
-#define GPU_ENGINE_ABI 2
+ * model_batch contract (train_batch, forward_batch, gradients), frozen units.
+ * 3: greedy_decode (KV cache on the device), projector_forward/_backward. */
+#define GPU_ENGINE_ABI 3
 #define GPU_ENGINE_SYMBOL "presight_gpu_engine"
 #define GPU_ENGINE_LIBRARY "libpresight-cuda.so"
 #define GPU_ENGINE_ID_BYTES 128
@@ -107,6 +110,31 @@ typedef struct gpu_engine_api {
      * model_tensor_decays), gradients times grad_scale; the bf16
      * weights follow; gradients are zeroed for the next step. */
     int (*optimizer_step)(gpu_engine *e, double lr, int64_t step, double grad_scale, ps_error *err);
+    /* Greedy decoding between steps, as core/decode.h's model_greedy_decode
+     * (the same arguments and results; logits may be NULL, else fp32
+     * [batch, max_new, vocab]): the prompts run once through the forward
+     * (one sample per sequence, padding after the shorter prompts), which
+     * stores each layer's roped keys and values (bf16) in a KV cache on the
+     * device; each step then feeds one token per sequence at its own length
+     * and attends over the cache. The argmax is taken on the device from
+     * fp32 logits of the last rows, so a step without logits needs no host
+     * round trip. recompute = 1 instead re-runs the whole forward over every
+     * prefix for every token (no cache): the reference and the benchmark's
+     * peer. Waits for the device. */
+    int (*greedy_decode)(gpu_engine *e, const int *prompts, int prompt_stride, const int *prompt_len, int batch,
+                         int max_new, int recompute, int *out, real *logits, ps_error *err);
+    /* The projector (core/projector.h's mlp2x_gelu: Linear + bias, erf GELU,
+     * Linear + bias) on the device with its unit's weights, as
+     * projector_forward: out [n, dim] from features [n, in_dim] (host, fp32),
+     * for train_batch's embeds. Keeps what its backward needs. -1 when the
+     * layout has no projector. */
+    int (*projector_forward)(gpu_engine *e, const real *features, int n, real *out, ps_error *err);
+    /* Backward of the last projector_forward from dout [n, dim] (train_batch's
+     * embeds_grad of micro-batch k): when the projector trains its weight and
+     * bias gradients accumulate into its unit and are reduced like the
+     * decoder's (finish_backward, the gradient norm and optimizer_step cover
+     * them); dfeatures [n, in_dim] is written unless NULL. */
+    int (*projector_backward)(gpu_engine *e, int k, const real *dout, real *dfeatures, ps_error *err);
     void (*memory)(gpu_engine *e, gpu_engine_memory *out);
     /* "NVIDIA H200 (sm_90, 132 SMs, 139.8 GB), NCCL 2.27.3" */
     const char *(*describe)(gpu_engine *e);

@@ -8,6 +8,8 @@
  *   device     detection (no GPU: the plain message, exit 77), device facts
  *   ops        (a) every op vs core/backend_cpu.c on random data, small and
  *              medium sizes, outputs poisoned with NaN first; NaN never passes
+ *              (the projector's bias and GELU, the KV cache's write and
+ *              decode attention included)
  *   attention  (a) flash and GEMM attention vs the CPU, then flash vs GEMM at
  *              the 1B and 7B shapes (seq 2048), and their speed
  *   step       (a) a small model (2 layers, head_dim 64) trained 3 steps on
@@ -693,6 +695,73 @@ static void test_allocator(void) {
            s1.n_cuda_malloc - s0.n_cuda_malloc);
 }
 
+/* The projector's ops: bias add, its gradient (fp32, accumulated), the erf GELU and its backward. */
+static void test_projector_ops(const backend_ops *cpu, Rng &rng, int n, int dim, const char *tag) {
+    char nm[128];
+    size_t count = (size_t)n * dim;
+    Vec x = randn_bf16(count, rng, 2.0), bias = randn_bf16(dim, rng), dout = randn_bf16(count, rng);
+    Vec out = x, g(count), dx(count), db = randn(dim, rng);
+    Vec db0 = db;
+    cpu->bias_forward(out.data(), bias.data(), n, dim);
+    cpu->gelu_forward(g.data(), x.data(), count);
+    cpu->gelu_backward(dx.data(), dout.data(), x.data(), count);
+    cpu->bias_backward(db.data(), dout.data(), n, dim);
+    gpu_bf16 *dxx = up_bf16(x, "x"), *dbias = up_bf16(bias, "bias"), *ddo = up_bf16(dout, "dout");
+    gpu_bf16 *dg = dalloc<gpu_bf16>(count, "gelu"), *ddx = dalloc<gpu_bf16>(count, "dx");
+    float *ddb = up_f32(db0, "dbias");
+    if (!dxx || !dbias || !ddo || !dg || !ddx || !ddb) return;
+    poison(dg, count * 2);
+    poison(ddx, count * 2);
+    gpu_gelu_forward(dg, dxx, count);
+    gpu_gelu_backward(ddx, ddo, dxx, count);
+    gpu_bias_backward(ddb, ddo, n, dim);
+    gpu_bias_forward(dxx, dbias, n, dim); /* in place, last: x is read above */
+    snprintf(nm, sizeof nm, "gelu_forward %s n=%d dim=%d", tag, n, dim);
+    if (settle(nm)) {
+        judge_vec(nm, down_bf16(dg, count), g, TOL_BF16);
+        snprintf(nm, sizeof nm, "gelu_backward %s", tag);
+        judge_vec(nm, down_bf16(ddx, count), dx, TOL_BF16);
+        snprintf(nm, sizeof nm, "bias_forward %s", tag);
+        judge_vec(nm, down_bf16(dxx, count), out, TOL_BF16);
+        snprintf(nm, sizeof nm, "bias_backward (accumulating) %s", tag);
+        judge_vec(nm, down_f32(ddb, dim), db, TOL_F32);
+    }
+    for (void *p : {(void *)dxx, (void *)dbias, (void *)ddo, (void *)dg, (void *)ddx, (void *)ddb}) gpu_free(p);
+}
+
+/* The KV cache: kv_cache_write (some rows without a slot) and one query per
+ * sequence against caches of different lengths, as backend.h's. */
+static void test_decode_ops(const backend_ops *cpu, Rng &rng, int B, int max_len, int H, int KV, int hd,
+                            const char *tag) {
+    char nm[160];
+    int R = (H + 2 * KV) * hd, kvd = KV * hd, n = B * 3;
+    size_t cache = (size_t)B * max_len * kvd;
+    Vec kc = randn_bf16(cache, rng), vc = randn_bf16(cache, rng), qkv = randn_bf16((size_t)n * R, rng);
+    std::vector<int> slot(n), len(B);
+    for (int i = 0; i < n; i++) slot[i] = i % 3 == 2 ? -1 : (i / 3) * max_len + rng.below(max_len);
+    for (int b = 0; b < B; b++) len[b] = b == 0 ? 1 : b == 1 ? max_len : 1 + rng.below(max_len);
+    gpu_bf16 *dk = up_bf16(kc, "k cache"), *dv = up_bf16(vc, "v cache"), *dq = up_bf16(qkv, "qkv");
+    gpu_bf16 *dout = dalloc<gpu_bf16>((size_t)B * H * hd, "out");
+    int *dslot = up_i32(slot, "slots"), *dlen = up_i32(len, "lengths");
+    if (!dk || !dv || !dq || !dout || !dslot || !dlen) return;
+    cpu->kv_cache_write(kc.data(), vc.data(), qkv.data(), slot.data(), n, H, KV, hd);
+    gpu_kv_cache_write(dk, dv, dq, dslot, n, H, KV, hd);
+    Vec ref((size_t)B * H * hd);
+    /* queries: rows 0, 3, 6, ... of qkv (stride 3 R), one per sequence */
+    cpu->attention_decode(ref.data(), qkv.data(), 3 * R, kc.data(), vc.data(), len.data(), B, max_len, H, KV, hd);
+    poison(dout, ref.size() * 2);
+    gpu_attention_decode(dout, dq, 3 * R, dk, dv, dlen, B, max_len, H, KV, hd);
+    snprintf(nm, sizeof nm, "kv_cache_write %s B=%d rows=%d kv=%d", tag, B, max_len, kvd);
+    if (settle(nm)) {
+        judge_vec(nm, down_bf16(dk, cache), kc, TOL_EXACT);
+        snprintf(nm, sizeof nm, "kv_cache_write (values) %s", tag);
+        judge_vec(nm, down_bf16(dv, cache), vc, TOL_EXACT);
+        snprintf(nm, sizeof nm, "attention_decode %s B=%d max_len=%d heads=%d/%d hd=%d", tag, B, max_len, H, KV, hd);
+        judge_vec(nm, down_bf16(dout, ref.size()), ref, TOL_BF16);
+    }
+    for (void *p : {(void *)dk, (void *)dv, (void *)dq, (void *)dout, (void *)dslot, (void *)dlen}) gpu_free(p);
+}
+
 static int sec_ops(void) {
     ps_error err;
     if (gpu_init(gpu_local_rank(), &err)) {
@@ -734,6 +803,14 @@ static int sec_ops(void) {
     test_adamw(cpu, rng, (size_t)1 << (g_emu ? 14 : 20), "medium");
     test_sum_squares(cpu, rng, 1001, "small");
     test_sum_squares(cpu, rng, (size_t)1 << (g_emu ? 16 : 22), "medium");
+    test_projector_ops(cpu, rng, 37, 77, "small");
+    test_projector_ops(cpu, rng, g_emu ? 300 : 4608, g_emu ? 64 : 4096, "medium");
+    test_decode_ops(cpu, rng, 3, 37, 4, 2, 16, "small");
+    test_decode_ops(cpu, rng, 3, 29, 3, 1, 80, "hd80");
+    if (g_emu)
+        test_decode_ops(cpu, rng, 2, 64, 4, 1, 128, "medium");
+    else
+        test_decode_ops(cpu, rng, 8, 2048, 32, 8, 128, "8B shape");
     settle("ops end");
     return g_n_fail ? 1 : 0;
 }
