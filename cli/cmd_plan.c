@@ -322,7 +322,7 @@ static int print_cpu(const run_config *cfg, const model_layout *L, int ranks) {
     int shown = ranks < SHOWN ? ranks : SHOWN;
     printf("  %-44s", "peak RSS per rank, MiB");
     for (int r = 0; r < shown; r++) {
-        char cell[16];
+        char cell[24]; /* "rank " and any int */
         snprintf(cell, sizeof cell, "rank %d", r);
         printf(" %9s", cell);
     }
