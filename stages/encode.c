@@ -114,21 +114,30 @@ static void part_path(const job *j, int start, int end, char *out, size_t n) {
     snprintf(out, n, "%s/part_%09d_%09d.h5", j->parts, start, end);
 }
 
-/* A finished part is one that opens with exactly its ids and our weights. */
-static int part_done(const job *j, int start, int end) {
-    char path[1400];
-    part_path(j, start, end, path, sizeof path);
+/* A features file that opens with exactly the ids [start, end) of the set, our weights,
+ * layer, grid and dtype: a finished part, or (0, n) a finished output. */
+static int file_matches(const job *j, const char *path, int start, int end) {
     if (access(path, R_OK)) return 0;
-    char **ids = malloc(sizeof(char *) * (end - start));
+    char **ids = malloc(sizeof(char *) * (end - start > 0 ? end - start : 1));
     for (int i = start; i < end; i++) ids[i - start] = (char *)image_set_id(j->set, i);
     features_file *f;
     ps_error e;
     int ok = features_open(&f, path, ids, end - start, &e) == 0;
-    if (ok) ok = !strcmp(features_meta_of(f)->weights_sha256, j->meta.weights_sha256) &&
-                 !strcmp(features_meta_of(f)->layer, j->meta.layer) && features_meta_of(f)->float16 == j->meta.float16;
-    if (ok) features_free(f);
+    if (ok) {
+        const features_meta *m = features_meta_of(f);
+        ok = !strcmp(m->weights_sha256, j->meta.weights_sha256) && !strcmp(m->layer, j->meta.layer) &&
+             m->float16 == j->meta.float16 && m->grid_h == j->meta.grid_h && m->grid_w == j->meta.grid_w &&
+             m->width == j->meta.width;
+        features_free(f);
+    }
     free(ids);
     return ok;
+}
+
+static int part_done(const job *j, int start, int end) {
+    char path[1400];
+    part_path(j, start, end, path, sizeof path);
+    return file_matches(j, path, start, end);
 }
 
 /* Encodes images [start, end) into their part file; counts failures. */
@@ -238,6 +247,14 @@ int encode_run(const encode_config *c, comm *world, ps_error *err) {
     if (blas_init(err)) return -1;
     job j;
     int rc = job_open(&j, c, err);
+    /* Every run of a study shares one features file: a complete one is not made again. */
+    if (!rc && file_matches(&j, j.out, 0, image_set_count(j.set))) {
+        if (comm_rank(world) == 0)
+            printf("encode: %s is up to date (%d images, encoder %s, layer %s); nothing to do\n", j.out,
+                   image_set_count(j.set), j.meta.encoder, j.meta.layer);
+        job_close(&j);
+        return 0;
+    }
     if (!rc && comm_rank(world) == 0) rc = mkdirs(j.parts, err);
     double flag = rc ? 1 : 0; /* every rank learns whether rank 0 could set up */
     ps_error e2;
