@@ -13,3 +13,8 @@ eval-heldout: $(EVAL_HELDOUT_DIR)/.stamp
 $(EVAL_HELDOUT_DIR)/.stamp: datasets/tools/heldout_tasks.py datasets/images/heldout.py
 	@$(PYTHON) datasets/tools/heldout_tasks.py --corpora data/corpora --out $(EVAL_HELDOUT_DIR)
 	@touch $@
+
+# The quickstart's language tasks (config/studies/quickstart-full.cfg) are these; they are
+# made from the two corpora below.
+$(EVAL_HELDOUT_DIR)/.stamp: | $(CORPORA_DIR)/wordnet-visual/.stamp $(CORPORA_DIR)/gcide/.stamp
+quickstart-data: eval-heldout

@@ -50,6 +50,6 @@ for f in config/studies/stages-*.cfg; do check "$f" || { echo "FAIL: $f"; exit 1
 # Negative controls: a misspelt key and a missing task file in a copy must fail.
 sed 's/adapt.max_samples=/adapt.max_sample=/' config/studies/quickstart-full.cfg >"$tmp/typo.cfg"
 check "$tmp/typo.cfg" >/dev/null && { echo "FAIL: a misspelt key passed"; exit 1; }
-sed 's#config/tasks/quickstart/existence.cfg#config/tasks/quickstart/existance.cfg#' config/studies/quickstart-full.cfg >"$tmp/typo.cfg"
+sed 's#config/tasks/quickstart/existence-small.cfg#config/tasks/quickstart/existance.cfg#' config/studies/quickstart-full.cfg >"$tmp/typo.cfg"
 check "$tmp/typo.cfg" >/dev/null && { echo "FAIL: a missing task file passed"; exit 1; }
 echo "PASS: $n study files plan and name only known keys and existing files"
