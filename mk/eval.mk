@@ -18,3 +18,4 @@ $(EVAL_HELDOUT_DIR)/.stamp: datasets/tools/heldout_tasks.py datasets/images/held
 # made from the two corpora below.
 $(EVAL_HELDOUT_DIR)/.stamp: | $(CORPORA_DIR)/wordnet-visual/.stamp $(CORPORA_DIR)/gcide/.stamp
 quickstart-data: eval-heldout
+test-data: eval-heldout

@@ -30,5 +30,9 @@ while IFS=$'\t' read -r index id dir overrides; do
     "$(( $(wc -l <"$m") / 2 ))" "$(loss $(( $(wc -l <"$m") / 2 )))" "$(wc -l <"$m")" "$(loss '$')"
 done <"$study_dir/runs.tsv"
 echo
-echo "== the report"
+echo "== the report (VQA and existence scored as the paper does: the generated answer, parsed)"
 $bin report "$study_dir" --out "$study_dir/report"
+echo
+echo "== the same, each item scored by its option letters' log-likelihoods (a model this small"
+echo "   rarely answers in words; lm-eval's way of asking it)"
+$bin report "$study_dir" --vqa letter --out "$study_dir/report-letter"
