@@ -18,7 +18,10 @@ static void encode_help(FILE *out) {
             "Work is split into parts of part_size images across the MPI ranks; finished parts are\n"
             "kept, so a killed job resumes. On SIGTERM or SIGUSR1 the current part is finished and\n"
             "the command exits with status 75. A picture that cannot be decoded is reported by path,\n"
-            "counted, and stored as NaN with /valid = 0. Run under mpirun/srun for several ranks.\n\n"
+            "counted, and stored as NaN with /valid = 0. Run under mpirun/srun for several ranks.\n"
+            "encode.images may list several sets, comma-separated (one file each, in turn); a set\n"
+            "whose features file is complete (same ids, weights, layer, grid, dtype) is skipped, so\n"
+            "every run of a study can share one features folder.\n\n"
             "presight encode --check FEATURES.h5 [IMAGES] validates a features file written by any\n"
             "tool (layout, dtype, unique ids, attributes; with IMAGES, the ids of that image set).\n\n"
             "keys (in an `encode { ... }` group):\n");
@@ -84,8 +87,16 @@ int cmd_encode(int argc, char **argv) {
         fprintf(stderr, "presight encode: %s\n", err.msg);
         return 1;
     }
-    int rc = encode_run(&cfg, world, &err);
-    if (rc < 0) fprintf(stderr, "presight encode (rank %d): %s\n", comm_rank(world), err.msg);
+    /* encode.images may name several sets, comma-separated: one features file each, in turn
+     * (a study's encode stage covers every set its adapt data names). */
+    char sets[sizeof cfg.images];
+    snprintf(sets, sizeof sets, "%s", cfg.images);
+    int rc = 0;
+    for (char *save = NULL, *set = strtok_r(sets, ",", &save); set && rc == 0; set = strtok_r(NULL, ",", &save)) {
+        snprintf(cfg.images, sizeof cfg.images, "%s", set);
+        rc = encode_run(&cfg, world, &err);
+    }
+    if (rc < 0) fprintf(stderr, "presight encode (rank %d): %s: %s\n", comm_rank(world), cfg.images, err.msg);
     comm_free(world);
     comm_shutdown();
     return rc == ENCODE_PREEMPTED ? ENCODE_PREEMPTED : rc ? 1 : 0;

@@ -29,7 +29,10 @@ static void report_help(FILE *out) {
             "  --seed N          bootstrap seed (default 1234)\n"
             "  --mixtures DIR    mixture files (default config/mixtures, here or beside the binary's tree)\n"
             "  --paper DIR       the paper's tables (default config/paper, likewise)\n"
-            "  --no-plots        CSV and .gp scripts only (no gnuplot needed)\n\n"
+            "  --no-plots        CSV and .gp scripts only (no gnuplot needed)\n"
+            "  --vqa parsed|letter  score VQA and existence items by the parsed generated answer\n"
+            "                    (default, the paper's) or by the option letter with the highest\n"
+            "                    log-likelihood after the prompt (for models too small to answer)\n\n"
             "Exit status: 0 ok, 1 failed (the message names the file at fault), 2 bad usage.\n");
 }
 
@@ -87,6 +90,8 @@ int cmd_report(int argc, char **argv) {
         else if (!strcmp(a, "--mixtures") && v) o.mixtures_dir = v, i++;
         else if (!strcmp(a, "--paper") && v) o.paper_dir = v, i++;
         else if (!strcmp(a, "--no-plots")) plot = 0;
+        else if (!strcmp(a, "--vqa") && v && (!strcmp(v, "parsed") || !strcmp(v, "letter")))
+            o.vqa_letter = !strcmp(v, "letter"), i++;
         else if (!strcmp(a, "--bootstrap")) rc = number(a, v, 1, 1e7, &x), o.iters = (int)x, i++;
         else if (!strcmp(a, "--level")) rc = number(a, v, 0.5, 0.999, &x), o.level = x, i++;
         else if (!strcmp(a, "--seed")) rc = number(a, v, 0, 9007199254740992.0, &x), o.seed = (uint64_t)x, i++;

@@ -21,3 +21,9 @@ $(EVAL_HELDOUT_DIR)/.stamp: datasets/tools/heldout_tasks.py datasets/images/held
 eval-heldout-sources:
 	@$(PYTHON) datasets/tools/heldout_tasks.py --fetch
 test-data: eval-heldout-sources
+
+# The quickstart's language tasks (config/studies/quickstart-full.cfg) are these; they are
+# made from the two corpora below and the two packages above.
+$(EVAL_HELDOUT_DIR)/.stamp: | $(CORPORA_DIR)/wordnet-visual/.stamp $(CORPORA_DIR)/gcide/.stamp eval-heldout-sources
+quickstart-data: eval-heldout
+test-data: eval-heldout

@@ -3,10 +3,12 @@
 #include "encode.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,21 +116,30 @@ static void part_path(const job *j, int start, int end, char *out, size_t n) {
     snprintf(out, n, "%s/part_%09d_%09d.h5", j->parts, start, end);
 }
 
-/* A finished part is one that opens with exactly its ids and our weights. */
-static int part_done(const job *j, int start, int end) {
-    char path[1400];
-    part_path(j, start, end, path, sizeof path);
+/* A features file that opens with exactly the ids [start, end) of the set, our weights,
+ * layer, grid and dtype: a finished part, or (0, n) a finished output. */
+static int file_matches(const job *j, const char *path, int start, int end) {
     if (access(path, R_OK)) return 0;
-    char **ids = malloc(sizeof(char *) * (end - start));
+    char **ids = malloc(sizeof(char *) * (end - start > 0 ? end - start : 1));
     for (int i = start; i < end; i++) ids[i - start] = (char *)image_set_id(j->set, i);
     features_file *f;
     ps_error e;
     int ok = features_open(&f, path, ids, end - start, &e) == 0;
-    if (ok) ok = !strcmp(features_meta_of(f)->weights_sha256, j->meta.weights_sha256) &&
-                 !strcmp(features_meta_of(f)->layer, j->meta.layer) && features_meta_of(f)->float16 == j->meta.float16;
-    if (ok) features_free(f);
+    if (ok) {
+        const features_meta *m = features_meta_of(f);
+        ok = !strcmp(m->weights_sha256, j->meta.weights_sha256) && !strcmp(m->layer, j->meta.layer) &&
+             m->float16 == j->meta.float16 && m->grid_h == j->meta.grid_h && m->grid_w == j->meta.grid_w &&
+             m->width == j->meta.width;
+        features_free(f);
+    }
     free(ids);
     return ok;
+}
+
+static int part_done(const job *j, int start, int end) {
+    char path[1400];
+    part_path(j, start, end, path, sizeof path);
+    return file_matches(j, path, start, end);
 }
 
 /* Encodes images [start, end) into their part file; counts failures. */
@@ -233,16 +244,44 @@ static int run_parts(job *j, comm *world, int *stopped, ps_error *err) {
     return n_parts;
 }
 
+/* Rank 0 holds <out>.lock (flock) from deciding whether the set needs encoding until its
+ * file is written: the runs of a study share one features folder, and a second job on
+ * the same set (another array task) waits, then finds the file complete. */
+static int lock_output(const job *j, int *fd, ps_error *err) {
+    char path[1300];
+    snprintf(path, sizeof path, "%.*s.lock", (int)(strlen(j->out) - 3), j->out);
+    if ((*fd = open(path, O_RDWR | O_CREAT, 0644)) < 0) return ps_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    printf("encode: waiting for another job writing %s\n", j->out);
+    fflush(stdout);
+    while (flock(*fd, LOCK_EX) != 0)
+        if (errno != EINTR) return ps_fail(err, "%s: cannot lock: %s", path, strerror(errno));
+    return 0;
+}
+
 int encode_run(const encode_config *c, comm *world, ps_error *err) {
     catch_stop_signals();
     if (blas_init(err)) return -1;
     job j;
-    int rc = job_open(&j, c, err);
-    if (!rc && comm_rank(world) == 0) rc = mkdirs(j.parts, err);
-    double flag = rc ? 1 : 0; /* every rank learns whether rank 0 could set up */
+    int rc = job_open(&j, c, err), rank = comm_rank(world), lock = -1;
+    double flag[2] = {0, 0}; /* every rank learns whether rank 0 could set up, and whether it is done */
+    if (!rc && rank == 0) rc = mkdirs(j.parts, err);
+    if (!rc && rank == 0) rc = lock_output(&j, &lock, err);
+    if (!rc && rank == 0) flag[1] = file_matches(&j, j.out, 0, image_set_count(j.set));
+    flag[0] = rc ? 1 : 0;
     ps_error e2;
-    comm_all_reduce_sum_double(world, &flag, 1, &e2);
-    if (flag > 0 && !rc) rc = ps_fail(err, "encode: another rank failed to start");
+    comm_all_reduce_sum_double(world, flag, 2, &e2);
+    if (flag[0] > 0 && !rc) rc = ps_fail(err, "encode: another rank failed to start");
+    if (!rc && flag[1] > 0) {
+        if (rank == 0) {
+            printf("encode: %s is up to date (%d images, encoder %s, layer %s); nothing to do\n", j.out,
+                   image_set_count(j.set), j.meta.encoder, j.meta.layer);
+            rmdir(j.parts); /* made above; empty unless an old job left parts */
+        }
+        job_close(&j);
+        if (lock >= 0) close(lock);
+        return 0;
+    }
     int stopped = 0, n_parts = rc ? -1 : run_parts(&j, world, &stopped, err);
     double state[2] = {n_parts < 0 ? 1 : 0, stopped};
     if (comm_all_reduce_sum_double(world, state, 2, &e2)) rc = -1;
@@ -254,5 +293,6 @@ int encode_run(const encode_config *c, comm *world, ps_error *err) {
     }
     if (!rc && comm_rank(world) == 0) rc = assemble(&j, n_parts, err);
     job_close(&j);
+    if (lock >= 0) close(lock);
     return rc;
 }

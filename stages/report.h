@@ -70,6 +70,7 @@ typedef struct report_run {
     report_items items[RM_COUNT];
     size_t n_loss;
     double *step, *loss;
+    int vqa_letter; /* score VQA and existence items by their letter log-likelihoods (report_opts) */
 } report_run;
 
 typedef struct report_group {
@@ -91,6 +92,9 @@ typedef struct report_opts {
     uint64_t seed;
     const char *mixtures_dir; /* config/mixtures */
     const char *paper_dir;    /* config/paper */
+    int vqa_letter;           /* 1: an item is right when the gold letter has the highest log-likelihood
+                               * after the prompt (lm-eval's way, for models too small to answer in
+                               * words); 0 (default): the generated answer, parsed (the paper's) */
 } report_opts;
 
 typedef struct report {

@@ -147,6 +147,16 @@ static int add_key(keyed **k, size_t *n, size_t *cap, const eval_prediction *p, 
     return 0;
 }
 
+/* 1 when the gold option's letter has the highest log-likelihood (the first of equals), 0
+ * when another has, NaN when the item lacks them. */
+static double letter_right(const eval_prediction *p) {
+    if (p->gold < 0 || p->n_letter_loglikelihoods <= p->gold) return NAN;
+    int best = 0;
+    for (int c = 1; c < p->n_letter_loglikelihoods; c++)
+        if (p->letter_loglikelihoods[c] > p->letter_loglikelihoods[best]) best = c;
+    return best == p->gold;
+}
+
 /* Item vectors of the VQA categories and existence sizes from a predictions file. */
 static int run_items(report_run *run, const char *path, const char *results_path, ps_error *err) {
     eval_prediction *p;
@@ -157,7 +167,16 @@ static int run_items(report_run *run, const char *path, const char *results_path
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         if (!p[i].kind || strcmp(p[i].kind, "vqa")) continue;
-        if (!isfinite(p[i].correct)) {
+        double right = p[i].correct;
+        if (run->vqa_letter) {
+            right = letter_right(&p[i]);
+            if (isnan(right)) {
+                rc = ps_fail(err, "%s:%zu: task %s, item %s: no letter_loglikelihoods or gold for --vqa letter", path,
+                             i + 1, p[i].task, p[i].id ? p[i].id : "?");
+                break;
+            }
+        }
+        if (!isfinite(right)) {
             rc = ps_fail(err, "%s:%zu: task %s, item %s: no 'correct' (score it with `presight eval rescore`)", path,
                          i + 1, p[i].task, p[i].id ? p[i].id : "?");
             break;
@@ -170,15 +189,15 @@ static int run_items(report_run *run, const char *path, const char *results_path
                 break;
             }
             int b = RM_EXIST_SMALL + size_bucket(p[i].area_share);
-            rc = add_key(&k[b], &nk[b], &cap[b], &p[i], p[i].correct, err) ||
-                 add_key(&k[RM_EXIST_OVERALL], &nk[RM_EXIST_OVERALL], &cap[RM_EXIST_OVERALL], &p[i], p[i].correct, err);
+            rc = add_key(&k[b], &nk[b], &cap[b], &p[i], right, err) ||
+                 add_key(&k[RM_EXIST_OVERALL], &nk[RM_EXIST_OVERALL], &cap[RM_EXIST_OVERALL], &p[i], right, err);
             continue;
         }
         int c = paper_category(p[i].item_category);
         if (c < 0) c = paper_category(p[i].category);
         if (c < 0) continue;
         per_cat[c]++;
-        rc = add_key(&k[RM_VQA_GENERAL + c], &nk[RM_VQA_GENERAL + c], &cap[RM_VQA_GENERAL + c], &p[i], p[i].correct, err);
+        rc = add_key(&k[RM_VQA_GENERAL + c], &nk[RM_VQA_GENERAL + c], &cap[RM_VQA_GENERAL + c], &p[i], right, err);
     }
     /* overall: every category item weighted N / (C n_c), so that its plain mean is the
      * unweighted mean of the category means */
@@ -225,7 +244,9 @@ static int run_results(report_run *run, const char *path, ps_error *err) {
     double ppl_word = NAN, ppl_any = NAN;
     for (size_t i = 0; i < run->n_res; i++) {
         const eval_result *r = &run->res[i];
-        if (isnan(r->value) && strcmp(r->metric, "acc_macro"))
+        /* A subset with no items (n = 0: an existence size that eval.limit left out) has no
+         * value by right; a value missing anywhere else is an error. */
+        if (isnan(r->value) && strcmp(r->metric, "acc_macro") && r->n != 0)
             return ps_fail(err, "%s:%zu: task %s, metric %s: no value", path, i + 1, r->task, r->metric);
         if (r->prov.checkpoint_sha256[0]) {
             if (!first_ckpt) first_ckpt = r;
@@ -363,6 +384,7 @@ static int load_study(report *R, const char *dir, ps_error *err) {
             R->n_runs--;
             continue;
         }
+        run->vqa_letter = R->o.vqa_letter;
         if ((rc = load_run(run, rdir, err))) ps_wrap(err, "%s:%zu: run %s", path, lineno, run->name);
     }
     free(line);
@@ -394,6 +416,7 @@ int report_load(report *R, const char *const *paths, int n_paths, const report_o
             base = memrchr(paths[i], '/', len);
             base = base ? base + 1 : paths[i];
             snprintf(run->name, sizeof run->name, "%.*s", (int)(paths[i] + len - base), base);
+            run->vqa_letter = R->o.vqa_letter;
             rc = load_run(run, paths[i], err);
         }
     }

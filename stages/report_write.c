@@ -600,6 +600,10 @@ int report_write(const report *R, const char *out, int plot, ps_error *err) {
         md_table(&W, "VQA by category", vqa, 5);
         fputs("\nPercent correct over the items of each category; overall: the unweighted mean of the categories.\n",
               md.f);
+        if (R->o.vqa_letter)
+            fputs("Scored by the option letter with the highest log-likelihood after the prompt (`--vqa letter`), "
+                  "not by the parsed generated answer.\n",
+                  md.f);
         rc = bars(&W, "vqa", "VQA by category", "accuracy (%)", vqa, 5, order, R->n_groups, NULL);
         md_plot(&W, "vqa");
     }

@@ -10,7 +10,9 @@
 #   - the interrupted tasks ran twice (attempts logs, status restarts);
 #   - each run's "plan" stage started only after its own pretrain ended (aftercorr);
 #   - every run's losses, step by step, and final.json equal those of an
-#     uninterrupted `presight study run --local` of the same study.
+#     uninterrupted `presight study run --local` of the same study;
+#   - config/studies/tiny-vision.cfg, pretrain -> encode -> align (2 ranks) -> eval,
+#     chains its arrays with aftercorr, finishes, and writes the shared features once.
 # Every daemon it started is stopped by PID on exit. Skips (77) when the
 # daemons cannot run here.
 set -uo pipefail
@@ -171,3 +173,46 @@ done <"$dir/sbatch/runs.tsv"
 "$bin" study collect "$study" --dir "$dir" >"$tmp/collect.log" 2>&1 || { cat "$tmp/collect.log"; fail "study collect"; }
 [ "$(grep -c ',done,' "$dir/results.csv")" -eq 4 ] || { cat "$dir/results.csv"; fail "results.csv should list 4 done runs"; }
 echo "ok: 4 runs x 2 stages on SLURM, 2 interrupted and resumed, results equal to the local run ($((SECONDS - start))s)"
+
+# ---------------------------------------------------------------- a vision chain
+# config/studies/tiny-vision.cfg: 2 runs, each pretrain -> encode -> align (2 ranks) -> eval,
+# one array job per stage, each depending on the one before (aftercorr); both runs share the
+# study's features folder: one encode task writes it, the other finds it complete.
+vdir=$tmp/vision
+"$bin" study submit config/studies/tiny-vision.cfg --dir "$vdir" >"$tmp/vsubmit.log" 2>&1 ||
+  { cat "$tmp/vsubmit.log"; fail "study submit (vision chain)"; }
+prev=
+jobs=
+for st in pretrain encode align eval; do
+  j=$(awk -F'\t' -v s="$st" '$1 == s { print $3 }' "$vdir/jobs.tsv")
+  [ -n "$j" ] || { cat "$vdir/jobs.tsv"; fail "vision chain: no $st array"; }
+  if [ -n "$prev" ]; then
+    scontrol show job "$j" | grep -q "Dependency=aftercorr:$prev" ||
+      { scontrol show job "$j"; fail "vision chain: $st does not depend on the previous stage (aftercorr:$prev)"; }
+  fi
+  prev=$j jobs=$jobs${jobs:+,}$j
+done
+deadline=$((SECONDS + 300))
+while [ -n "$(squeue -h -j "$jobs" 2>/dev/null)" ]; do
+  [ $SECONDS -lt $deadline ] || { squeue; "$bin" study status config/studies/tiny-vision.cfg --dir "$vdir"; fail "the vision chain did not finish in time"; }
+  sleep 0.5
+done
+"$bin" study status config/studies/tiny-vision.cfg --dir "$vdir" >"$tmp/vstatus.log" 2>&1 || { cat "$tmp/vstatus.log"; fail "study status (vision chain)"; }
+grep -q "summary: 2 runs: 2 done" "$tmp/vstatus.log" || { cat "$tmp/vstatus.log"; tail -n 20 "$vdir"/logs/*; fail "vision chain: not every run is done"; }
+written=0
+while IFS=$'\t' read -r index id _; do
+  case $index in \#*) continue ;; esac
+  r=$vdir/runs/$id
+  for pair in pretrain:encode encode:align align:eval; do
+    a=${pair%:*} b=${pair#*:}
+    a_end=$(grep -E " end rc=[0-9]+ done$" "$r/$a.attempts" | tail -n 1 | cut -d' ' -f1)
+    b_start=$(grep " start " "$r/$b.attempts" | head -n 1 | cut -d' ' -f1)
+    [ -n "$a_end" ] && [ -n "$b_start" ] && [[ ! "$b_start" < "$a_end" ]] ||
+      fail "vision run $index: $b started (${b_start:-never}) before $a ended (${a_end:-never})"
+  done
+  grep -q '"llm_unchanged": *true' "$r/align/final.json" || { cat "$r/align/final.json"; fail "vision run $index: align changed the LLM"; }
+  grep -q '"task":"qs-vqa-knowledge"' "$r/eval/results.jsonl" || fail "vision run $index: no eval results"
+  grep -q "0 failed, /features" "$r/encode/encode.log" && written=$((written + 1))
+done <"$vdir/sbatch/runs.tsv"
+[ $written -eq 1 ] || { cat "$vdir"/runs/*/encode/encode.log; fail "the features were written $written times, expected once"; }
+echo "ok: vision chain pretrain -> encode -> align -> eval on SLURM, aftercorr, features shared ($((SECONDS - start))s)"
