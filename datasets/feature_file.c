@@ -1,6 +1,7 @@
 /* feature_file.c - writing and validating features files. See feature_file.h. */
 #include "feature_file.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,6 +13,15 @@
 #include "cnn.h"
 #include "h5_attr.h"
 #include "image_set.h"
+
+/* Why an HDF5 write failed, when the system said (HDF5's own messages are off): a full
+ * disk or a quota must read as such ("...: No space left on device"); "" otherwise. */
+static const char *write_cause(void) {
+    int e = errno;
+    if (e == ENOSPC || e == EDQUOT || e == EFBIG || e == EIO || e == EROFS) return strerror(e);
+    return "";
+}
+#define CAUSE_SEP (write_cause()[0] ? ": " : "")
 
 /* IEEE half precision as an HDF5 type; the library converts float32 to it. */
 static hid_t half_type(void) {
@@ -86,9 +96,12 @@ int features_create(features_writer **out, const char *path, const features_meta
     w->m = *m, w->n = n;
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+    errno = 0;
     if ((w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        ps_fail(err, "%s: cannot create%s%s", w->tmp, CAUSE_SEP, write_cause());
+        unlink(w->tmp);
         free(w);
-        return ps_fail(err, "%s: cannot create", w->tmp);
+        return -1;
     }
     hsize_t tokens = (hsize_t)m->grid_h * m->grid_w, nn = n > 0 ? n : 1;
     hsize_t dims[3] = {(hsize_t)n, tokens, (hsize_t)m->width}, chunk[3] = {1, tokens, (hsize_t)m->width};
@@ -106,8 +119,9 @@ int features_create(features_writer **out, const char *path, const features_meta
     H5Gclose(g);
     write_attrs(w->file, m);
     if (w->feats < 0 || w->valid < 0 || write_ids(w->file, ids, n)) {
+        ps_fail(err, "%s: creating datasets failed%s%s", w->tmp, CAUSE_SEP, write_cause());
         features_close(w, 0, 0, NULL);
-        return ps_fail(err, "%s: creating datasets failed", path);
+        return -1;
     }
     *out = w;
     return 0;
@@ -129,6 +143,7 @@ int features_write_row(features_writer *w, int i, const float *grid, const float
     for (int b = 0; b < m->n_blocks; b++)
         if ((size_t)m->block_widths[b] > most) most = m->block_widths[b];
     float *nan = NULL;
+    errno = 0; /* what write_cause reads if a write below fails */
     if (!grid) { /* a failed picture: NaN everywhere, so that nothing uses it by mistake */
         if (!(nan = malloc(sizeof(float) * most))) return ps_fail(err, "%s: out of memory", w->tmp);
         for (size_t k = 0; k < most; k++) nan[k] = NAN;
@@ -143,7 +158,7 @@ int features_write_row(features_writer *w, int i, const float *grid, const float
         off += m->block_widths[b];
     }
     free(nan);
-    return rc ? ps_fail(err, "%s: writing row %d failed", w->tmp, i) : 0;
+    return rc ? ps_fail(err, "%s: writing row %d failed%s%s", w->tmp, i, CAUSE_SEP, write_cause()) : 0;
 }
 
 int features_close(features_writer *w, int commit, int n_failed, ps_error *err) {
@@ -153,7 +168,8 @@ int features_close(features_writer *w, int commit, int n_failed, ps_error *err) 
         if (w->pooled[b] >= 0) H5Dclose(w->pooled[b]);
     if (w->feats >= 0) H5Dclose(w->feats);
     if (w->valid >= 0) H5Dclose(w->valid);
-    if (H5Fclose(w->file) < 0) rc = ps_fail(err, "%s: close failed", w->tmp);
+    errno = 0;
+    if (H5Fclose(w->file) < 0) rc = ps_fail(err, "%s: close failed%s%s", w->tmp, CAUSE_SEP, write_cause());
     if (commit && !rc && rename(w->tmp, w->path)) rc = ps_fail(err, "%s: rename to %s failed", w->tmp, w->path);
     if (!commit || rc) unlink(w->tmp);
     free(w->pooled), free(w);

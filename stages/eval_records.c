@@ -408,6 +408,7 @@ static int write_file(const char *path, size_t n, int (*write_one)(FILE *, const
     if (!f) return ps_fail(err, "%s: %s", tmp, strerror(errno));
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) rc = write_one(f, records, i, err);
+    if (rc) ps_wrap(err, "%s", tmp); /* a full disk: the message names the file */
     if (fclose(f) && !rc) rc = ps_fail(err, "%s: %s", tmp, strerror(errno));
     if (!rc && rename(tmp, path)) rc = ps_fail(err, "renaming %s to %s: %s", tmp, path, strerror(errno));
     if (rc) unlink(tmp);
