@@ -60,11 +60,11 @@ static void composite(const uint8_t *rgba, size_t n, uint8_t *rgb) {
  * tests/fuzz/seeds/fuzz_image_decode/huge-text-chunk.png). So every chunk's length is
  * checked against the bytes that follow it before libpng sees the file. */
 static int png_chunks_fit(const uint8_t *d, size_t n, const char *name, ps_error *err) {
-    for (size_t at = 8; n >= 12 && at <= n - 12;) {
+    for (size_t at = 8; n >= 8 && at <= n - 8;) { /* libpng reads a chunk's length and type: 8 bytes */
         uint32_t len = (uint32_t)d[at] << 24 | (uint32_t)d[at + 1] << 16 | (uint32_t)d[at + 2] << 8 | d[at + 3];
-        if (len > n - at - 12)
+        if ((uint64_t)len + 12 > n - at)
             return ps_fail(err, "%s: corrupt PNG (chunk %.4s at byte %zu declares %u bytes, the file has %zu more)",
-                           name, (const char *)d + at + 4, at, len, n - at - 12);
+                           name, (const char *)d + at + 4, at, len, n - at - 8);
         if (!memcmp(d + at + 4, "IEND", 4)) break;
         at += 12 + (size_t)len;
     }
