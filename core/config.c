@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ schema */
@@ -734,6 +735,41 @@ static int walk(run_config *cfg, const config_setting_t *grp, const char *prefix
 }
 
 static int validate_model(const run_config *cfg, ps_error *err);
+/* libconfig 1.5's scanner calls exit() when an @include names something it cannot read as
+ * a file ("input in flex scanner failed": @include "" or a folder kills the process;
+ * found by the fuzz_config campaign, tests/fuzz/seeds/fuzz_config/include-empty.cfg). So
+ * every @include that exists is checked first, nested ones too: it must be a file. */
+static int check_includes(const char *path, const char *incdir, int depth, ps_error *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0; /* libconfig reports it */
+    char line[4096];
+    int rc = 0, no = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        no++;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (strncmp(p, "@include", 8)) continue;
+        const char *q = strchr(p + 8, '"'), *end = q ? strchr(q + 1, '"') : NULL;
+        if (!q || !end) continue; /* a syntax error: libconfig names it */
+        char inc[CONFIG_STR_MAX + 8];
+        int n = (int)(end - q - 1);
+        if (q[1] == '/') snprintf(inc, sizeof inc, "%.*s", n, q + 1);
+        else snprintf(inc, sizeof inc, "%s/%.*s", incdir, n, q + 1);
+        struct stat st;
+        int found = stat(inc, &st) == 0; /* a missing file libconfig reports by itself */
+        if (!found && n > 0) continue;
+        if (n == 0 || !S_ISREG(st.st_mode))
+            rc = ps_fail(err, "%s:%d: @include \"%.*s\" is not a readable file (@include paths are relative to '%s')",
+                         path, no, n, q + 1, incdir);
+        else if (depth >= 8)
+            rc = ps_fail(err, "%s:%d: @include nested more than 8 deep", path, no);
+        else
+            rc = check_includes(inc, incdir, depth + 1, err);
+    }
+    fclose(f);
+    return rc;
+}
+
 static int load(run_config *cfg, const char *path, int n_overrides, char **overrides, int model_only,
                 ps_error *err) {
     if (!cfg || !path) return ps_fail(err, "config_load: no config or no path given");
@@ -753,6 +789,7 @@ static int load(run_config *cfg, const char *path, int n_overrides, char **overr
     else
         snprintf(incdir, sizeof incdir, "%.*s", (int)(slash - path), path);
 
+    if (check_includes(path, incdir, 0, err)) return -1;
     load_ctx ctx = {.path = path, .incdir = incdir};
     config_t lc;
     config_init(&lc);

@@ -898,12 +898,20 @@ static void import_report(import_state *st, const char *path, uint64_t line, con
 }
 
 static source_job *import_job(import_state *st, const label_options *o, const char *source, ps_error *err) {
+    /* A source is a folder of the shards root: "../x" would write labels.h5 outside it. */
+    if (!source[0] || strchr(source, '/') || !strcmp(source, ".") || !strcmp(source, "..")) {
+        ps_fail(err, "source '%.64s' is not a source name (a folder of %.64s)", source, o->shards_dir);
+        return NULL;
+    }
     for (int i = 0; i < st->n_jobs; i++)
         if (!strcmp(st->jobs[i].src->name, source)) return &st->jobs[i];
     if (st->n_jobs == st->cap) {
         int cap = st->cap ? 2 * st->cap : 16;
         source_job *grown = realloc(st->jobs, (size_t)cap * sizeof *grown);
-        if (!grown) return NULL;
+        if (!grown) {
+            ps_fail(err, "out of memory");
+            return NULL;
+        }
         st->jobs = grown;
         st->cap = cap;
     }
@@ -930,7 +938,7 @@ static int shard_index(const shard_source *s, json_object *v) {
 /* One line {"source", "shard", "segment", "labels": [...]}. */
 static void import_line(import_state *st, const label_options *o, const char *line, uint64_t no) {
     json_object *obj = json_tokener_parse(line), *src, *sh, *seg, *labels;
-    ps_error err;
+    ps_error err = {{0}};
     if (!obj || !json_object_object_get_ex(obj, "source", &src) || !json_object_object_get_ex(obj, "shard", &sh) ||
         !json_object_object_get_ex(obj, "segment", &seg) || !json_object_object_get_ex(obj, "labels", &labels) ||
         !json_object_is_type(labels, json_type_array) || !json_object_is_type(src, json_type_string)) {

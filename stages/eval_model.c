@@ -2,6 +2,7 @@
 #include "eval_model.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,11 @@ static int write_byte_vocab(const char *path, ps_error *err) {
     FILE *f = fopen(tmp, "w");
     if (!f) return ps_fail(err, "%s: cannot create", tmp);
     for (int b = 0; b < 256; b++) fprintf(f, "%c%c== %d\n", b64[b >> 2], b64[(b & 3) << 4], b);
-    if (fclose(f) || rename(tmp, path)) return ps_fail(err, "%s: cannot write", path);
+    if (fclose(f) || rename(tmp, path)) { /* a full disk: say so, and leave no .tmp behind */
+        ps_fail(err, "%s: cannot write: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
     return 0;
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <json.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,9 @@ static int parse_prediction(reader *R, json_object *o, eval_prediction *p) {
          get_int(R, o, "tier", &tier) || get_int(R, o, "tokens", &p->tokens) || get_int(R, o, "words", &p->words) ||
          get_int(R, o, "bytes", &p->bytes) || get_int(R, o, "windows", &p->windows) ||
          get_int(R, o, "seed", &p->prov.seed);
+    /* gold indexes the choices: a value past int would wrap into a valid-looking index */
+    if (!rc && (gold < -1 || gold > INT_MAX)) rc = bad(R, "gold", "not a choice index (0 or more; -1 or absent: none)");
+    if (!rc && line < 0) rc = bad(R, "line", "negative");
     p->line = (size_t)line, p->gold = (int)gold, p->parsed = (int)parsed, p->tier = (int)tier;
     rc = rc || get_number(R, o, "area_share", &p->area_share) || get_number(R, o, "loglikelihood", &p->loglikelihood) ||
          get_number(R, o, "correct", &p->correct);
@@ -425,6 +429,7 @@ static int write_file(const char *path, size_t n, int (*write_one)(FILE *, const
     if (!f) return ps_fail(err, "%s: %s", tmp, strerror(errno));
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) rc = write_one(f, records, i, err);
+    if (rc) ps_wrap(err, "%s", tmp); /* a full disk: the message names the file */
     if (fclose(f) && !rc) rc = ps_fail(err, "%s: %s", tmp, strerror(errno));
     if (!rc && rename(tmp, path)) rc = ps_fail(err, "renaming %s to %s: %s", tmp, path, strerror(errno));
     if (rc) unlink(tmp);

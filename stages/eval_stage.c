@@ -310,7 +310,7 @@ static int stage_step(void *ctx, const job_progress *p, job_step_report *out, ps
         if (rank) continue;
         eval_prediction pr;
         rc = make_prediction(s, &s->list[first + i], &w[i], buf + w[i].slot, &pr, err);
-        if (!rc) rc = eval_prediction_write(s->pred, &pr, err);
+        if (!rc && eval_prediction_write(s->pred, &pr, err)) rc = ps_wrap(err, "%s", s->pred_path);
         eval_prediction_clear(&pr);
     }
     if (!rc) {

@@ -24,8 +24,9 @@ int report_file_open(report_file *f, const char *dir, const char *name, ps_error
 }
 
 int report_file_close(report_file *f, int ok, ps_error *err) {
-    int bad = ferror(f->f);
-    int rc = fclose(f->f) || bad ? ps_fail(err, "%s: write failed", f->tmp) : 0;
+    int bad = ferror(f->f), saved = errno; /* a failed write leaves its errno (a full disk: ENOSPC) */
+    int closed = fclose(f->f);
+    int rc = closed || bad ? ps_fail(err, "%s: write failed: %s", f->tmp, strerror(closed ? errno : saved)) : 0;
     if (ok && !rc && rename(f->tmp, f->path)) rc = ps_fail(err, "%s: %s", f->path, strerror(errno));
     if (!ok || rc) unlink(f->tmp);
     return ok ? rc : -1;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 command -v clang >/dev/null || { echo "skip: clang not installed (make deps)"; exit 77; }
 bins=(build/fuzz/fuzz_*)
 [ -x "${bins[0]}" ] || { echo "fuzz targets not built (make fuzz-build)"; exit 1; }
-bash tests/fuzz/run.sh "${PRESIGHT_FUZZ_SECONDS:-4}" "${bins[@]}"
+bash tests/fuzz/run.sh "${PRESIGHT_FUZZ_SECONDS:-3}" "${bins[@]}"
 
 # Negative control: a leak planted in our own code must still be found through the suppressions.
 log=build/fuzz/logs/planted-leak.log

@@ -133,6 +133,25 @@ Test(records, bad_lines_name_path_line_and_key) {
     unlink(path);
 }
 
+/* A gold index past int used to wrap into a valid-looking one (4294967297 -> 1), and one
+ * below -1 to change on the way back (written as absent); both are refused by name. */
+Test(records, a_gold_index_out_of_range_is_refused) {
+    const char *path = "/tmp/presight-test-gold-predictions.jsonl";
+    const char *lines[] = {"{\"task\": \"t\", \"id\": \"1\", \"choices\": [\"a\", \"b\"], \"gold\": 4294967297}\n",
+                           "{\"task\": \"t\", \"id\": \"1\", \"gold\": -7}\n"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(lines[i], f);
+        fclose(f);
+        eval_prediction *p;
+        size_t n, torn;
+        ps_error err;
+        cr_assert_eq(eval_predictions_read(path, &p, &n, &torn, &err), -1, "%s was read", lines[i]);
+        cr_expect(strstr(err.msg, ":1: key 'gold'"), "%s", err.msg);
+    }
+    unlink(path);
+}
+
 Test(records, a_torn_tail_is_trimmed_before_appending) {
     const char *path = "/tmp/presight-test-torn-predictions.jsonl";
     FILE *f = fopen(path, "w");

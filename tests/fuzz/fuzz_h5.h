@@ -203,4 +203,120 @@ static inline hid_t fuzz_h5_create(char *path, size_t size) {
     return H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 }
 
+/* ---- mutating a valid file ----------------------------------------------
+ * For readers whose files carry a checksum or many interlocking parts (a
+ * checkpoint), a recipe rarely builds a file that gets past the first check.
+ * Instead a valid file written by presight itself is copied and mutated in
+ * place through the HDF5 API: each dataset or attribute kept (most recipe
+ * bytes), deleted, replaced by one of another type or shape, or some of its
+ * elements overwritten with recipe bytes. */
+
+typedef enum { FUZZ_KEPT = 0, FUZZ_DELETED, FUZZ_RETYPED, FUZZ_RESHAPED, FUZZ_OVERWRITTEN } fuzz_mutation;
+
+/* Writes image[0..n) to a private name under /dev/shm and opens it for writing. */
+static inline hid_t fuzz_h5_from_image(char *path, size_t size, const void *image, size_t n) {
+    snprintf(path, size, "/dev/shm/presight-fuzz-%d.h5", (int)getpid());
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t put = fwrite(image, 1, n, f);
+    if (fclose(f) || put != n) return -1;
+    return H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+}
+
+/* Overwrites 1..8 elements of a dataset (at recipe offsets) with recipe
+ * bytes, in the dataset's own type; *changed is set when a byte differs. */
+static inline void fuzz_overwrite(hid_t set, fuzz_bytes *b, int *changed) {
+    hid_t space = H5Dget_space(set), type = H5Dget_type(set);
+    hssize_t n = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    size_t esize = type < 0 ? 0 : H5Tget_size(type);
+    if (n > 0 && esize > 0 && esize <= 16 && H5Tget_class(type) != H5T_STRING) {
+        int k = 1 + fuzz_u8(b) % 8;
+        for (int i = 0; i < k; i++) {
+            /* a flat index, as coordinates of the dataset's rank (at most 4) */
+            hsize_t dims[4] = {1, 1, 1, 1}, at[4] = {0, 0, 0, 0}, one[1] = {1};
+            int rank = H5Sget_simple_extent_ndims(space);
+            if (rank < 1 || rank > 4) break;
+            H5Sget_simple_extent_dims(space, dims, NULL);
+            uint64_t flat = fuzz_u32(b) % (uint64_t)n;
+            for (int d = rank - 1; d >= 0; d--) at[d] = flat % dims[d], flat /= dims[d];
+            uint8_t old[16] = {0}, now[16] = {0};
+            for (size_t j = 0; j < esize; j++) now[j] = fuzz_u8(b);
+            hid_t mem = H5Screate_simple(1, one, NULL), fs = H5Scopy(space);
+            H5Sselect_elements(fs, H5S_SELECT_SET, 1, at);
+            if (H5Dread(set, type, mem, fs, H5P_DEFAULT, old) >= 0 &&
+                H5Dwrite(set, type, mem, fs, H5P_DEFAULT, now) >= 0 && memcmp(old, now, esize))
+                *changed = 1;
+            H5Sclose(fs);
+            H5Sclose(mem);
+        }
+    }
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+}
+
+/* Mutates the dataset `name` of where as the recipe says; returns what it did
+ * (FUZZ_OVERWRITTEN only when a stored byte changed). */
+static inline fuzz_mutation fuzz_mutate_dataset(hid_t where, const char *name, fuzz_bytes *b) {
+    uint8_t c = fuzz_u8(b);
+    if (c < 200 || H5Lexists(where, name, H5P_DEFAULT) <= 0) return FUZZ_KEPT;
+    hid_t set = H5Dopen2(where, name, H5P_DEFAULT);
+    if (set < 0) return FUZZ_KEPT;
+    if (c >= 240) {
+        int changed = 0;
+        fuzz_overwrite(set, b, &changed);
+        H5Dclose(set);
+        return changed ? FUZZ_OVERWRITTEN : FUZZ_KEPT;
+    }
+    hid_t space = H5Dget_space(set), type = H5Dget_type(set);
+    hsize_t dims[3] = {1, 1, 1};
+    int rank = H5Sget_simple_extent_ndims(space);
+    if (rank >= 1 && rank <= 3) H5Sget_simple_extent_dims(space, dims, NULL);
+    else rank = 1;
+    H5Sclose(space);
+    H5Dclose(set);
+    H5Ldelete(where, name, H5P_DEFAULT);
+    fuzz_mutation what = FUZZ_DELETED;
+    if (c >= 208) {
+        uint64_t shape[3] = {dims[0], dims[1], dims[2]};
+        hid_t now = type;
+        if (c < 224) {
+            now = fuzz_type(b, H5T_STD_I32LE); /* another type (or int32), the same shape */
+            what = FUZZ_RETYPED;
+        } else {
+            int axis = (int)(fuzz_u8(b) % (unsigned)rank); /* one axis longer or shorter */
+            shape[axis] = fuzz_u8(b) & 1 ? shape[axis] + 1 + fuzz_u8(b) % 3 : shape[axis] / 2;
+            what = FUZZ_RESHAPED;
+        }
+        fuzz_dataset_shaped(where, name, now, rank, shape, b);
+    }
+    H5Tclose(type);
+    return what;
+}
+
+/* Mutates the attribute `name` of where: kept, deleted, or replaced by a
+ * number (of its own type or another) or a string. */
+static inline fuzz_mutation fuzz_mutate_attr(hid_t where, const char *name, fuzz_bytes *b) {
+    uint8_t c = fuzz_u8(b);
+    if (c < 216 || H5Aexists(where, name) <= 0) return FUZZ_KEPT;
+    hid_t attr = H5Aopen(where, name, H5P_DEFAULT), type = attr < 0 ? -1 : H5Aget_type(attr);
+    uint64_t good = 0;
+    int numeric = type >= 0 && H5Tget_class(type) == H5T_INTEGER;
+    if (numeric) {
+        hid_t space = H5Aget_space(attr);
+        if (H5Sget_simple_extent_npoints(space) == 1) H5Aread(attr, H5T_NATIVE_UINT64, &good);
+        H5Sclose(space);
+    }
+    hid_t expected = numeric ? H5Tcopy(type) : H5Tcopy(H5T_STD_I64LE);
+    if (type >= 0) H5Tclose(type);
+    if (attr >= 0) H5Aclose(attr);
+    H5Adelete(where, name);
+    if (c >= 228) {
+        if (c < 244) fuzz_number_attr(where, name, expected, good + (fuzz_u8(b) & 1), b);
+        else fuzz_string_attr(where, name, "ddp", b);
+    }
+    H5Tclose(expected);
+    return c < 228 ? FUZZ_DELETED : FUZZ_RETYPED;
+}
+
 #endif

@@ -15,9 +15,10 @@ for bin in "$@"; do
   name=$(basename "$bin")
   corpus="$root/corpus/$name" findings="$root/findings/$name" log="$root/logs/$name.log"
   mkdir -p "$corpus" "$findings" "$root/logs"
-  # -timeout: one input that takes longer is a hang; -rss_limit_mb: a reader that balloons is a finding.
+  # -timeout: one input that takes longer is a hang; -rss_limit_mb: a reader that balloons is a
+  # finding, and so is one allocation of 256 MB for one input (a few bytes declaring a huge size).
   LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
-  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 -print_final_stats=1 \
     -artifact_prefix="$findings/" "$corpus" "$root/seeds/$name" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

@@ -42,3 +42,10 @@ done
 printf '%s\n' '{"goal": "To open a jar,", "sol1": "twist the lid.", "sol2": "eat the lid.", "label": 0}' >"$out/fuzz_task_line/piqa"
 printf '%s\n' '{"ctx": "A man sits", "endings": ["a", "b", "c", "d"], "label": "2", "activity_label": "x"}' >"$out/fuzz_task_line/hellaswag"
 printf '%s\n' '{"sentence": "The cup fell off the _ because it was tilted.", "option1": "table", "option2": "cup", "answer": "1"}' >"$out/fuzz_task_line/winogrande"
+# Readers whose seeds are small files kept in the repository (tests/fuzz/seeds/<target>/): real
+# lines of each format, the malformed cases, and every minimised input that found a bug.
+for d in tests/fuzz/seeds/fuzz_*/; do
+  t=$(basename "$d")
+  mkdir -p "$out/$t"
+  cp -f "$d"* "$out/$t/"
+done

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# A disk that fills under a features file (`presight encode`), an evaluation's predictions
+# and results (`presight eval`) or a report (`presight report`) loses nothing: each command
+# first writes its output completely on a disk with room, then runs again on the same disk
+# filled to the last few KB. The second run must exit with an error (not a crash) that
+# names the file and says the disk is full, and leave every earlier complete output byte
+# for byte as it was, with no .tmp left behind. The full disk is a real one: a small tmpfs
+# in the test's own mount namespace (unshare -m), as in t_disk_full.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PRESIGHT_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+bin=$PWD/build/presight
+py=/usr/bin/python3
+[ -x "$bin" ] || { echo "skip: $bin not built"; exit 77; }
+unshare -m true 2>/dev/null || { echo "skip: no mount namespaces here (unshare -m needs root)"; exit 77; }
+$py -c 'import PIL' 2>/dev/null || { echo "skip: python3-pil missing (make deps)"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# Inputs, made outside the small disk: four pictures, a tiny trained model and a task.
+$py - "$tmp" <<'PY'
+import sys
+from PIL import Image
+for i in range(4):
+    Image.new("RGB", (40 + 8 * i, 32), (60 * i, 255 - 50 * i, 90)).save(f"{sys.argv[1]}/pic{i}.png")
+PY
+for i in 0 1 2 3; do printf 'pic%d\t%s/pic%d.png\n' $i "$tmp" $i; done >"$tmp/pics.txt"
+printf 'encode = { images = "%s/pics.txt"; encoder = "patches"; part_size = 2; };\n' "$tmp" >"$tmp/enc.cfg"
+$bin train config/tiny.cfg run.dir="$tmp/run" train.steps=4 train.log_every=4 >"$tmp/train.log" 2>&1 ||
+  { cat "$tmp/train.log"; fail "training the model to evaluate"; }
+$py - "$tmp" <<'PY'
+import json, sys
+words = open("tests/fixtures/text/tiny.txt").read().split()
+with open(f"{sys.argv[1]}/nextword.jsonl", "w") as f:
+    for i in range(6):
+        k = 40 + 37 * i
+        f.write(json.dumps({"ctx": " ".join(words[k - 8:k]), "choices": [words[k], "the", "of"], "label": 0}) + "\n")
+PY
+cat >"$tmp/nextword.cfg" <<CFG
+name = "nextword";  category = "language";  data = "$tmp/nextword.jsonl";
+kind = "multiple_choice";  scorer = "acc";
+context = "{ctx}";  choices_from = "choices";  label = "label";  label_kind = "index";
+CFG
+
+# One case: make the output with room (step 1), fill the disk to its last KB, run again
+# (step 2). Run inside the namespace; the exit codes and listings come back in files.
+disk=$tmp/disk
+case_script() { # name size command... (room left after the fill: $leave KB)
+  local name=$1 size=$2; shift 2
+  cat <<SCRIPT
+set -u
+mkdir -p "$disk"
+mount -t tmpfs -o size=$size tmpfs "$disk"
+$* >"$tmp/$name-1.log" 2>&1; echo \$? >"$tmp/$name-1.rc"
+(cd "$disk" && find . -type f ! -name fill | sort | xargs -r sha256sum) >"$tmp/$name-before.sums"
+head -c \$(( (\$(df --output=avail -k "$disk" | tail -n 1) - ${leave:-2}) * 1024 )) /dev/zero >"$disk/fill" 2>/dev/null
+$* >"$tmp/$name-2.log" 2>&1; echo \$? >"$tmp/$name-2.rc"
+(cd "$disk" && sha256sum --quiet -c "$tmp/$name-before.sums") >"$tmp/$name-check.log" 2>&1; echo \$? >"$tmp/$name-check.rc"
+find "$disk" -name '*.tmp' >"$tmp/$name-tmp.ls"
+umount "$disk"
+SCRIPT
+}
+check_case() { # name what message-regexp
+  local name=$1 what=$2 want=$3 rc
+  [ "$(cat "$tmp/$name-1.rc")" -eq 0 ] || { cat "$tmp/$name-1.log"; fail "$what: the run with room failed"; }
+  [ -s "$tmp/$name-before.sums" ] || fail "$what: the run with room wrote nothing"
+  rc=$(cat "$tmp/$name-2.rc")
+  [ "$rc" -ne 0 ] || { cat "$tmp/$name-2.log"; fail "$what: a full disk went unnoticed"; }
+  [ "$rc" -lt 128 ] || { cat "$tmp/$name-2.log"; fail "$what: crashed on a full disk (exit $rc)"; }
+  grep -Eq "$want" "$tmp/$name-2.log" || { cat "$tmp/$name-2.log"; fail "$what: the error does not name the file and the full disk"; }
+  [ "$(cat "$tmp/$name-check.rc")" -eq 0 ] || { cat "$tmp/$name-check.log"; fail "$what: an earlier complete output changed"; }
+  [ ! -s "$tmp/$name-tmp.ls" ] || { cat "$tmp/$name-tmp.ls"; fail "$what: .tmp files left behind"; }
+  echo "disk full under $what: $(grep -Eo "$want" "$tmp/$name-2.log" | head -n 1); $(wc -l <"$tmp/$name-before.sums") earlier files intact"
+}
+
+# Features: the disk full at the first part file, then with room for the parts (about 20 KB
+# each) but not for the whole file they are assembled into (about 40 KB). Before the fix a
+# full disk at H5Fclose crashed the command at exit (HDF5 closing the broken file again).
+case_script encode 1M "$bin" encode "$tmp/enc.cfg" encode.out_dir="$disk/features" >"$tmp/encode.sh"
+unshare -m bash "$tmp/encode.sh"
+check_case encode "a features file's first part" "$disk/features/patches/pics\.parts/part_[0-9_]+\.h5\.tmp: [^\"]*No space left on device"
+leave=120 case_script encode-final 1M "$bin" encode "$tmp/enc.cfg" encode.out_dir="$disk/features" >"$tmp/encode-final.sh"
+unshare -m bash "$tmp/encode-final.sh"
+check_case encode-final "a whole features file" "$disk/features/patches/pics\.h5\.tmp: [^\"]*No space left on device"
+
+# An evaluation run again on a full disk (it resumes, every item done, and rewrites its files),
+# then `presight eval rescore`, which rewrites the results and predictions of an evaluation.
+eval_cmd=("$bin" eval "$tmp/run/config.cfg" eval.tasks="$tmp/nextword.cfg" eval.out="$disk/eval" eval.items_per_step=2)
+case_script eval 1M "${eval_cmd[@]}" >"$tmp/eval.sh"
+unshare -m bash "$tmp/eval.sh"
+check_case eval "an evaluation" "$disk/eval/[^ ]+: [^\"]*No space left on device"
+rescore=("$bin" eval rescore "$tmp/rescore/predictions.jsonl" predictions_out="$disk/rescored.jsonl" out="$disk/results.jsonl")
+mkdir -p "$tmp/rescore" && cp tests/fixtures/eval/predictions.jsonl "$tmp/rescore/"
+case_script rescore 1M "${rescore[@]}" >"$tmp/rescore.sh"
+unshare -m bash "$tmp/rescore.sh"
+check_case rescore "re-scored results and predictions" "$disk/(results|rescored)\.jsonl\.tmp: [^\"]*No space left on device"
+
+case_script report 2M "$bin" report tests/fixtures/report/study --out "$disk/report" --no-plots >"$tmp/report.sh"
+unshare -m bash "$tmp/report.sh"
+check_case report "a report" "$disk/report/[^ ]+\.tmp: [^\"]*No space left on device"
