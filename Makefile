@@ -46,6 +46,13 @@ $(BUILD)/datasets/%.o: LAYER_INC = $(INC_datasets)
 $(BUILD)/stages/%.o: LAYER_INC = $(INC_stages)
 $(BUILD)/slurm/%.o: LAYER_INC = $(INC_slurm)
 
+# The run-time dispatched kernels (core/simd.h): each ISA file is compiled
+# for that ISA alone, so that the AVX2 set holds no AVX-512 instruction even
+# under -march=native on an AVX-512 machine (its functions also carry target
+# attributes, so builds without these flags - sanitizers, fuzz - still work).
+$(BUILD)/core/simd_avx2.o: CFLAGS += -mno-avx512f -mavx2 -mfma
+$(BUILD)/core/simd_avx512.o: CFLAGS += -mavx512f -mavx512dq -mavx2 -mfma
+
 # CUDA is optional: when nvcc is found, cuda/*.cu are compiled into the
 # library and PRESIGHT_CUDA is defined; otherwise the CPU backend stands alone.
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })

@@ -25,12 +25,7 @@
 #include "backend.h"
 #include "blas.h"
 
-#if !REAL_IS_DOUBLE && defined(__AVX__)
-#include <immintrin.h>
-#define ADAMW_AVX 1
-#else
-#define ADAMW_AVX 0
-#endif
+#include "simd.h"
 
 /* Loops below this many elements run on one thread. */
 #define PAR_MIN 32768
@@ -47,30 +42,14 @@ static inline real exp_r(real x) { return exp(x); }
 static inline real sqrt_r(real x) { return sqrt(x); }
 #else
 static inline real sqrt_r(real x) { return sqrtf(x); }
+/* simd.h's expf (Cephes, 1.4 ulp, branch-free so that loops around it vectorise). */
+static inline float exp_r(float x) { return simd_expf(x); }
+#endif
 
-/* exp(x) = 2^k e^r with k = round(x / ln 2), |r| <= ln2 / 2, e^r from Cephes'
- * expf polynomial: within 1.4 ulp, branch-free so that loops around it vectorise
- * (glibc's expf only vectorises under -ffast-math). x is clamped to
- * [-87, 88] (exp(-87) ~ 1.6e-38 stands in for smaller results); NaN stays NaN. */
-static inline float exp_r(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float t = x * 1.44269504088896341f + 12582912.0f; /* + 1.5 * 2^23 rounds to an integer */
-    float k = t - 12582912.0f;
-    float r = x - k * 0.693359375f;
-    r = r + k * 2.12194440e-4f;
-    float z = r * r;
-    float y = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
-                1.6666665459e-1f) *
-                   r +
-               5.0000001201e-1f) *
-                  z +
-              r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) * (1 << 23);
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
-}
+/* The float kernels of the active instruction set (simd.h), and plain loops
+ * in the double build. */
+#if !REAL_IS_DOUBLE
+#define VEC (simd_ops())
 #endif
 
 /* --------------------------------------------------------------- matmul */
@@ -271,8 +250,11 @@ static att_shape att_shape_of(int seq, int heads, int kv_heads, int head_dim) {
  * sum, the rest of the seq-wide row 0. */
 static inline void normalise_row(real *row, int len, int seq, real sum) {
     real inv = 1 / sum;
-#pragma omp simd
+#if REAL_IS_DOUBLE
     for (int j = 0; j < len; j++) row[j] *= inv;
+#else
+    VEC->scale(row, len, inv);
+#endif
     for (int j = len; j < seq; j++) row[j] = 0;
 }
 
@@ -280,16 +262,19 @@ static void causal_softmax_rows(real *p, int seq, int i0, int i1) {
     for (int i = i0; i < i1; i++) {
         real *row = p + (size_t)i * seq;
         int len = i + 1;
+#if REAL_IS_DOUBLE
         real mx = row[0];
-#pragma omp simd reduction(max : mx)
         for (int j = 0; j < len; j++) mx = mx < row[j] ? row[j] : mx;
         real sum = 0;
-#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < len; j++) {
             real e = exp_r(row[j] - mx);
             row[j] = e;
             sum += e;
         }
+#else
+        const simd_set *v = VEC;
+        real sum = v->exp_store_sum(row, len, v->max(row, len));
+#endif
         normalise_row(row, len, seq, sum);
     }
 }
@@ -599,11 +584,14 @@ static void swiglu_forward(real *out, const real *h13, int n, int ffn) {
     for (int i = 0; i < n; i++) {
         const real *a = h13 + (size_t)i * 2 * ffn, *b = a + ffn;
         real *o = out + (size_t)i * ffn;
-#pragma omp simd
+#if REAL_IS_DOUBLE
         for (int j = 0; j < ffn; j++) {
             real sig = 1 / (1 + exp_r(-a[j]));
             o[j] = a[j] * sig * b[j];
         }
+#else
+        VEC->swiglu_forward(o, a, b, ffn);
+#endif
     }
 }
 
@@ -613,13 +601,16 @@ static void swiglu_backward(real *dh13, const real *dout, const real *h13, int n
     for (int i = 0; i < n; i++) {
         const real *a = h13 + (size_t)i * 2 * ffn, *b = a + ffn, *g = dout + (size_t)i * ffn;
         real *da = dh13 + (size_t)i * 2 * ffn, *db = da + ffn;
-#pragma omp simd
+#if REAL_IS_DOUBLE
         for (int j = 0; j < ffn; j++) {
             real sig = 1 / (1 + exp_r(-a[j]));
             real silu = a[j] * sig;
             da[j] = g[j] * b[j] * sig * (1 + a[j] * (1 - sig));
             db[j] = g[j] * silu;
         }
+#else
+        VEC->swiglu_backward(da, db, g, a, b, ffn);
+#endif
     }
 }
 
@@ -647,26 +638,34 @@ static void zero(real *x, size_t count) {
 /* One row: returns its loss; when grad_scale != 0 the row becomes
  * grad_scale * (softmax - onehot). */
 static double cross_entropy_row(real *row, int target, int vocab, real grad_scale) {
-    real mx = row[0];
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < vocab; j++) mx = mx < row[j] ? row[j] : mx;
     real x_target = row[target];
+#if REAL_IS_DOUBLE
+    real mx = row[0];
+    for (int j = 0; j < vocab; j++) mx = mx < row[j] ? row[j] : mx;
     real sum = 0;
     if (grad_scale != 0) {
-#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < vocab; j++) {
             real e = exp_r(row[j] - mx);
             row[j] = e;
             sum += e;
         }
         real k = grad_scale / sum;
-#pragma omp simd
         for (int j = 0; j < vocab; j++) row[j] *= k;
         row[target] -= grad_scale;
     } else {
-#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < vocab; j++) sum += exp_r(row[j] - mx);
     }
+#else
+    const simd_set *v = VEC;
+    real mx = v->max(row, vocab), sum;
+    if (grad_scale != 0) {
+        sum = v->exp_store_sum(row, vocab, mx);
+        v->scale(row, vocab, grad_scale / sum);
+        row[target] -= grad_scale;
+    } else {
+        sum = v->exp_sum(row, vocab, mx);
+    }
+#endif
     return log((double)sum) + (double)mx - (double)x_target;
 }
 
@@ -708,12 +707,15 @@ static double cross_entropy(real *logits, const int *targets, int n, int vocab, 
 
 /* log softmax(row)[target] in double, with the loss path's own loops. */
 static double log_prob_row(const real *row, int target, int vocab) {
+#if REAL_IS_DOUBLE
     real mx = row[0];
-#pragma omp simd reduction(max : mx)
     for (int j = 0; j < vocab; j++) mx = mx < row[j] ? row[j] : mx;
     real sum = 0;
-#pragma omp simd reduction(+ : sum)
     for (int j = 0; j < vocab; j++) sum += exp_r(row[j] - mx);
+#else
+    const simd_set *v = VEC;
+    real mx = v->max(row, vocab), sum = v->exp_sum(row, vocab, mx);
+#endif
     return (double)row[target] - (double)mx - log((double)sum);
 }
 
@@ -727,13 +729,13 @@ static void log_prob(double *out, const real *logits, const int *targets, int n,
 
 /* ---------------------------------------------------------------- AdamW */
 
+#if REAL_IS_DOUBLE
 typedef struct adamw_consts {
     real b1, b2, c1, c2, inv_bc1, inv_bc2, lr, eps, wd, gs;
 } adamw_consts;
 
-static void adamw_scalar(real *param, const real *grad, real *m, real *v, size_t lo, size_t hi,
-                         const adamw_consts *k) {
-    for (size_t i = lo; i < hi; i++) {
+static void adamw_block(real *param, const real *grad, real *m, real *v, size_t n, const adamw_consts *k) {
+    for (size_t i = 0; i < n; i++) {
         real g = grad[i] * k->gs;
         real mi = k->b1 * m[i] + k->c1 * g;
         real vi = k->b2 * v[i] + k->c2 * g * g;
@@ -743,25 +745,12 @@ static void adamw_scalar(real *param, const real *grad, real *m, real *v, size_t
         param[i] -= k->lr * (mhat / (sqrt_r(vhat) + k->eps) + k->wd * param[i]);
     }
 }
-
-#if ADAMW_AVX
-/* The same in 8-wide AVX: sqrtf's errno semantics keep gcc from vectorising
- * the scalar loop (without -ffast-math), which made AdamW twice as slow. */
-static void adamw_avx(real *param, const real *grad, real *m, real *v, size_t lo, size_t hi, const adamw_consts *k) {
-    const __m256 b1 = _mm256_set1_ps(k->b1), b2 = _mm256_set1_ps(k->b2), c1 = _mm256_set1_ps(k->c1);
-    const __m256 c2 = _mm256_set1_ps(k->c2), ib1 = _mm256_set1_ps(k->inv_bc1), ib2 = _mm256_set1_ps(k->inv_bc2);
-    const __m256 lr = _mm256_set1_ps(k->lr), eps = _mm256_set1_ps(k->eps), wd = _mm256_set1_ps(k->wd);
-    const __m256 gs = _mm256_set1_ps(k->gs);
-    for (size_t i = lo; i < hi; i += 8) {
-        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grad + i), gs);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(c1, g));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(c2, g), g));
-        _mm256_storeu_ps(m + i, mi);
-        _mm256_storeu_ps(v + i, vi);
-        __m256 mhat = _mm256_mul_ps(mi, ib1), vhat = _mm256_mul_ps(vi, ib2), p = _mm256_loadu_ps(param + i);
-        __m256 upd = _mm256_add_ps(_mm256_div_ps(mhat, _mm256_add_ps(_mm256_sqrt_ps(vhat), eps)), _mm256_mul_ps(wd, p));
-        _mm256_storeu_ps(param + i, _mm256_sub_ps(p, _mm256_mul_ps(lr, upd)));
-    }
+#else
+/* simd.h's kernels: sqrtf's errno semantics keep gcc from vectorising a
+ * plain loop (without -ffast-math), which made AdamW twice as slow. */
+typedef simd_adamw adamw_consts;
+static void adamw_block(real *param, const real *grad, real *m, real *v, size_t n, const adamw_consts *k) {
+    VEC->adamw(param, grad, m, v, n, k);
 }
 #endif
 
@@ -772,25 +761,15 @@ static void adamw_update(real *param, const real *grad, real *m, real *v, size_t
     k.inv_bc1 = (real)(1.0 / (1.0 - pow((double)beta1, (double)step)));
     k.inv_bc2 = (real)(1.0 / (1.0 - pow((double)beta2, (double)step)));
     k.lr = lr, k.eps = eps, k.wd = weight_decay, k.gs = grad_scale;
-    /* Fixed blocks (a multiple of 8): each element takes the same path, vector
-     * or scalar tail, whatever the thread count. */
+    /* Fixed blocks (a multiple of every vector width): each element takes the
+     * same path, vector or scalar tail, whatever the thread count. */
     const size_t block = 4096;
     size_t n_blocks = count / block;
 #pragma omp parallel for schedule(static) if (count >= PAR_MIN)
-    for (size_t b = 0; b < n_blocks; b++) {
-#if ADAMW_AVX
-        adamw_avx(param, grad, m, v, b * block, (b + 1) * block, &k);
-#else
-        adamw_scalar(param, grad, m, v, b * block, (b + 1) * block, &k);
-#endif
-    }
+    for (size_t b = 0; b < n_blocks; b++) adamw_block(param + b * block, grad + b * block, m + b * block,
+                                                      v + b * block, block, &k);
     size_t lo = n_blocks * block;
-#if ADAMW_AVX
-    size_t mid = lo + (count - lo) / 8 * 8;
-    adamw_avx(param, grad, m, v, lo, mid, &k);
-    lo = mid;
-#endif
-    adamw_scalar(param, grad, m, v, lo, count, &k);
+    adamw_block(param + lo, grad + lo, m + lo, v + lo, count - lo, &k);
 }
 
 /* ------------------------------------------------------------ reductions */
