@@ -19,6 +19,7 @@
 #include <dlfcn.h>
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ static ps_error g_fail;        /* its error, repeated to later callers */
 static gemm32_fn g_gemm32;
 static gemm64_fn g_gemm64;
 static int g_threads = 1;
-static char g_desc[256] = "no BLAS loaded";
+static char g_desc[320] = "no BLAS loaded";
 
 /* A candidate being tried. */
 typedef struct loaded_blas {
@@ -83,13 +84,25 @@ static int env_threads(const char *name) {
     return (int)v;
 }
 
+/* CPUs this process may run on: fewer than the machine's under mpirun, which
+ * binds each rank to one core when there are at most 2 ranks (and to a socket
+ * above that), or under taskset, cgroups and Slurm. */
+static int allowed_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* The default is the CPUs allowed, not the machine's: 2 ranks of 2 threads
+ * each on 2 cores, each rank bound to one, ran 2 threads on each core. */
 static int pick_threads(void) {
     int t = env_threads("PRESIGHT_THREADS");
     if (!t) t = env_threads("OMP_NUM_THREADS");
-    if (!t) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t = n > 0 ? (int)n : 1;
-    }
+    if (!t) t = allowed_cpus();
     return t;
 }
 
@@ -303,7 +316,12 @@ static int init_locked(ps_error *err) {
     g_gemm64 = L.gemm64;
     g_threads = threads;
     omp_set_num_threads(threads);
-    snprintf(g_desc, sizeof g_desc, "%s, %d thread%s", L.desc, threads, threads == 1 ? "" : "s");
+    /* Say so when the threads outnumber the CPUs allowed (mpirun -np 1 binds
+     * its rank to one core: 2 threads then share it, at half the speed). */
+    int cpus = allowed_cpus();
+    char bound[64] = "";
+    if (cpus < threads) snprintf(bound, sizeof bound, " on %d allowed CPU%s", cpus, cpus == 1 ? "" : "s");
+    snprintf(g_desc, sizeof g_desc, "%s, %d thread%s%s", L.desc, threads, threads == 1 ? "" : "s", bound);
     return 0;
 }
 
