@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "blas.h"
 #include "rng.h"
+#include "simd.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -75,8 +76,9 @@ int main(int argc, char **argv) {
     size_t nD = (size_t)n * D;
     size_t per_layer = (size_t)D * QKV + (size_t)HD * D + 3 * (size_t)D * F + 2 * (size_t)D;
     size_t params = (size_t)layers * per_layer + 2 * (size_t)V * D + D;
-    printf("ops_bench: batch %d seq %d dim %d heads %d kv_heads %d ffn %d vocab %d layers %d (%.1fM params); %s\n", B,
-           S, D, H, KV, F, V, layers, params / 1e6, blas_describe());
+    printf("ops_bench: batch %d seq %d dim %d heads %d kv_heads %d ffn %d vocab %d layers %d (%.1fM params); %s; "
+           "kernels %s\n",
+           B, S, D, H, KV, F, V, layers, params / 1e6, blas_describe(), simd_describe());
 
     real *x = buf(nD, 1, 1), *y = buf(nD, 2, 1), *z = buf(nD, 3, 1), *w = buf(D, 4, 1), *rstd = buf(n, 5, 1);
     real *dw = buf(D, 31, 0), *dhs = buf((size_t)n * F, 32, 1);
@@ -93,6 +95,11 @@ int main(int argc, char **argv) {
     int *tokens = malloc(n * sizeof(int)), *pos = malloc(n * sizeof(int));
     for (int i = 0; i < n; i++) tokens[i] = (int)rng_below(29, (uint64_t)i, (uint64_t)V), pos[i] = i % S;
     real *cs = buf((size_t)S * hd, 30, 1);
+    for (int t = 0; t < S; t++) /* real rotations: random entries shrank qkv into denormals over the reps */
+        for (int k = 0; k < hd / 2; k++) {
+            double ang = t * pow(500000.0, -2.0 * k / hd);
+            cs[((size_t)t * (hd / 2) + k) * 2] = (real)cos(ang), cs[((size_t)t * (hd / 2) + k) * 2 + 1] = (real)sin(ang);
+        }
     for (int i = 0; i < n * QKV; i++) qkv[i] *= (real)0.5;
 
     double L = layers, mm = 2.0 * n; /* flops per weight per matmul */
