@@ -77,7 +77,8 @@ static inline float simd_expf(float x) {
                5.0000001201e-1f) *
                   z +
               r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) * (1 << 23);
+    float kk = k == k ? k : 0.0f; /* NaN x: y is NaN already; keeps the conversion below defined */
+    uint32_t bits = (uint32_t)((int32_t)kk + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return y * scale;
