@@ -30,7 +30,7 @@ GPU_HINT      := no usable GPU here; run \`make gpu-bundle\` and copy build/gpu-
 GPU_EMU       := $(BUILD)/gpu_check_emu
 GPU_EMU_SRC   := $(wildcard cuda/*.cu) cuda/check/gpu_check.cu
 GPU_EMU_OBJ   := $(GPU_EMU_SRC:%.cu=$(BUILD)/emu/%.o)
-GPU_EMU_CPU   := $(addprefix $(BUILD)/core/,backend_cpu.o blas.o error.o rng.o model.o optim.o)
+GPU_EMU_CPU   := $(addprefix $(BUILD)/core/,backend_cpu.o blas.o error.o rng.o model.o optim.o simd.o simd_avx2.o simd_avx512.o)
 GPU_EMU_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 GPU_EMU_FLAGS := -std=c++17 -O1 -g -x c++ -DPRESIGHT_EMU -Icuda/emu/include -Icuda -Icore -Impi -Istages \
                  -fno-strict-aliasing -fopenmp -Wall -Wno-unused-function -Wno-unknown-pragmas $(GPU_EMU_SAN)
