@@ -195,3 +195,20 @@ Test(simd, negative_control) {
     cr_assert(!close_all(got, want, 20, ELEM_TOL, &at) && at == 4, "a NaN must fail");
     cr_assert(!close_scaled(got, want, 20, ELEM_TOL, &at) && at == 4, "a NaN must fail");
 }
+
+/* PRESIGHT_SIMD picks the set (each Criterion test runs in a process of its
+ * own, so the one-time choice is made here, after setenv). */
+Test(simd, env_picks_scalar) {
+    setenv("PRESIGHT_SIMD", "scalar", 1);
+    cr_assert_str_eq(simd_ops()->name, "scalar", "%s", simd_describe());
+}
+
+/* A set the CPU lacks (or a misspelt name) is ignored in favour of the widest, and said so. */
+Test(simd, env_unavailable_is_ignored) {
+    setenv("PRESIGHT_SIMD", "avx1024", 1);
+    const simd_set *widest = simd_ops_named("avx512") ? simd_ops_named("avx512")
+                             : simd_ops_named("avx2") ? simd_ops_named("avx2")
+                                                      : simd_ops_named("scalar");
+    cr_assert_eq(simd_ops(), widest, "%s", simd_describe());
+    cr_assert(strstr(simd_describe(), "ignored") != NULL, "%s", simd_describe());
+}
