@@ -12,7 +12,8 @@
 #   - batch-invariance on the engine: eval.batch 1 and 4 give byte-identical predictions;
 #   - contexts longer than model.context are cut, recorded per item (truncated: true) and
 #     counted per task in results.jsonl ("truncated": N), on both backends alike;
-#   - presight generate on the engine prints the CPU's continuation.
+#   - presight generate on the engine prints the CPU's continuation; an engine library of
+#     the previous ABI is refused by number.
 # Exit: 0 pass, 1 fail, 77 skip (the emulated engine is not built).
 set -u
 cd "$(dirname "$0")/.."
@@ -143,3 +144,14 @@ got=$(g run.backend='"cuda"' 2>"$tmp/gen_gpu.err") || { cat "$tmp/gen_gpu.err"; 
 grep -q "on the GPU engine" "$tmp/gen_gpu.err" || fail "presight generate does not say it ran on the engine: $(cat "$tmp/gen_gpu.err")"
 [ "$got" = "$want" ] || fail "presight generate on the engine said '$got', on the cpu '$want'"
 echo "ok: presight generate on the engine prints the CPU's continuation ('$want')"
+
+# An engine library of the previous ABI is refused by number, as presight train refuses it.
+abi=$(sed -n 's/^#define GPU_ENGINE_ABI \([0-9]*\).*/\1/p' stages/gpu_engine.h)
+printf 'struct api { int abi; };\nstatic const struct api old = {%d};\nconst struct api *presight_gpu_engine(void) { return &old; }\n' \
+  $((abi - 1)) >"$tmp/old.c"
+cc -shared -fPIC -o "$tmp/libold.so" "$tmp/old.c" || fail "cannot build the stand-in engine"
+out=$(PRESIGHT_CUDA_ENGINE=$PWD/$tmp/libold.so $bin eval "$tmp/run/config.cfg" eval.tasks="$tmp/nextword.cfg" \
+  eval.out="$tmp/old" run.backend='"cuda"' 2>&1) && fail "presight eval accepted an engine of ABI $((abi - 1))"
+echo "$out" | grep -q "is a GPU engine of ABI $((abi - 1)), but this presight needs ABI $abi" ||
+  fail "unclear message for an engine of another ABI: $out"
+echo "ok: presight eval refuses an engine of ABI $((abi - 1)) by number"
