@@ -324,16 +324,33 @@ static int forward_cpu(eval_model *em, const model_batch *mb, int *best, ps_erro
     return rc;
 }
 
-/* The same on the GPU engine, mb padded to [rows, model.context] (rows >= mb->batch): one
- * shape for every pass, so that what a row gets does not depend on the others. */
+/* The engine's pass length for inputs of `rows` rows: a power of two, at least 16, at most
+ * model.context. */
+static int length_class(const eval_model *em, int rows) {
+    int ctx = em->cfg.model.context, c = 16;
+    while (c < rows && c < ctx) c *= 2;
+    return c < ctx ? c : ctx;
+}
+
+/* The rows request q runs as (after the cut to model.context): text (context +
+ * continuation)[:-1], a picture's request its ids and the picture's rows. */
+static int request_rows(const eval_model *em, const eval_request *q) {
+    int ctx = em->cfg.model.context, rows = (int)(q->context.n + q->continuation.n) + (q->visual ? q->visual : -1);
+    return rows < ctx ? rows : ctx;
+}
+
+/* The same on the GPU engine, mb padded to [rows, length_class(mb->seq)] (rows >= mb->batch).
+ * The caller puts only requests of one length class in a pass, so a request's pass has the
+ * shape [eval.batch, its own length class] whatever shares it: on a GPU the GEMMs' kernels
+ * are chosen per shape, and this keeps what a request gets independent of the others. */
 static int forward_engine(eval_model *em, const model_batch *mb, int rows, int *best, ps_error *err) {
-    int B = rows > mb->batch ? rows : mb->batch, S = em->cfg.model.context, T = mb->seq;
+    int B = rows > mb->batch ? rows : mb->batch, S = length_class(em, mb->seq), T = mb->seq;
     size_t cells = (size_t)B * S;
     int *tok = calloc(cells, sizeof *tok), *tgt = malloc(sizeof *tgt * cells), *sid = malloc(sizeof *sid * cells);
     int *pos = calloc(cells, sizeof *pos), *arg = calloc(cells, sizeof *arg);
     double *lp = calloc(cells, sizeof *lp);
     int rc = tok && tgt && sid && pos && arg && lp ? 0 : ps_fail(err, "out of memory");
-    if (!rc && T > S) rc = ps_fail(err, "internal: a scoring pass of %d rows, more than model.context = %d", T, S);
+    if (!rc && T > S) rc = ps_fail(err, "internal: a scoring pass of %d rows, more than its length class %d", T, S);
     for (size_t k = 0; !rc && k < cells; k++) tgt[k] = -1, sid[k] = -1;
     for (int b = 0; !rc && b < mb->batch; b++)
         for (int t = 0; t < T; t++) { /* row order kept: the k-th -1 row still reads embeds[k] */
@@ -525,20 +542,28 @@ int eval_model_score_cut(eval_model *em, const eval_request *req, size_t n, int 
     double *tll = malloc(sizeof *tll * (n ? n : 1));
     int *tgr = malloc(sizeof *tgr * (n ? n : 1)), *tcut = malloc(sizeof *tcut * (n ? n : 1));
     int rc = scratch && text && at && pic && tll && tgr && tcut ? 0 : ps_fail(err, "out of memory");
-    /* requests with a picture go in passes of their own; every result is batch-invariant */
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (req[i].visual > 0) pic[n_pic++] = i;
-        else at[n_text] = i, text[n_text++] = req[i];
-    }
-    for (size_t i = 0; i < n_text && !rc; i += (size_t)batch) {
-        size_t m = n_text - i < (size_t)batch ? n_text - i : (size_t)batch;
-        rc = score_chunk(em, text + i, m, batch, tll + i, tgr + i, tcut + i, tokens, scratch, err);
+    /* requests with a picture go in passes of their own; every result is batch-invariant. On
+     * the engine a pass also holds one length class only (forward_engine), taken shortest first;
+     * on the CPU there is one class (0) and the order is the requests'. */
+    int ctx = em->cfg.model.context;
+    for (int cls = !em->engine ? 0 : ctx < 16 ? ctx : 16, done = 0; !rc && !done; cls = cls * 2 < ctx ? cls * 2 : ctx) {
+        size_t t0 = n_text, p0 = n_pic;
+        done = !em->engine || cls >= ctx;
+        for (size_t i = 0; i < n; i++) {
+            if (em->engine && length_class(em, request_rows(em, &req[i])) != cls) continue;
+            if (req[i].visual > 0) pic[n_pic++] = i;
+            else at[n_text] = i, text[n_text++] = req[i];
+        }
+        for (size_t i = t0; i < n_text && !rc; i += (size_t)batch) {
+            size_t m = n_text - i < (size_t)batch ? n_text - i : (size_t)batch;
+            rc = score_chunk(em, text + i, m, batch, tll + i, tgr + i, tcut + i, tokens, scratch, err);
+        }
+        for (size_t i = p0; i < n_pic && !rc; i += (size_t)batch) {
+            size_t m = n_pic - i < (size_t)batch ? n_pic - i : (size_t)batch;
+            rc = score_visual_chunk(em, req, pic + i, m, batch, ll, greedy, cut, tokens, err);
+        }
     }
     for (size_t i = 0; i < n_text && !rc; i++) ll[at[i]] = tll[i], greedy[at[i]] = tgr[i], cut[at[i]] = tcut[i];
-    for (size_t i = 0; i < n_pic && !rc; i += (size_t)batch) {
-        size_t m = n_pic - i < (size_t)batch ? n_pic - i : (size_t)batch;
-        rc = score_visual_chunk(em, req, pic + i, m, batch, ll, greedy, cut, tokens, err);
-    }
     free(scratch), free(text), free(at), free(pic), free(tll), free(tgr), free(tcut);
     return rc;
 }

@@ -28,9 +28,10 @@
  * score_batch and decoding its greedy_decode_embeds, in bf16 with fp32 logits: chosen answers
  * and greedy tokens are the CPU's unless two candidates lie within bf16 rounding, and
  * log-likelihoods agree within the engine's tolerance (a few 1e-2 nats per request on the
- * emulated engine's checks, cuda/check/engine_check.cu). Scoring passes are padded to one
- * fixed shape [eval.batch, model.context], so a request's numbers are still bit-identical
- * whatever shares its pass; decoding's prefill follows the longest prompt of its pass (on a
+ * emulated engine's checks, cuda/check/engine_check.cu). Scoring passes hold requests of one
+ * length class (rows rounded up to a power of two, >= 16, <= model.context) padded to
+ * [eval.batch, class], a shape that depends on the request alone, so a request's numbers are
+ * still bit-identical whatever shares its pass; decoding's prefill follows the longest prompt of its pass (on a
  * real GPU another shape may pick another GEMM kernel: tokens within bf16 rounding). Pictures
  * are projected on the CPU (fp32) either way. */
 #ifndef PRESIGHT_EVAL_MODEL_H
