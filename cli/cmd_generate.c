@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_select.h"
+#include "comm.h"
 #include "commands.h"
 #include "config.h"
 #include "eval_model.h"
@@ -19,6 +21,7 @@ static void generate_help(FILE *out) {
             "                        its features (eval.features, default its adapt.features); the\n"
             "                        prompt is then a question in sft's chat template, as presight eval\n"
             "                        asks VQA items, and generation stops at the end of the answer\n"
+            "  run.backend=\"cuda\"    decode on the GPU engine (bf16; \"auto\": when there is a GPU)\n"
             "Any config key may be overridden as in presight train.\n");
 }
 
@@ -71,6 +74,19 @@ int cmd_generate(int argc, char **argv) {
         eval_model_close(&em);
         return 2;
     }
+    comm *world = NULL; /* the GPU engine's selection is collective: a world of this one process */
+    if (strcmp(cfg.backend, "cpu")) {
+        const gpu_engine_api *gpu = NULL;
+        rc = comm_world(&world, &argc, &argv, &err) || backend_select(&cfg, world, &gpu, &err) ||
+             (gpu && eval_model_use_gpu(&em, gpu, &err));
+        if (rc) {
+            fprintf(stderr, "presight generate: %s\n", err.msg);
+            eval_model_close(&em);
+            comm_free(world);
+            comm_shutdown();
+            return 1;
+        }
+    }
     tokenizer_ids ids = {0};
     uint32_t *out = NULL;
     size_t n_out = 0;
@@ -101,13 +117,17 @@ int cmd_generate(int argc, char **argv) {
     else {
         fwrite(text.bytes, 1, text.n, stdout);
         printf("\n");
-        fprintf(stderr, "(%zu prompt tokens%s, %zu generated; weights %s)\n", ids.n,
-                image ? " and a picture" : "", n_out, em.weights);
+        fprintf(stderr, "(%zu prompt tokens%s, %zu generated; weights %s%s)\n", ids.n,
+                image ? " and a picture" : "", n_out, em.weights, em.engine ? "; on the GPU engine" : "");
     }
     free(embeds);
     tokenizer_bytes_free(&text);
     tokenizer_ids_free(&ids);
     free(out);
     eval_model_close(&em);
+    if (world) {
+        comm_free(world);
+        comm_shutdown();
+    }
     return rc ? 1 : 0;
 }

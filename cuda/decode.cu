@@ -193,3 +193,31 @@ void gpu_decode_advance(int *out, int max_new, int step, const int *next, int *t
            pos, slot, len, klen, max_len, batch, appended);
     gpu_after_launch("gpu_decode_advance");
 }
+
+/* Scoring (the engine's score_batch): one block per row of fp32 logits, the
+ * log-softmax of the target in fp32 (max, then the sum of exp), returned in
+ * double; 0 for a row without a target. The block size is fixed, so a row's
+ * value depends on that row alone (batch-invariant). */
+__global__ void log_prob_f32_kernel(double *out, const float *logits, const int *targets, int vocab) {
+    __shared__ float sh[32];
+    size_t row = blockIdx.x;
+    int t = targets[row];
+    if (t < 0 || t >= vocab) {
+        if (threadIdx.x == 0) out[row] = 0.0;
+        return;
+    }
+    const float *x = logits + row * vocab;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) mx = fmaxf(mx, x[j]);
+    mx = block_max(mx, sh);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) sum += expf(x[j] - mx);
+    sum = block_sum(sum, sh);
+    if (threadIdx.x == 0) out[row] = (double)x[t] - (double)mx - log((double)sum);
+}
+
+void gpu_log_prob_f32(double *out, const float *logits, const int *targets, int n, int vocab) {
+    if (n <= 0 || vocab <= 0) return;
+    LAUNCH(log_prob_f32_kernel, n, 256, 0, gpu_stream_(), out, logits, targets, vocab);
+    gpu_after_launch("gpu_log_prob_f32");
+}

@@ -683,13 +683,10 @@ int fail_out(gpu_engine *e, ps_error *err) {
     return -1;
 }
 
-/* The checks of core/model.c's check_batch that concern the engine. */
-int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
+/* The checks of core/model.c's check_batch on the rows of a batch of n rows. */
+int check_rows(const gpu_engine *e, const model_batch *b, int n, ps_error *err) {
     const Dims &d = e->d;
     const model_config &c = e->s.layout->cfg;
-    if (b->batch != d.B || b->seq != d.S)
-        return ps_fail(err, "GPU engine: batch [%d, %d] does not match the engine's [%d, %d] (micro_batch, seq_len)",
-                       b->batch, b->seq, d.B, d.S);
     if (!b->tokens) return ps_fail(err, "GPU engine: the batch has no tokens");
     if (b->cache || b->cache_mode != MODEL_CACHE_NONE)
         return ps_fail(err, "GPU engine: forward_batch takes no KV cache (the engine's cache lives on the device: "
@@ -698,7 +695,7 @@ int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
     if (b->hidden && (!b->pool_group || b->n_groups <= 0))
         return ps_fail(err, "GPU engine: pooled hidden states need pool_group and n_groups > 0");
     int wants = 0;
-    for (int i = 0; i < d.n; i++) {
+    for (int i = 0; i < n; i++) {
         int pad = b->sample && b->sample[i] < 0, tok = b->tokens[i];
         if (tok < -1 || tok >= d.V) return ps_fail(err, "batch row %d: token %d is outside [-1, %d)", i, tok, d.V);
         if (b->positions && (b->positions[i] < 0 || b->positions[i] >= c.context))
@@ -713,6 +710,15 @@ int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
         return ps_fail(err, "the batch has %d embedding rows (token -1) but %d rows in embeds%s", wants, b->n_embeds,
                        wants && !b->embeds ? " (embeds is NULL)" : "");
     return 0;
+}
+
+/* The same, and the batch's shape must be the engine's (training, forward_batch). */
+int check_batch(const gpu_engine *e, const model_batch *b, ps_error *err) {
+    const Dims &d = e->d;
+    if (b->batch != d.B || b->seq != d.S)
+        return ps_fail(err, "GPU engine: batch [%d, %d] does not match the engine's [%d, %d] (micro_batch, seq_len)",
+                       b->batch, b->seq, d.B, d.S);
+    return check_rows(e, b, d.n, err);
 }
 
 /* The batch onto the device, as core/model.c's prepare_rows: padding rows
@@ -926,12 +932,15 @@ struct DecodePass {
     BlockActs a = {};
     float *rstd = NULL, *logits = NULL;
     int *tokens = NULL, *pos = NULL, *sample = NULL, *slot = NULL, *rows = NULL; /* [n] x 4, [B] */
+    int *erows = NULL, n_erows = 0; /* embedding rows (token -1): their row indices [n_erows] */
+    float *embeds = NULL;           /* and inputs [n_erows, D] */
 };
 
 void free_pass(DecodePass &p) {
     free_block_acts(p.a);
     for (void *q : {(void *)p.x[0], (void *)p.x[1], (void *)p.last, (void *)p.lnf, (void *)p.rstd, (void *)p.logits,
-                    (void *)p.tokens, (void *)p.pos, (void *)p.sample, (void *)p.slot, (void *)p.rows})
+                    (void *)p.tokens, (void *)p.pos, (void *)p.sample, (void *)p.slot, (void *)p.rows,
+                    (void *)p.erows, (void *)p.embeds})
         gpu_free(q);
     p = DecodePass();
 }
@@ -972,13 +981,15 @@ void free_cache(KvCache &c) {
     c = KvCache();
 }
 
-/* Embedding, the blocks (with the cache when kc: a prefill when klen is
- * NULL, else a step), the last rows' logits and their argmax into next. */
-int decode_forward(gpu_engine *e, DecodePass &p, KvCache *kc, const int *klen, int *next) {
+/* The embedding (embedding rows from p.embeds) and the blocks (with the
+ * cache when kc: a prefill when klen is NULL, else a step); the last block's
+ * output is p.x[layers & 1]. */
+int pass_blocks(gpu_engine *e, DecodePass &p, KvCache *kc, const int *klen) {
     const Dims &d = p.d;
     if (acquire(e, 0, 0)) return -1;
     gpu_embedding_forward(p.x[0], p.tokens, e->units[0].w, d.n, d.D); /* token -1: padding, a zero row */
     release(e, 0, 0);
+    if (p.n_erows) gpu_rows_scatter(p.x[0], p.embeds, p.erows, p.n_erows, d.D);
     for (int l = 0; l < d.layers; l++) {
         if (acquire(e, 1 + l, 0)) return -1;
         p.a.x = p.x[l & 1];
@@ -988,7 +999,13 @@ int decode_forward(gpu_engine *e, DecodePass &p, KvCache *kc, const int *klen, i
         block_fwd(d, block_view(e->units[1 + l].w, d), p.a, NULL, kc ? &bc : NULL);
         release(e, 1 + l, 0);
     }
-    if (acquire(e, e->last, 0)) return -1;
+    return e->failed ? -1 : 0;
+}
+
+/* pass_blocks, then the last rows' logits and their argmax into next. */
+int decode_forward(gpu_engine *e, DecodePass &p, KvCache *kc, const int *klen, int *next) {
+    const Dims &d = p.d;
+    if (pass_blocks(e, p, kc, klen) || acquire(e, e->last, 0)) return -1;
     Unit &top = e->units[e->last];
     const gpu_bf16 *head = e->tied ? e->units[0].w : top.w + d.D;
     gpu_rows_copy(p.last, p.x[d.layers & 1], p.rows, d.B, d.D);
@@ -1011,20 +1028,30 @@ int copy_logits(gpu_engine *e, const DecodePass &p, int step, int max_new, real 
 
 /* The padded prefix batch [B, S] of rows 0..cur[b] - 1 (prompt, then the
  * tokens chosen so far): sample b, padding after; cache slots when max_len. */
-int stage_prefix(DecodePass &p, const int *prompts, int stride, const int *len, const int *cur, const int *out,
-                 int max_new, int max_len, ps_error *err) {
+int stage_prefix(gpu_engine *e, DecodePass &p, const int *prompts, int stride, const int *len, const int *cur,
+                 const int *out, const real *embeds, int max_new, int max_len, ps_error *err) {
     int B = p.d.B, S = p.d.S;
-    std::vector<int> tok((size_t)B * S), sid(tok.size()), pos(tok.size()), slot(tok.size()), rows(B);
+    std::vector<int> tok((size_t)B * S), sid(tok.size()), pos(tok.size()), slot(tok.size()), rows(B), erows;
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < S; t++) {
             size_t i = (size_t)b * S + t;
             bool in = t < cur[b];
             tok[i] = !in ? -1 : t < len[b] ? prompts[(size_t)b * stride + t] : out[(size_t)b * max_new + t - len[b]];
+            if (in && tok[i] == -1) erows.push_back((int)i); /* row order is prompt order: the k-th reads embeds[k] */
             sid[i] = in ? b : -1;
             pos[i] = t;
             slot[i] = in && max_len ? b * max_len + t : -1;
         }
         rows[b] = b * S + cur[b] - 1;
+    }
+    p.n_erows = (int)erows.size();
+    if (p.n_erows) {
+        size_t count = erows.size() * p.d.D;
+        if (!(p.erows = dev_alloc<int>(e, erows.size(), "decoding embedding rows")) ||
+            !(p.embeds = dev_alloc<float>(e, count, "decoding embedding rows")) ||
+            gpu_copy_to_device(p.erows, erows.data(), erows.size() * sizeof(int), err) ||
+            gpu_copy_to_device(p.embeds, embeds, count * sizeof(float), err))
+            return -1;
     }
     size_t bytes = tok.size() * sizeof(int);
     bool bad = gpu_copy_to_device(p.tokens, tok.data(), bytes, err) ||
@@ -1036,8 +1063,8 @@ int stage_prefix(DecodePass &p, const int *prompts, int stride, const int *len, 
 }
 
 /* core/decode.c's checks on the prompts; *longest gets the longest. */
-int check_prompts(const gpu_engine *e, const int *len, int stride, int batch, int max_new, int *longest,
-                  ps_error *err) {
+int check_prompts(const gpu_engine *e, const int *prompts, const int *len, int stride, int batch, int n_embeds,
+                  const real *embeds, int max_new, int *longest, ps_error *err) {
     if (batch <= 0 || max_new <= 0 || stride <= 0)
         return ps_fail(err, "greedy decoding needs batch, prompt stride and max_new > 0 (%d, %d, %d)", batch, stride,
                        max_new);
@@ -1048,6 +1075,16 @@ int check_prompts(const gpu_engine *e, const int *len, int stride, int batch, in
             return ps_fail(err, "prompt %d: length %d is outside [1, %d]", b, len[b], stride);
         *longest = std::max(*longest, len[b]);
     }
+    int rows = 0, V = e->d.V;
+    for (int b = 0; b < batch; b++)
+        for (int t = 0; t < len[b]; t++) {
+            int tok = prompts[(size_t)b * stride + t];
+            if (tok < -1 || tok >= V) return ps_fail(err, "prompt %d, token %d: %d is outside [-1, %d)", b, t, tok, V);
+            rows += tok == -1;
+        }
+    if (rows != n_embeds || (rows && !embeds))
+        return ps_fail(err, "the prompts have %d embedding rows (token -1) but %d rows in embeds%s", rows, n_embeds,
+                       rows && !embeds ? " (embeds is NULL)" : "");
     int context = e->s.layout->cfg.context;
     if (*longest + max_new - 1 > context)
         return ps_fail(err, "a prompt of %d tokens and %d new ones exceed model.context %d", *longest, max_new,
@@ -1056,8 +1093,8 @@ int check_prompts(const gpu_engine *e, const int *len, int stride, int batch, in
 }
 
 /* Every token re-runs the forward over the whole prefix: one pass per step. */
-int decode_recompute(gpu_engine *e, const int *prompts, int stride, const int *len, int B, int max_new, int *out,
-                     real *logits, ps_error *err) {
+int decode_recompute(gpu_engine *e, const int *prompts, int stride, const int *len, int B, const real *embeds,
+                     int max_new, int *out, real *logits, ps_error *err) {
     std::vector<int> cur(len, len + B), next(B);
     int *dnext = dev_alloc<int>(e, B, "decoding tokens");
     int rc = dnext ? 0 : -1;
@@ -1065,7 +1102,7 @@ int decode_recompute(gpu_engine *e, const int *prompts, int stride, const int *l
         int S = *std::max_element(cur.begin(), cur.end());
         DecodePass p;
         rc = alloc_pass(e, p, B, S);
-        if (!rc) rc = stage_prefix(p, prompts, stride, len, cur.data(), out, max_new, 0, err);
+        if (!rc) rc = stage_prefix(e, p, prompts, stride, len, cur.data(), out, embeds, max_new, 0, err);
         p.d.sample = p.sample;
         if (!rc) rc = decode_forward(e, p, NULL, NULL, dnext);
         if (!rc) rc = gpu_copy_to_host(next.data(), dnext, B * sizeof(int), err);
@@ -1082,8 +1119,8 @@ int decode_recompute(gpu_engine *e, const int *prompts, int stride, const int *l
 
 /* Prefill, then one-token steps over the cache; the tokens stay on the
  * device (decode_advance) until the end. */
-int decode_cached(gpu_engine *e, const int *prompts, int stride, const int *len, int B, int S, int max_new, int *out,
-                  real *logits, ps_error *err) {
+int decode_cached(gpu_engine *e, const int *prompts, int stride, const int *len, int B, int S, const real *embeds,
+                  int max_new, int *out, real *logits, ps_error *err) {
     const Dims &d = e->d;
     KvCache kc;
     kc.max_len = S + max_new - 1;
@@ -1098,7 +1135,7 @@ int decode_cached(gpu_engine *e, const int *prompts, int stride, const int *len,
     std::vector<int> rows(B);
     for (int b = 0; b < B; b++) rows[b] = b;
     int rc = e->failed || alloc_pass(e, pre, B, S) || alloc_pass(e, st, B, 1) ? -1 : 0;
-    if (!rc) rc = stage_prefix(pre, prompts, stride, len, len, out, max_new, kc.max_len, err);
+    if (!rc) rc = stage_prefix(e, pre, prompts, stride, len, len, out, embeds, max_new, kc.max_len, err);
     pre.d.sample = pre.sample;
     if (!rc) rc = gpu_copy_to_device(kc.len, len, B * sizeof(int), err) ||
                   gpu_copy_to_device(st.rows, rows.data(), B * sizeof(int), err);
@@ -1117,16 +1154,112 @@ int decode_cached(gpu_engine *e, const int *prompts, int stride, const int *len,
     return rc;
 }
 
-int api_greedy_decode(gpu_engine *e, const int *prompts, int stride, const int *len, int batch, int max_new,
-                      int recompute, int *out, real *logits, ps_error *err) {
+int api_greedy_decode_embeds(gpu_engine *e, const int *prompts, int stride, const int *len, int batch,
+                             const real *embeds, int n_embeds, int max_new, int recompute, int *out, real *logits,
+                             ps_error *err) {
     int S = 0;
-    if (check_prompts(e, len, stride, batch, max_new, &S, err)) return -1;
+    if (check_prompts(e, prompts, len, stride, batch, n_embeds, embeds, max_new, &S, err)) return -1;
     if (check(e, err)) return -1;
-    int rc = recompute ? decode_recompute(e, prompts, stride, len, batch, max_new, out, logits, err)
-                       : decode_cached(e, prompts, stride, len, batch, S, max_new, out, logits, err);
+    int rc = recompute ? decode_recompute(e, prompts, stride, len, batch, embeds, max_new, out, logits, err)
+                       : decode_cached(e, prompts, stride, len, batch, S, embeds, max_new, out, logits, err);
     release_all(e);
     if (e->failed) return check(e, err), -1;
     return rc || check(e, err) ? -1 : 0;
+}
+
+int api_greedy_decode(gpu_engine *e, const int *prompts, int stride, const int *len, int batch, int max_new,
+                      int recompute, int *out, real *logits, ps_error *err) {
+    return api_greedy_decode_embeds(e, prompts, stride, len, batch, NULL, 0, max_new, recompute, out, logits, err);
+}
+
+/* ------------------------------------------------------------- scoring */
+
+/* Rows the head of score_batch takes at a time: a fixed GEMM shape
+ * [SCORE_ROWS, D] x [D, vocab] whatever the batch (the last chunk padded with
+ * zero rows), so a row's logits do not depend on the batch's size, and the
+ * fp32 logits stay bounded (SCORE_ROWS x vocab x 4 bytes: 128 MB at 128k). */
+const int SCORE_ROWS = 256;
+
+/* The batch's rows onto the device as the pass's (as stage_batch: padding
+ * rows lose their token and target). */
+int stage_score(gpu_engine *e, DecodePass &p, const model_batch *b, int *dtargets, ps_error *err) {
+    size_t n = p.d.n;
+    std::vector<int> tok(n), pos(n), sid(n), tgt(n, -1), erows;
+    for (size_t i = 0; i < n; i++) {
+        int pad = b->sample && b->sample[i] < 0;
+        tok[i] = pad ? -1 : b->tokens[i];
+        if (!pad && b->targets) tgt[i] = b->targets[i];
+        if (!pad && b->tokens[i] == -1) erows.push_back((int)i);
+        pos[i] = b->positions ? b->positions[i] : (int)(i % p.d.S);
+        sid[i] = b->sample ? b->sample[i] : 0;
+    }
+    p.d.sample = b->sample ? p.sample : NULL;
+    p.n_erows = (int)erows.size();
+    size_t bytes = n * sizeof(int);
+    if (gpu_copy_to_device(p.tokens, tok.data(), bytes, err) || gpu_copy_to_device(p.pos, pos.data(), bytes, err) ||
+        gpu_copy_to_device(p.sample, sid.data(), bytes, err) || gpu_copy_to_device(dtargets, tgt.data(), bytes, err))
+        return -1;
+    if (!p.n_erows) return 0;
+    size_t count = erows.size() * p.d.D;
+    if (!(p.erows = dev_alloc<int>(e, erows.size(), "scoring embedding rows")) ||
+        !(p.embeds = dev_alloc<float>(e, count, "scoring embedding rows")))
+        return -1;
+    return gpu_copy_to_device(p.erows, erows.data(), erows.size() * sizeof(int), err) ||
+                   gpu_copy_to_device(p.embeds, b->embeds, count * sizeof(float), err)
+               ? -1
+               : 0;
+}
+
+/* The final norm of every row, then the head on SCORE_ROWS rows at a time:
+ * fp32 logits, their log-probabilities at the targets and their argmax. */
+int score_head(gpu_engine *e, DecodePass &p, const int *dtargets, double *dlogp, int *dbest) {
+    const Dims &d = p.d;
+    size_t chunks = ((size_t)d.n + SCORE_ROWS - 1) / SCORE_ROWS, rows = chunks * SCORE_ROWS;
+    gpu_bf16 *lnf = dev_alloc<gpu_bf16>(e, rows * d.D, "scoring's final norm");
+    float *rstd = dev_alloc<float>(e, d.n, "scoring's final norm");
+    float *logits = dev_alloc<float>(e, (size_t)SCORE_ROWS * d.V, "scoring logits");
+    if (e->failed) {
+        gpu_free(lnf), gpu_free(rstd), gpu_free(logits);
+        return -1;
+    }
+    Unit &top = e->units[e->last];
+    const gpu_bf16 *head = e->tied ? e->units[0].w : top.w + d.D;
+    gpu_zero(lnf, rows * d.D * sizeof(gpu_bf16));
+    gpu_rmsnorm_forward(lnf, rstd, p.x[d.layers & 1], top.w, d.n, d.D, d.eps);
+    for (size_t c = 0; c < chunks; c++) {
+        size_t at = c * SCORE_ROWS;
+        int m = (int)std::min((size_t)SCORE_ROWS, (size_t)d.n - at);
+        gpu_gemm(0, 1, SCORE_ROWS, d.V, d.D, 1.f, lnf + at * d.D, d.D, 0, head, d.D, 0, 0.f, logits, GPU_F32, d.V, 0,
+                 1);
+        gpu_log_prob_f32(dlogp + at, logits, dtargets + at, m, d.V);
+        gpu_argmax_rows(dbest + at, logits, m, d.V);
+    }
+    gpu_free(lnf), gpu_free(rstd), gpu_free(logits);
+    return e->failed ? -1 : 0;
+}
+
+int api_score_batch(gpu_engine *e, const model_batch *b, int *argmax, ps_error *err) {
+    const model_config &c = e->s.layout->cfg;
+    if (b->batch <= 0 || b->seq <= 0 || b->seq > c.context)
+        return ps_fail(err, "GPU engine: a scoring batch of [%d, %d] (seq in [1, model.context %d])", b->batch, b->seq,
+                       c.context);
+    if (b->hidden) return ps_fail(err, "GPU engine: score_batch pools no hidden states (use forward_batch)");
+    if (check_rows(e, b, b->batch * b->seq, err) || check(e, err)) return -1;
+    DecodePass p;
+    size_t n = (size_t)b->batch * b->seq;
+    int *dtargets = dev_alloc<int>(e, n, "scoring targets"), *dbest = dev_alloc<int>(e, n, "scoring argmax");
+    double *dlogp = dev_alloc<double>(e, n, "scoring log-probabilities");
+    int rc = e->failed || alloc_pass(e, p, b->batch, b->seq) ? -1 : 0;
+    if (!rc) rc = stage_score(e, p, b, dtargets, err);
+    if (!rc) rc = pass_blocks(e, p, NULL, NULL);
+    if (!rc) rc = acquire(e, e->last, 0) || score_head(e, p, dtargets, dlogp, dbest);
+    release_all(e);
+    if (!rc && !e->failed && b->log_probs) rc = gpu_copy_to_host(b->log_probs, dlogp, n * sizeof(double), err);
+    if (!rc && !e->failed && argmax) rc = gpu_copy_to_host(argmax, dbest, n * sizeof(int), err);
+    free_pass(p);
+    gpu_free(dtargets), gpu_free(dbest), gpu_free(dlogp);
+    if (rc || e->failed) return fail_out(e, err);
+    return check(e, err);
 }
 
 /* ------------------------------------------------------------ projector */
@@ -1247,6 +1380,8 @@ const gpu_engine_api g_api = {
     .projector_backward = api_projector_backward,
     .memory = api_memory,
     .describe = api_describe,
+    .greedy_decode_embeds = api_greedy_decode_embeds,
+    .score_batch = api_score_batch,
 };
 
 } // namespace

@@ -240,6 +240,8 @@ void gpu_attention_decode(gpu_bf16 *out, const gpu_bf16 *q, int q_stride, const 
                           int head_dim);
 void gpu_rows_copy(gpu_bf16 *out, const gpu_bf16 *x, const int *rows, int count, int dim);
 void gpu_argmax_rows(int *out, const float *x, int n, int cols);
+/* log-softmax(logits[i])[targets[i]] of fp32 logits [n, vocab] into out[i] (0 without a target). */
+void gpu_log_prob_f32(double *out, const float *logits, const int *targets, int n, int vocab);
 void gpu_decode_advance(int *out, int max_new, int step, const int *next, int *tokens, int *pos, int *slot, int *len,
                         int *klen, int max_len, int batch, int appended);
 

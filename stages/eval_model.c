@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "sharding.h"
 #include "decode.h"
 #include "mm_model.h"
 #include "sha256.h"
@@ -250,7 +251,35 @@ int eval_model_project(eval_model *em, eval_picture pic, real *out, ps_error *er
     return rc;
 }
 
+int eval_model_use_gpu(eval_model *em, const gpu_engine_api *api, ps_error *err) {
+    const model_layout *L = &em->model.layout;
+    em->engine_layout = *L;
+    em->engine_units = malloc(sizeof *em->engine_units * (size_t)L->n_units);
+    em->engine_sizes = malloc(sizeof *em->engine_sizes * (size_t)L->n_units);
+    if (!em->engine_units || !em->engine_sizes) return ps_fail(err, "out of memory");
+    for (int u = 0; u < L->n_units; u++) {
+        em->engine_units[u] = (model_unit){.size = L->units[u].size, .trainable = 0};
+        em->engine_sizes[u] = L->units[u].size;
+    }
+    em->engine_layout.units = em->engine_units;
+    em->engine_slices = (shard_layout){L->n_units, 0, 1, em->engine_sizes, em->engine_sizes};
+    /* the engine's own [1, 1] batch is unused: scoring and decoding size their passes */
+    gpu_engine_setup setup = {.layout = &em->engine_layout, .slices = &em->engine_slices, .strategy = STRATEGY_DDP,
+                              .micro_batch = 1, .seq_len = 1, .grad_accum = 1, .rank = 0, .world = 1,
+                              .replica_rank = 0, .replicas = 1, .local_rank = -1};
+    if (!(em->engine = api->create(&setup, err))) return ps_wrap(err, "the GPU engine for evaluation");
+    em->gpu = api;
+    if (api->upload(em->engine, em->params.unit, NULL, NULL, err)) return ps_wrap(err, "the GPU engine: the weights");
+    size_t len = strlen(em->describe);
+    snprintf(em->describe + len, sizeof em->describe - len, "; on the GPU engine: %.300s", api->describe(em->engine));
+    return 0;
+}
+
 void eval_model_close(eval_model *em) {
+    if (em->engine) em->gpu->destroy(em->engine);
+    em->engine = NULL, em->gpu = NULL;
+    free(em->engine_units), free(em->engine_sizes);
+    em->engine_units = NULL, em->engine_sizes = NULL;
     model_params_free(&em->params);
     model_free(&em->model);
     tokenizer_free(em->tok);
@@ -275,8 +304,83 @@ typedef struct row {
     size_t n_input, first;
 } row;
 
-static int score_chunk(eval_model *em, const eval_request *req, size_t n, double *ll, int *greedy, double *tokens,
-                       uint32_t *scratch, ps_error *err) {
+/* The CPU's forward of mb (with targets and log_probs): best[k] = the argmax of row k's
+ * logits (ties to the lowest id) for every row with a target. */
+static int forward_cpu(eval_model *em, const model_batch *mb, int *best, ps_error *err) {
+    int V = em->cfg.model.vocab;
+    model_activations *acts = model_activations_alloc_forward(&em->model.layout, mb->batch, mb->seq, err);
+    if (!acts) return -1;
+    int rc = model_forward_batch(&em->model, &em->params, acts, mb, NULL, err);
+    const real *logits = rc ? NULL : model_logits(acts);
+    for (size_t k = 0; !rc && k < (size_t)mb->batch * mb->seq; k++) {
+        if (mb->targets[k] < 0) continue;
+        const real *z = logits + k * V;
+        int b = 0;
+        for (int v = 1; v < V; v++)
+            if (z[v] > z[b]) b = v;
+        best[k] = b;
+    }
+    model_activations_free(acts);
+    return rc;
+}
+
+/* The engine's pass length for inputs of `rows` rows: a power of two, at least 16, at most
+ * model.context. */
+static int length_class(const eval_model *em, int rows) {
+    int ctx = em->cfg.model.context, c = 16;
+    while (c < rows && c < ctx) c *= 2;
+    return c < ctx ? c : ctx;
+}
+
+/* The rows request q runs as (after the cut to model.context): text (context +
+ * continuation)[:-1], a picture's request its ids and the picture's rows. */
+static int request_rows(const eval_model *em, const eval_request *q) {
+    int ctx = em->cfg.model.context, rows = (int)(q->context.n + q->continuation.n) + (q->visual ? q->visual : -1);
+    return rows < ctx ? rows : ctx;
+}
+
+/* The same on the GPU engine, mb padded to [rows, length_class(mb->seq)] (rows >= mb->batch).
+ * The caller puts only requests of one length class in a pass, so a request's pass has the
+ * shape [eval.batch, its own length class] whatever shares it: on a GPU the GEMMs' kernels
+ * are chosen per shape, and this keeps what a request gets independent of the others. */
+static int forward_engine(eval_model *em, const model_batch *mb, int rows, int *best, ps_error *err) {
+    int B = rows > mb->batch ? rows : mb->batch, S = length_class(em, mb->seq), T = mb->seq;
+    size_t cells = (size_t)B * S;
+    int *tok = calloc(cells, sizeof *tok), *tgt = malloc(sizeof *tgt * cells), *sid = malloc(sizeof *sid * cells);
+    int *pos = calloc(cells, sizeof *pos), *arg = calloc(cells, sizeof *arg);
+    double *lp = calloc(cells, sizeof *lp);
+    int rc = tok && tgt && sid && pos && arg && lp ? 0 : ps_fail(err, "out of memory");
+    if (!rc && T > S) rc = ps_fail(err, "internal: a scoring pass of %d rows, more than its length class %d", T, S);
+    for (size_t k = 0; !rc && k < cells; k++) tgt[k] = -1, sid[k] = -1;
+    for (int b = 0; !rc && b < mb->batch; b++)
+        for (int t = 0; t < T; t++) { /* row order kept: the k-th -1 row still reads embeds[k] */
+            size_t from = (size_t)b * T + t, to = (size_t)b * S + t;
+            tok[to] = mb->tokens[from], tgt[to] = mb->targets[from];
+            sid[to] = mb->sample ? mb->sample[from] : 0;
+            pos[to] = mb->positions ? mb->positions[from] : t;
+        }
+    if (!rc) {
+        model_batch pb = {.batch = B, .seq = S, .tokens = tok, .targets = tgt, .positions = pos, .sample = sid,
+                          .embeds = mb->embeds, .n_embeds = mb->n_embeds, .log_probs = lp};
+        rc = em->gpu->score_batch(em->engine, &pb, arg, err);
+    }
+    for (int b = 0; !rc && b < mb->batch; b++)
+        for (int t = 0; t < T; t++) {
+            size_t from = (size_t)b * T + t, to = (size_t)b * S + t;
+            mb->log_probs[from] = lp[to];
+            best[from] = arg[to];
+        }
+    free(tok), free(tgt), free(sid), free(pos), free(arg), free(lp);
+    return rc;
+}
+
+/* mb's log_probs and best (see forward_cpu) on the model's backend; rows: the pass size. */
+static int forward_scores(eval_model *em, const model_batch *mb, int rows, int *best, ps_error *err) {
+    return em->engine ? forward_engine(em, mb, rows, best, err) : forward_cpu(em, mb, best, err);
+}
+
+static int score_chunk(eval_model *em, const eval_request *req, size_t n, int rows, double *ll, int *greedy, int *cut,
+                       double *tokens, uint32_t *scratch, ps_error *err) {
     size_t ctx = (size_t)em->cfg.model.context, seq = 1;
     row *r = calloc(n, sizeof *r);
     if (!r) return ps_fail(err, "out of memory");
@@ -286,16 +390,16 @@ static int score_chunk(eval_model *em, const eval_request *req, size_t n, double
         const eval_request *q = &req[i];
         rc = eval_request_input(q->context.ids, q->context.n, q->continuation.ids, q->continuation.n, ctx, r[i].input,
                                 &r[i].n_input, &r[i].first, err);
+        /* the input is (context + continuation)[:-1], its first tokens cut to fit (lm-eval's way) */
+        if (!rc) cut[i] = (int)(q->context.n + q->continuation.n - 1 - r[i].n_input);
         if (r[i].n_input > seq) seq = r[i].n_input;
     }
-    int B = (int)n, T = (int)seq, V = em->cfg.model.vocab;
+    int B = (int)n, T = (int)seq;
     size_t cells = (size_t)B * T;
     int *tok = malloc(sizeof *tok * cells), *tgt = malloc(sizeof *tgt * cells), *sid = malloc(sizeof *sid * cells);
+    int *best = malloc(sizeof *best * cells);
     double *lp = malloc(sizeof *lp * cells);
-    model_activations *acts = NULL;
-    if (!rc && (!tok || !tgt || !sid || !lp)) rc = ps_fail(err, "out of memory");
-    if (!rc) acts = model_activations_alloc_forward(&em->model.layout, B, T, err);
-    if (!rc && !acts) rc = -1;
+    if (!rc && (!tok || !tgt || !sid || !lp || !best)) rc = ps_fail(err, "out of memory");
     for (int b = 0; b < B && !rc; b++)
         for (int t = 0; t < T; t++) {
             size_t k = (size_t)b * T + t;
@@ -310,81 +414,96 @@ static int score_chunk(eval_model *em, const eval_request *req, size_t n, double
         }
     if (!rc) {
         model_batch mb = {.batch = B, .seq = T, .tokens = tok, .targets = tgt, .sample = sid, .log_probs = lp};
-        rc = model_forward_batch(&em->model, &em->params, acts, &mb, NULL, err);
+        rc = forward_scores(em, &mb, rows, best, err);
     }
-    const real *logits = rc ? NULL : model_logits(acts);
     for (int b = 0; b < B && !rc; b++) {
         double sum = 0;
         int all = 1;
         for (size_t t = r[b].first; t < r[b].n_input; t++) {
             size_t k = (size_t)b * T + t;
             sum += lp[k];
-            const real *z = logits + k * V;
-            int best = 0;
-            for (int v = 1; v < V; v++)
-                if (z[v] > z[best]) best = v;
-            if (best != tgt[k]) all = 0;
+            if (best[k] != tgt[k]) all = 0;
         }
         ll[b] = sum;
         greedy[b] = all;
         if (tokens) *tokens += (double)r[b].n_input;
     }
-    model_activations_free(acts);
-    free(tok), free(tgt), free(sid), free(lp), free(r);
+    free(tok), free(tgt), free(sid), free(lp), free(best), free(r);
     return rc;
 }
 
+/* A prompt with a picture that does not fit `room` rows loses text, never the picture's rows
+ * nor ids[fixed..n) (a continuation): first the earliest ids after the picture (the start of
+ * the question: its end, the assistant's turn and what is scored stay next to each other),
+ * then the earliest before it (the template's opening). LLaVA cuts the end of the spliced
+ * sequence instead, which would cut the answer being scored or asked for. *before and *after:
+ * the ids to drop there (0 and 0: it fits); -1 when the picture and ids[fixed..n) alone do not
+ * fit. */
+static int picture_cut(int n, int image_at, int visual, int fixed, int room, int *before, int *after) {
+    int excess = n + visual - room;
+    *before = *after = 0;
+    if (excess <= 0) return 0;
+    *after = excess < fixed - image_at ? excess : fixed - image_at;
+    *before = excess - *after < image_at ? excess - *after : image_at;
+    return *before + *after < excess ? -1 : 0;
+}
+
 /* A request with a picture as mm_model.h's splice has it: context (train 0), then the
- * continuation (train 1), so that the shifted labels make the continuation the targets. */
-static int request_sample(const eval_request *q, chat_tokens *c, ps_error *err) {
-    size_t n = q->context.n + q->continuation.n;
+ * continuation (train 1), so that the shifted labels make the continuation the targets;
+ * cut to fit ctx rows (picture_cut; *cut: the ids dropped). */
+static int request_sample(const eval_request *q, int ctx, chat_tokens *c, int *cut, ps_error *err) {
+    int n_ctx = (int)q->context.n, n = n_ctx + (int)q->continuation.n, before, after;
     if (!q->continuation.n) return ps_fail(err, "an empty continuation");
-    c->ids = malloc(sizeof *c->ids * n);
-    c->train = malloc(n);
+    if (picture_cut(n, q->image_at, q->visual, n_ctx, ctx, &before, &after))
+        return ps_fail(err, "a picture (%d rows) and its continuation (%zu tokens) do not fit model.context = %d",
+                       q->visual, q->continuation.n, ctx);
+    c->ids = malloc(sizeof *c->ids * (size_t)n);
+    c->train = malloc((size_t)n);
     if (!c->ids || !c->train) return ps_fail(err, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        int cont = i >= q->context.n;
-        c->ids[i] = (int)(cont ? q->continuation.ids[i - q->context.n] : q->context.ids[i]);
-        c->train[i] = (unsigned char)cont;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (i < before || (i >= q->image_at && i < q->image_at + after)) continue;
+        int cont = i >= n_ctx;
+        c->ids[m] = (int)(cont ? q->continuation.ids[i - n_ctx] : q->context.ids[i]);
+        c->train[m++] = (unsigned char)cont;
     }
-    c->n = c->cap = (int)n;
+    c->n = m;
+    c->cap = n;
     c->n_train = (int)q->continuation.n;
-    c->image_at = q->image_at;
+    c->image_at = q->image_at - before;
+    *cut = before + after;
     return 0;
 }
 
 /* Requests idx[0..n) of req, each with its picture, as one padded batch. */
-static int score_visual_chunk(eval_model *em, const eval_request *req, const size_t *idx, size_t n, double *ll,
-                              int *greedy, double *tokens, ps_error *err) {
-    int ctx = em->cfg.model.context, D = em->cfg.model.dim, V = em->cfg.model.vocab, seq = 2;
+static int score_visual_chunk(eval_model *em, const eval_request *req, const size_t *idx, size_t n, int rows_per_pass,
+                              double *ll, int *greedy, int *cut, double *tokens, ps_error *err) {
+    int ctx = em->cfg.model.context, D = em->cfg.model.dim, seq = 2;
     chat_tokens *c = calloc(n, sizeof *c);
     int rc = c ? 0 : ps_fail(err, "out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
         const eval_request *q = &req[idx[i]];
-        rc = request_sample(q, &c[i], err);
+        rc = request_sample(q, ctx, &c[i], &cut[idx[i]], err);
         int rows = c[i].n + q->visual;
-        if (!rc && rows > ctx)
-            rc = ps_fail(err, "a prompt with its picture (%d rows) does not fit model.context = %d", rows, ctx);
-        if (rows > seq) seq = rows;
+        if (!rc && rows > seq) seq = rows;
     }
     mm_batch b = {0};
     real *embeds = NULL;
     double *lp = NULL;
-    model_activations *acts = NULL;
+    int *best = NULL;
     if (!rc) rc = mm_batch_alloc(&b, (int)n, seq, err);
     for (size_t i = 0; i < n && !rc; i++)
         if (mm_batch_add(&b, &c[i], req[idx[i]].visual, 0, err) != 1) rc = ps_fail(err, "internal: no row for a request");
     if (!rc && !(embeds = malloc(sizeof *embeds * ((size_t)b.n_embeds * D + 1)))) rc = ps_fail(err, "out of memory");
-    if (!rc && !(lp = malloc(sizeof *lp * (size_t)n * seq))) rc = ps_fail(err, "out of memory");
+    if (!rc && (!(lp = malloc(sizeof *lp * (size_t)n * seq)) || !(best = malloc(sizeof *best * (size_t)n * seq))))
+        rc = ps_fail(err, "out of memory");
     for (int k = 0, at = 0; k < b.n_images && !rc; at += b.image_rows[k++]) /* row order: sample order */
         memcpy(embeds + (size_t)at * D, req[idx[b.image_sample[k]]].embeds, sizeof *embeds * (size_t)b.image_rows[k] * D);
-    if (!rc && !(acts = model_activations_alloc_forward(&em->model.layout, (int)n, seq, err))) rc = -1;
     if (!rc) {
         model_batch mb = mm_batch_view(&b, embeds, NULL, 0);
         mb.log_probs = lp;
-        rc = model_forward_batch(&em->model, &em->params, acts, &mb, NULL, err);
+        rc = forward_scores(em, &mb, rows_per_pass, best, err);
     }
-    const real *logits = rc ? NULL : model_logits(acts);
     for (size_t i = 0; i < n && !rc; i++) {
         const mm_placement *pl = &b.placed[i];
         double sum = 0;
@@ -393,63 +512,77 @@ static int score_visual_chunk(eval_model *em, const eval_request *req, const siz
             size_t k = (size_t)pl->row * seq + pl->start + t;
             if (b.targets[k] < 0) continue;
             sum += lp[k];
-            const real *z = logits + k * V;
-            int best = 0;
-            for (int v = 1; v < V; v++)
-                if (z[v] > z[best]) best = v;
-            if (best != b.targets[k]) all = 0;
+            if (best[k] != b.targets[k]) all = 0;
         }
         ll[idx[i]] = sum;
         greedy[idx[i]] = all;
         if (tokens) *tokens += (double)(pl->len - 1);
     }
-    model_activations_free(acts);
     mm_batch_free(&b);
     for (size_t i = 0; i < n; i++) chat_tokens_free(&c[i]);
-    free(c), free(embeds), free(lp);
+    free(c), free(embeds), free(lp), free(best);
     return rc;
 }
 
 int eval_model_score(eval_model *em, const eval_request *req, size_t n, int batch, double *ll, int *greedy,
                      double *tokens, ps_error *err) {
+    int *cut = malloc(sizeof *cut * (n ? n : 1));
+    if (!cut) return ps_fail(err, "out of memory");
+    int rc = eval_model_score_cut(em, req, n, batch, ll, greedy, cut, tokens, err);
+    free(cut);
+    return rc;
+}
+
+int eval_model_score_cut(eval_model *em, const eval_request *req, size_t n, int batch, double *ll, int *greedy,
+                         int *cut, double *tokens, ps_error *err) {
     if (batch < 1) batch = 1;
     uint32_t *scratch = malloc(sizeof *scratch * (size_t)batch * (size_t)em->cfg.model.context);
     eval_request *text = malloc(sizeof *text * (n ? n : 1));
     size_t *at = malloc(sizeof *at * (n ? n : 1)), *pic = malloc(sizeof *pic * (n ? n : 1)), n_text = 0, n_pic = 0;
     double *tll = malloc(sizeof *tll * (n ? n : 1));
-    int *tgr = malloc(sizeof *tgr * (n ? n : 1));
-    int rc = scratch && text && at && pic && tll && tgr ? 0 : ps_fail(err, "out of memory");
-    /* requests with a picture go in passes of their own; every result is batch-invariant */
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (req[i].visual > 0) pic[n_pic++] = i;
-        else at[n_text] = i, text[n_text++] = req[i];
+    int *tgr = malloc(sizeof *tgr * (n ? n : 1)), *tcut = malloc(sizeof *tcut * (n ? n : 1));
+    int rc = scratch && text && at && pic && tll && tgr && tcut ? 0 : ps_fail(err, "out of memory");
+    /* requests with a picture go in passes of their own; every result is batch-invariant. On
+     * the engine a pass also holds one length class only (forward_engine), taken shortest first;
+     * on the CPU there is one class (0) and the order is the requests'. */
+    int ctx = em->cfg.model.context;
+    for (int cls = !em->engine ? 0 : ctx < 16 ? ctx : 16, done = 0; !rc && !done; cls = cls * 2 < ctx ? cls * 2 : ctx) {
+        size_t t0 = n_text, p0 = n_pic;
+        done = !em->engine || cls >= ctx;
+        for (size_t i = 0; i < n; i++) {
+            if (em->engine && length_class(em, request_rows(em, &req[i])) != cls) continue;
+            if (req[i].visual > 0) pic[n_pic++] = i;
+            else at[n_text] = i, text[n_text++] = req[i];
+        }
+        for (size_t i = t0; i < n_text && !rc; i += (size_t)batch) {
+            size_t m = n_text - i < (size_t)batch ? n_text - i : (size_t)batch;
+            rc = score_chunk(em, text + i, m, batch, tll + i, tgr + i, tcut + i, tokens, scratch, err);
+        }
+        for (size_t i = p0; i < n_pic && !rc; i += (size_t)batch) {
+            size_t m = n_pic - i < (size_t)batch ? n_pic - i : (size_t)batch;
+            rc = score_visual_chunk(em, req, pic + i, m, batch, ll, greedy, cut, tokens, err);
+        }
     }
-    for (size_t i = 0; i < n_text && !rc; i += (size_t)batch) {
-        size_t m = n_text - i < (size_t)batch ? n_text - i : (size_t)batch;
-        rc = score_chunk(em, text + i, m, tll + i, tgr + i, tokens, scratch, err);
-    }
-    for (size_t i = 0; i < n_text && !rc; i++) ll[at[i]] = tll[i], greedy[at[i]] = tgr[i];
-    for (size_t i = 0; i < n_pic && !rc; i += (size_t)batch) {
-        size_t m = n_pic - i < (size_t)batch ? n_pic - i : (size_t)batch;
-        rc = score_visual_chunk(em, req, pic + i, m, ll, greedy, tokens, err);
-    }
-    free(scratch), free(text), free(at), free(pic), free(tll), free(tgr);
+    for (size_t i = 0; i < n_text && !rc; i++) ll[at[i]] = tll[i], greedy[at[i]] = tgr[i], cut[at[i]] = tcut[i];
+    free(scratch), free(text), free(at), free(pic), free(tll), free(tgr), free(tcut);
     return rc;
 }
 
 static int generate_chunk(eval_model *em, const eval_prompt *prompts, size_t n, int max_new, uint32_t **out,
-                          size_t *n_out, ps_error *err) {
+                          size_t *n_out, int *cut, ps_error *err) {
     int ctx = em->cfg.model.context, keep = ctx - max_new + 1, stride = 1, D = em->cfg.model.dim, n_embeds = 0;
     if (keep < 1) return ps_fail(err, "eval.max_new_tokens = %d leaves no room in model.context = %d", max_new, ctx);
     for (size_t i = 0; i < n; i++) {
-        if (prompts[i].n == 0) return ps_fail(err, "an empty prompt");
-        int rows = (int)prompts[i].n + prompts[i].visual;
-        if (prompts[i].visual && rows > keep)
-            return ps_fail(err, "a prompt with its picture (%d rows) and eval.max_new_tokens = %d exceed model.context = %d",
-                           rows, max_new, ctx);
+        const eval_prompt *q = &prompts[i];
+        if (q->n == 0) return ps_fail(err, "an empty prompt");
+        int rows = (int)q->n + q->visual, before, after;
+        if (q->visual && picture_cut((int)q->n, q->image_at, q->visual, (int)q->n, keep, &before, &after))
+            return ps_fail(err, "a picture (%d rows) and eval.max_new_tokens = %d exceed model.context = %d", q->visual,
+                           max_new, ctx);
         int len = rows < keep ? rows : keep;
+        cut[i] = rows - len;
         if (len > stride) stride = len;
-        n_embeds += prompts[i].visual;
+        n_embeds += q->visual;
     }
     int *p = calloc((size_t)n * stride, sizeof *p), *len = calloc(n, sizeof *len);
     int *gen = malloc(sizeof *gen * n * (size_t)max_new);
@@ -457,13 +590,16 @@ static int generate_chunk(eval_model *em, const eval_prompt *prompts, size_t n, 
     int rc = p && len && gen && embeds ? 0 : ps_fail(err, "out of memory");
     for (size_t i = 0, e = 0; i < n && !rc; i++) {
         const eval_prompt *q = &prompts[i];
-        if (q->visual) { /* mm_model.h's splice of the whole prompt */
-            chat_tokens c = {.n = (int)q->n, .image_at = q->image_at};
+        if (q->visual) { /* mm_model.h's splice of the prompt, cut around the picture to fit */
+            int before, after;
+            picture_cut((int)q->n, q->image_at, q->visual, (int)q->n, keep, &before, &after);
+            chat_tokens c = {.n = 0, .image_at = q->image_at - before};
             if (!(c.ids = malloc(sizeof *c.ids * q->n))) {
                 rc = ps_fail(err, "out of memory");
                 break;
             }
-            for (size_t t = 0; t < q->n; t++) c.ids[t] = (int)q->ids[t];
+            for (int t = 0; t < (int)q->n; t++)
+                if (t >= before && (t < q->image_at || t >= q->image_at + after)) c.ids[c.n++] = (int)q->ids[t];
             len[i] = mm_splice_ids(&c, q->visual, p + i * stride);
             free(c.ids);
             memcpy(embeds + e * D, q->embeds, sizeof *embeds * (size_t)q->visual * D);
@@ -474,7 +610,10 @@ static int generate_chunk(eval_model *em, const eval_prompt *prompts, size_t n, 
         const uint32_t *src = q->ids + q->n - len[i]; /* the last tokens */
         for (int t = 0; t < len[i]; t++) p[i * stride + t] = (int)src[t];
     }
-    if (!rc)
+    if (!rc && em->engine)
+        rc = em->gpu->greedy_decode_embeds(em->engine, p, stride, len, (int)n, embeds, n_embeds, max_new, 0, gen, NULL,
+                                           err);
+    else if (!rc)
         rc = model_greedy_decode_embeds(&em->model, &em->params, p, stride, len, (int)n, embeds, n_embeds, max_new, gen,
                                         NULL, err);
     for (size_t i = 0; i < n && !rc; i++) {
@@ -491,15 +630,24 @@ static int generate_chunk(eval_model *em, const eval_prompt *prompts, size_t n, 
     return rc;
 }
 
-int eval_model_generate_visual(eval_model *em, const eval_prompt *prompts, size_t n, int batch, int max_new,
-                               uint32_t **out, size_t *n_out, ps_error *err) {
+int eval_model_generate_cut(eval_model *em, const eval_prompt *prompts, size_t n, int batch, int max_new,
+                            uint32_t **out, size_t *n_out, int *cut, ps_error *err) {
     if (batch < 1) batch = 1;
     for (size_t i = 0; i < n; i++) out[i] = NULL, n_out[i] = 0;
     for (size_t i = 0; i < n; i += (size_t)batch) {
         size_t m = n - i < (size_t)batch ? n - i : (size_t)batch;
-        if (generate_chunk(em, prompts + i, m, max_new, out + i, n_out + i, err)) return -1;
+        if (generate_chunk(em, prompts + i, m, max_new, out + i, n_out + i, cut + i, err)) return -1;
     }
     return 0;
+}
+
+int eval_model_generate_visual(eval_model *em, const eval_prompt *prompts, size_t n, int batch, int max_new,
+                               uint32_t **out, size_t *n_out, ps_error *err) {
+    int *cut = malloc(sizeof *cut * (n ? n : 1));
+    if (!cut) return ps_fail(err, "out of memory");
+    int rc = eval_model_generate_cut(em, prompts, n, batch, max_new, out, n_out, cut, err);
+    free(cut);
+    return rc;
 }
 
 int eval_model_generate(eval_model *em, const tokenizer_ids *prompts, size_t n, int batch, int max_new,

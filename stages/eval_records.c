@@ -129,6 +129,7 @@ int eval_prediction_write(FILE *out, const eval_prediction *p, ps_error *err) {
         json_object_object_add(o, "image_at", json_object_new_int(p->image_at));
         json_object_object_add(o, "visual_tokens", json_object_new_int(p->visual_tokens));
     }
+    if (p->truncated) json_object_object_add(o, "truncated", json_object_new_boolean(1));
     if (isfinite(p->loglikelihood)) json_object_object_add(o, "loglikelihood", number(p->loglikelihood));
     const char *counts[] = {"tokens", "words", "bytes", "windows"};
     const long long values[] = {p->tokens, p->words, p->bytes, p->windows};
@@ -270,6 +271,9 @@ static int parse_prediction(reader *R, json_object *o, eval_prediction *p) {
     long long line = 0, gold = -1, parsed = -1, tier = 0, image_at = -1, visual = 0;
     rc = rc || get_int(R, o, "image_at", &image_at) || get_int(R, o, "visual_tokens", &visual);
     p->image_at = (int)image_at, p->visual_tokens = (int)visual;
+    json_object *cut;
+    p->truncated = json_object_object_get_ex(o, "truncated", &cut) && json_object_is_type(cut, json_type_boolean) &&
+                   json_object_get_boolean(cut);
     rc = rc || get_int(R, o, "line", &line) || get_int(R, o, "gold", &gold) || get_int(R, o, "parsed", &parsed) ||
          get_int(R, o, "tier", &tier) || get_int(R, o, "tokens", &p->tokens) || get_int(R, o, "words", &p->words) ||
          get_int(R, o, "bytes", &p->bytes) || get_int(R, o, "windows", &p->windows) ||
@@ -414,6 +418,7 @@ int eval_result_write(FILE *out, const eval_result *r, ps_error *err) {
     json_object_object_add(o, "stderr", number(r->stderr_));
     json_object_object_add(o, "n", json_object_new_int64((int64_t)r->n));
     json_object_object_add(o, "parse_failures", json_object_new_int64((int64_t)r->parse_failures));
+    if (r->truncated) json_object_object_add(o, "truncated", json_object_new_int64((int64_t)r->truncated));
     if (r->parser[0]) add_string(o, "parser", r->parser);
     if (r->tiers[0]) add_string(o, "tiers", r->tiers);
     add_provenance(o, &r->prov);
@@ -480,11 +485,12 @@ static int add_result(void *ctx, reader *R, json_object *o) {
     get_fixed(o, "task_sha256", r->prov.task_sha256, sizeof r->prov.task_sha256);
     get_fixed(o, "encoder", r->prov.encoder, sizeof r->prov.encoder);
     get_provenance_flag(o, &r->prov);
-    long long n = 0, failures = 0;
+    long long n = 0, failures = 0, cut = 0;
     if (get_number(R, o, "value", &r->value) || get_number(R, o, "stderr", &r->stderr_) || get_int(R, o, "n", &n) ||
-        get_int(R, o, "parse_failures", &failures) || get_int(R, o, "seed", &r->prov.seed))
+        get_int(R, o, "parse_failures", &failures) || get_int(R, o, "seed", &r->prov.seed) ||
+        get_int(R, o, "truncated", &cut))
         return -1;
-    r->n = (size_t)n, r->parse_failures = (size_t)failures;
+    r->n = (size_t)n, r->parse_failures = (size_t)failures, r->truncated = cut > 0 ? (size_t)cut : 0;
     if (!r->task[0] || !r->metric[0]) return bad(R, !r->task[0] ? "task" : "metric", "missing");
     return 0;
 }

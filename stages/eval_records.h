@@ -18,6 +18,7 @@
  *   parsed, tier, correct           as scored when written (rescore recomputes them)
  *   image_at, visual_tokens         where the picture's rows were spliced into context_ids
  *                                   (before context_ids[image_at]) and how many (adapted models)
+ *   truncated                       true when an input lost tokens to model.context (absent: none)
  *   checkpoint_sha256, task_sha256, encoder, seed, image_input  provenance of the run
  *                                   (image_input: true when the model saw the item's picture)
  * results.jsonl: one line per (task, subset, metric):
@@ -70,6 +71,7 @@ typedef struct eval_prediction {
     double *letter_loglikelihoods;
     int n_letter_loglikelihoods;
     int image_at, visual_tokens;          /* the picture's splice; -1 / 0 when absent */
+    int truncated;                        /* 1: an input lost tokens to model.context ("truncated": true) */
     double loglikelihood;                 /* rolling */
     long long tokens, words, bytes, windows; /* rolling; -1 when absent */
     int parsed, tier;                     /* -1 / 0 when absent */
@@ -102,6 +104,7 @@ typedef struct eval_result {
     char task[128], category[128], scorer[16], subset[128], metric[64];
     double value, stderr_; /* stderr NaN -> null */
     size_t n, parse_failures;
+    size_t truncated; /* items of the task whose input was cut to model.context (written when > 0) */
     char parser[32], tiers[8];
     eval_provenance prov;
 } eval_result;

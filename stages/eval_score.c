@@ -49,6 +49,7 @@ static int add_result(scoring *S, const char *subset, const char *metric, double
     snprintf(r->scorer, sizeof r->scorer, "%s", S->p[0].scorer ? S->p[0].scorer : "");
     snprintf(r->metric, sizeof r->metric, "%s", metric);
     r->value = value, r->stderr_ = stderr_, r->n = n, r->parse_failures = failures;
+    for (size_t i = 0; i < S->n && !(subset && *subset); i++) r->truncated += S->p[i].truncated != 0; /* the task's rows */
     snprintf(r->parser, sizeof r->parser, "%s", EVAL_PARSER_VERSION);
     tiers_text(S->o->tiers, r->tiers);
     r->prov = S->p[0].prov;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend_select.h"
 #include "eval_align.h"
 #include "eval_items.h"
 #include "eval_model.h"
@@ -180,9 +181,10 @@ static void free_work(item_work *w) {
 }
 
 /* Doubles item w puts into the exchange: language 2 per request (ll, greedy); VQA one per
- * letter, then the output's length and ids. */
+ * letter, then the output's length and ids; last, the most tokens any of its inputs lost to
+ * model.context (0: none was cut). */
 static size_t work_slots(const stage_ctx *s, const item_work *w) {
-    return w->vqa ? (size_t)w->reqs.n + 1 + (size_t)s->cfg.eval.max_new_tokens : 2 * (size_t)w->reqs.n;
+    return (w->vqa ? (size_t)w->reqs.n + 1 + (size_t)s->cfg.eval.max_new_tokens : 2 * (size_t)w->reqs.n) + 1;
 }
 
 /* This rank's items of the step: every request scored in one pool of batches, every VQA
@@ -197,7 +199,8 @@ static int score_mine(stage_ctx *s, item_work *w, const size_t *mine, size_t n_m
     eval_prompt *prompts = malloc(sizeof *prompts * (n_gen ? n_gen : 1));
     uint32_t **out = calloc(n_gen ? n_gen : 1, sizeof *out);
     size_t *n_out = calloc(n_gen ? n_gen : 1, sizeof *n_out);
-    int rc = req && ll && greedy && prompts && out && n_out ? 0 : ps_fail(err, "out of memory");
+    int *cut = calloc(n_req ? n_req : 1, sizeof *cut), *gcut = calloc(n_gen ? n_gen : 1, sizeof *gcut);
+    int rc = req && ll && greedy && prompts && out && n_out && cut && gcut ? 0 : ps_fail(err, "out of memory");
     size_t r = 0, g = 0, D = (size_t)s->cfg.model.dim;
     for (size_t i = 0; i < n_mine && !rc; i++) {
         item_work *x = &w[mine[i]];
@@ -209,18 +212,20 @@ static int score_mine(stage_ctx *s, item_work *w, const size_t *mine, size_t n_m
             prompts[g++] = (eval_prompt){.ids = x->prompt.ids, .n = x->prompt.n, .visual = x->visual,
                                          .image_at = x->image_at, .embeds = x->embeds};
     }
-    if (!rc) rc = eval_model_score(&s->em, req, n_req, s->cfg.eval.batch, ll, greedy, tokens, err);
+    if (!rc) rc = eval_model_score_cut(&s->em, req, n_req, s->cfg.eval.batch, ll, greedy, cut, tokens, err);
     if (!rc && n_gen)
-        rc = eval_model_generate_visual(&s->em, prompts, n_gen, s->cfg.eval.batch, s->cfg.eval.max_new_tokens, out,
-                                        n_out, err);
+        rc = eval_model_generate_cut(&s->em, prompts, n_gen, s->cfg.eval.batch, s->cfg.eval.max_new_tokens, out,
+                                     n_out, gcut, err);
     r = g = 0;
     for (size_t i = 0; i < n_mine && !rc; i++) {
         item_work *x = &w[mine[i]];
-        double *b = buf + x->slot;
+        double *b = buf + x->slot, *lost = b + work_slots(s, x) - 1;
         for (int k = 0; k < x->reqs.n; k++, r++) {
             if (x->vqa) b[k] = ll[r];
             else b[2 * k] = ll[r], b[2 * k + 1] = greedy[r];
+            if (cut[r] > *lost) *lost = cut[r];
         }
+        if (x->vqa && gcut[g] > *lost) *lost = gcut[g];
         if (x->vqa) {
             b[x->reqs.n] = (double)n_out[g];
             for (size_t t = 0; t < n_out[g]; t++) b[x->reqs.n + 1 + t] = out[g][t];
@@ -229,7 +234,7 @@ static int score_mine(stage_ctx *s, item_work *w, const size_t *mine, size_t n_m
         }
     }
     for (size_t i = 0; i < n_gen; i++) free(out[i]);
-    free(req), free(ll), free(greedy), free(prompts), free(out), free(n_out);
+    free(req), free(ll), free(greedy), free(prompts), free(out), free(n_out), free(cut), free(gcut);
     return rc;
 }
 
@@ -246,6 +251,7 @@ static int make_prediction(stage_ctx *s, const entry *e, const item_work *w, con
     p->prov.image_input = w->visual > 0;
     if (s->em.image_input) snprintf(p->prov.encoder, sizeof p->prov.encoder, "%s", s->em.encoder);
     if (w->visual) p->image_at = w->image_at, p->visual_tokens = w->visual;
+    p->truncated = b[work_slots(s, w) - 1] > 0;
     int n = w->reqs.n;
     if (t->info.kind == TASK_ROLLING) {
         p->loglikelihood = 0;
@@ -434,6 +440,8 @@ static int stage_init(stage_ctx *s, const run_config *cfg, comm *c, ps_error *er
         return ps_fail(err, "run.dir '%s' is too long", cfg->run_dir);
     if (mkdir(s->cfg.eval.out, 0777) && errno != EEXIST) return ps_fail(err, "eval.out '%s': cannot create", s->cfg.eval.out);
     if (eval_model_open_visual(&s->em, cfg, s->cfg.eval.out, err)) return -1;
+    const gpu_engine_api *gpu = NULL; /* run.backend: scoring and decoding on the CPU or the GPU engine */
+    if (backend_select(cfg, c, &gpu, err) || (gpu && eval_model_use_gpu(&s->em, gpu, err))) return -1;
     if (s->em.image_input) /* the job's config records the features read: another folder is another evaluation */
         snprintf(s->cfg.eval.features, sizeof s->cfg.eval.features, "%s", s->em.features);
     /* The job runs in the eval folder; its config records the weights it read. */

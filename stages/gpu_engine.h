@@ -36,8 +36,11 @@
 /* Raised whenever gpu_engine_api or a struct it takes changes: the loader
  * (stages/backend_select.c) refuses a library of another number. 2: the
  * model_batch contract (train_batch, forward_batch, gradients), frozen units.
- * 3: greedy_decode (KV cache on the device), projector_forward/_backward. */
-#define GPU_ENGINE_ABI 3
+ * 3: greedy_decode (KV cache on the device), projector_forward/_backward.
+ * 4: greedy_decode_embeds (embedding rows in the prompts), score_batch
+ * (evaluation's forward of any shape, fp32 log-probs and argmax); the
+ * entries of ABI 3 keep their signatures. */
+#define GPU_ENGINE_ABI 4
 #define GPU_ENGINE_SYMBOL "presight_gpu_engine"
 #define GPU_ENGINE_LIBRARY "libpresight-cuda.so"
 #define GPU_ENGINE_ID_BYTES 128
@@ -138,6 +141,26 @@ typedef struct gpu_engine_api {
     void (*memory)(gpu_engine *e, gpu_engine_memory *out);
     /* "NVIDIA H200 (sm_90, 132 SMs, 139.8 GB), NCCL 2.27.3" */
     const char *(*describe)(gpu_engine *e);
+    /* ABI 4. greedy_decode with embedding rows in the prompts, as core/decode.h's
+     * model_greedy_decode_embeds: every prompt token of -1 takes its input from
+     * embeds [n_embeds, dim] (host, fp32), the k-th such row of the prompts
+     * (prompt 0's first, in order) reading embeds[k]; n_embeds must equal their
+     * count (greedy_decode is this with none). Their rows enter the prefill (and
+     * every pass of recompute = 1) and so the KV cache. */
+    int (*greedy_decode_embeds)(gpu_engine *e, const int *prompts, int prompt_stride, const int *prompt_len, int batch,
+                                const real *embeds, int n_embeds, int max_new, int recompute, int *out, real *logits,
+                                ps_error *err);
+    /* Evaluation's forward (between steps; no gradient, no hidden states, no
+     * KV cache): a model_batch of any [batch, seq] shape (seq <= model.context;
+     * tokens, embedding rows, positions, sample ids with padding, as
+     * forward_batch), buffers from the caching allocator. The final norm and
+     * the head run on fixed chunks of rows into fp32 logits (the GEMM's shape
+     * does not depend on the batch): log_probs[i] (needs targets) =
+     * log-softmax of row i's logits at targets[i], 0 without a target, and
+     * argmax[i] (may be NULL) = the row's largest logit, ties to the lowest id
+     * (padding rows: unspecified). A row's values depend only on its own
+     * sample's rows and the batch's [batch, seq] shape. Waits for the device. */
+    int (*score_batch)(gpu_engine *e, const model_batch *batch, int *argmax, ps_error *err);
 } gpu_engine_api;
 
 /* The symbol the library exports. */

@@ -10,8 +10,11 @@
 #      build/device/gpu_check for sm_90;
 #   2. engine_check: the engine on the model contract against core/model.c,
 #      the trainable projector against core/projector.c, greedy decoding with
-#      the KV cache against core/decode.c on a trained model (the same checks
-#      as tests/t_gpu_contract.sh in the emulator, with real kernels);
+#      the KV cache against core/decode.c on a trained model, also with
+#      embedding rows in the prompts (greedy_decode_embeds), and evaluation's
+#      score_batch (log-probs, argmax, batch-invariance at other shapes: on a
+#      GPU cuBLASLt may pick another kernel per shape, which this measures)
+#      (the same checks as tests/t_gpu_contract.sh in the emulator, with real kernels);
 #   3. gpu_check --sections device,ops: every op against the CPU backend,
 #      the projector's bias and GELU and the KV cache's write and decode
 #      attention included, at medium and 8B shapes;

@@ -22,7 +22,10 @@
  *   - greedy decoding with the KV cache (prompts of different lengths in
  *     one batch) on a model trained to continue four sequences: tokens and
  *     logits against core/decode.c, the engine's cached decode against its
- *     full recompute; the negative control reads the prompts to the stride.
+ *     full recompute; the negative control reads the prompts to the stride;
+ *     the same with embedding rows in the prompts (greedy_decode_embeds);
+ *   - evaluation's score_batch: log-probs and argmax against the CPU,
+ *     batch-invariance, another sequence's embedding rows as the control.
  * bf16 activations and
  * weights against fp32: tolerances are relative L2 errors (see TOL_*).
  * Runs on the CPU emulator build (tests/t_gpu_contract.sh) or a GPU
@@ -673,6 +676,209 @@ static int bench_decode(void) {
     return 0;
 }
 
+/* Embedding rows in the prompts (greedy_decode_embeds, ABI 4): rows that
+ * hold the embedding of the token they replace must decode as the tokens
+ * (on the CPU and the engine); rows of other tokens (a "picture" the prompt
+ * does not say) change the continuation, and the engine's tokens and logits
+ * must be the CPU's model_greedy_decode_embeds, cached and recomputed. */
+static void run_decode_embeds(Trained &t, int strategy, const char *name) {
+    ps_error err;
+    printf("%s:\n", name);
+    const model_layout *L = &t.m.layout;
+    const int B = DEC_SEQS, V = L->cfg.vocab, D = L->cfg.dim;
+    int len[B] = {6, 12, 4, 9};
+    std::vector<int> plain(B * DEC_STRIDE, 0), with(plain.size(), 0);
+    std::vector<float> same, other;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < len[b]; i++) {
+            int tok = t.seqs[b * DEC_LEN + i], alt = t.seqs[((b + 1) % B) * DEC_LEN + i];
+            plain[b * DEC_STRIDE + i] = with[b * DEC_STRIDE + i] = tok;
+            if (i < 3) continue; /* rows 3 .. len - 1 of each prompt (the last one decides what follows) */
+            with[b * DEC_STRIDE + i] = -1;
+            same.insert(same.end(), t.P.unit[0] + (size_t)tok * D, t.P.unit[0] + (size_t)(tok + 1) * D);
+            other.insert(other.end(), t.P.unit[0] + (size_t)alt * D, t.P.unit[0] + (size_t)(alt + 1) * D);
+        }
+    int ne = (int)(same.size() / D);
+    size_t nl = (size_t)B * DEC_NEW * V;
+    std::vector<int> oc(B * DEC_NEW), cs(oc.size()), co(oc.size()), gs(oc.size()), go(oc.size()), gr(oc.size());
+    std::vector<float> lco(nl), lgo(nl), lgr(nl);
+    if (model_greedy_decode(&t.m, &t.P, plain.data(), DEC_STRIDE, len, B, DEC_NEW, oc.data(), NULL, &err) ||
+        model_greedy_decode_embeds(&t.m, &t.P, with.data(), DEC_STRIDE, len, B, same.data(), ne, DEC_NEW, cs.data(),
+                                   NULL, &err) ||
+        model_greedy_decode_embeds(&t.m, &t.P, with.data(), DEC_STRIDE, len, B, other.data(), ne, DEC_NEW, co.data(),
+                                   lco.data(), &err)) {
+        verdict(false, "cpu decode with embedding rows: %s", err.msg);
+        return;
+    }
+    OneRank g;
+    int refused = 0;
+    if (one_rank_open(g, L, strategy, B, DEC_LEN - 1, 0.f, NULL, t.P.unit, &err) ||
+        g.api->greedy_decode_embeds(g.e, with.data(), DEC_STRIDE, len, B, same.data(), ne, DEC_NEW, 0, gs.data(), NULL,
+                                    &err) ||
+        g.api->greedy_decode_embeds(g.e, with.data(), DEC_STRIDE, len, B, other.data(), ne, DEC_NEW, 0, go.data(),
+                                    lgo.data(), &err) ||
+        g.api->greedy_decode_embeds(g.e, with.data(), DEC_STRIDE, len, B, other.data(), ne, DEC_NEW, 1, gr.data(),
+                                    lgr.data(), &err)) {
+        verdict(false, "engine decode with embedding rows: %s", err.msg);
+        one_rank_close(g);
+        return;
+    }
+    ps_error why;
+    std::vector<int> scratch(oc.size());
+    refused = g.api->greedy_decode_embeds(g.e, with.data(), DEC_STRIDE, len, B, other.data(), ne - 1, DEC_NEW, 0,
+                                          scratch.data(), NULL, &why) != 0 &&
+              g.api->greedy_decode(g.e, with.data(), DEC_STRIDE, len, B, DEC_NEW, 0, scratch.data(), NULL, &why) != 0;
+    one_rank_close(g);
+    int changed = 0;
+    for (size_t i = 0; i < oc.size(); i++) changed += co[i] != oc[i];
+    double e_o = rel_l2f(lgo.data(), lco.data(), nl), e_r = rel_l2f(lgr.data(), lgo.data(), nl);
+    verdict(cs == oc && gs == oc, "%d rows of the tokens' own embeddings decode as the tokens (cpu %s, engine %s)", ne,
+            cs == oc ? "equal" : "DIFFER", gs == oc ? "equal" : "DIFFER");
+    verdict(changed > 0, "negative control: rows of other tokens' embeddings change the cpu's tokens (%d of %d)",
+            changed, (int)oc.size());
+    verdict(go == co && e_o <= TOL_DECODE, "engine = cpu with those rows: tokens %s, logits relL2 %.2e (tol %.1e)",
+            go == co ? "equal" : "DIFFER", e_o, TOL_DECODE);
+    verdict(gr == go && e_r <= TOL_DECODE, "cached = full recompute with embedding rows: tokens %s, logits relL2 %.2e",
+            gr == go ? "equal" : "DIFFER", e_r);
+    verdict(refused, "a count of embedding rows other than the prompts' -1 tokens is refused (%s)", why.msg);
+}
+
+/* Evaluation's forward (score_batch, ABI 4) on the trained model: a padded
+ * batch of sequences of different lengths with embedding rows against
+ * core/model.c's forward (log-probabilities, argmax of every counted row);
+ * each sequence alone in another row of a padded batch of the same shape must
+ * give the same bits as in the mixed batch (batch-invariance; at its own [1,
+ * length] shape too in the emulator). Half the rows score another
+ * token than the memorised one, so log-probabilities reach -17: measured in the
+ * emulator max |engine - cpu| 2.4e-2 nats there (bf16 activations: the decode
+ * logits' max |difference| above is 5.6e-2), 3.5e-6 at the memorised tokens;
+ * the tolerance is 2x the measured worst. */
+static const double TOL_SCORE = 5e-2;
+
+static void run_score(Trained &t, int strategy, const char *name) {
+    ps_error err;
+    printf("%s:\n", name);
+    const model_layout *L = &t.m.layout;
+    const int B = DEC_SEQS, S = 24, V = L->cfg.vocab, D = L->cfg.dim;
+    const int len[B] = {24, 10, 17, 5};
+    size_t n = (size_t)B * S;
+    std::vector<int> tok(n, 0), tgt(n, -1), sid(n, -1), next(n, -1);
+    std::vector<float> emb;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < len[b]; i++) {
+            size_t k = (size_t)b * S + i;
+            int x = t.seqs[b * DEC_LEN + i];
+            /* odd rows score another token than the memorised next one: log-probabilities far from 0 */
+            tok[k] = x, sid[k] = 0, next[k] = t.seqs[b * DEC_LEN + i + 1];
+            tgt[k] = i % 2 ? (next[k] + 1 + i) % V : next[k];
+            if (i == 2 || i == 3) { /* two embedding rows: the token's own embedding, scaled */
+                tok[k] = -1;
+                for (int j = 0; j < D; j++) emb.push_back(1.1f * t.P.unit[0][(size_t)x * D + j]);
+            }
+        }
+    int ne = (int)(emb.size() / D);
+    std::vector<double> lc(n), lg(n);
+    std::vector<int> bc(n), bg(n);
+    model_activations *a = model_activations_alloc_forward(L, B, S, &err);
+    model_batch mb = {};
+    mb.batch = B, mb.seq = S, mb.tokens = tok.data(), mb.targets = tgt.data(), mb.sample = sid.data();
+    mb.embeds = emb.data(), mb.n_embeds = ne, mb.log_probs = lc.data();
+    if (!a || model_forward_batch(&t.m, &t.P, a, &mb, NULL, &err)) {
+        verdict(false, "cpu forward: %s", err.msg);
+        model_activations_free(a);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const real *z = model_logits(a) + k * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (z[v] > z[best]) best = v;
+        bc[k] = best;
+    }
+    model_activations_free(a);
+    OneRank g;
+    mb.log_probs = lg.data();
+    if (one_rank_open(g, L, strategy, 1, 8, 0.f, NULL, t.P.unit, &err) || g.api->score_batch(g.e, &mb, bg.data(), &err)) {
+        verdict(false, "engine score_batch: %s", err.msg);
+        one_rank_close(g);
+        return;
+    }
+    double worst = 0;
+    int counted = 0, agree = 0, learnt = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (tgt[k] < 0) continue;
+        counted++;
+        agree += bg[k] == bc[k];
+        learnt += bc[k] == next[k];
+        worst = std::max(worst, fabs(lg[k] - lc[k]));
+    }
+    verdict(agree == counted && learnt == counted, "argmax of %d counted rows: the cpu's (%d), the next tokens (%d)",
+            counted, agree, learnt);
+    double low = 0;
+    for (size_t k = 0; k < n; k++) low = std::min(low, lc[k]);
+    verdict(worst <= TOL_SCORE, "log-probabilities (down to %.1f): max |engine - cpu| %.2e nats (tol %.1e)", low,
+            worst, TOL_SCORE);
+    /* each sequence alone in the same [B, S] shape, moved to row B - 1 - b, the rest padding
+     * (what presight eval does: one shape for every pass); and alone at its own [1, length]
+     * (bit-identical in the emulator; on a GPU another shape may pick another GEMM kernel,
+     * so that one is printed, not required) */
+    bool same = true, same_own = true;
+    int ebase = 0;
+    double wrong = 0, own_worst = 0;
+    for (int b = 0; b < B && same; b++) {
+        int T = len[b], mine = 0, row = B - 1 - b;
+        std::vector<int> t1(n, 0), g1(n, -1), s1(n, -1), b1(n);
+        for (int i = 0; i < T; i++) {
+            size_t from = (size_t)b * S + i, to = (size_t)row * S + i;
+            t1[to] = tok[from], g1[to] = tgt[from], s1[to] = 0;
+            mine += tok[from] == -1;
+        }
+        std::vector<double> l1(n);
+        model_batch one = {};
+        one.batch = B, one.seq = S, one.tokens = t1.data(), one.targets = g1.data(), one.sample = s1.data();
+        one.embeds = emb.data() + (size_t)ebase * D, one.n_embeds = mine, one.log_probs = l1.data();
+        if (g.api->score_batch(g.e, &one, b1.data(), &err)) {
+            verdict(false, "engine score_batch alone: %s", err.msg);
+            same = false;
+            break;
+        }
+        for (int i = 0; i < T; i++) {
+            size_t mixed = (size_t)b * S + i, alone = (size_t)row * S + i;
+            same = same && memcmp(&l1[alone], &lg[mixed], sizeof(double)) == 0 && b1[alone] == bg[mixed];
+        }
+        if (b == 1 && mine) { /* negative control: sequence 1 with sequence 0's rows */
+            one.embeds = emb.data();
+            if (!g.api->score_batch(g.e, &one, b1.data(), &err))
+                for (int i = 0; i < T; i++) wrong = std::max(wrong, fabs(l1[(size_t)row * S + i] - lg[(size_t)b * S + i]));
+        }
+        one.embeds = emb.data() + (size_t)ebase * D;
+        one.batch = 1, one.seq = T; /* its own shape: rows 0..T - 1 */
+        for (int i = 0; i < T; i++) {
+            size_t from = (size_t)b * S + i;
+            t1[i] = tok[from], g1[i] = tgt[from], s1[i] = 0;
+        }
+        if (!g.api->score_batch(g.e, &one, b1.data(), &err))
+            for (int i = 0; i < T; i++) {
+                size_t mixed = (size_t)b * S + i;
+                same_own = same_own && memcmp(&l1[i], &lg[mixed], sizeof(double)) == 0;
+                own_worst = std::max(own_worst, fabs(l1[i] - lg[mixed]));
+            }
+        else
+            same_own = false, own_worst = INFINITY;
+        ebase += mine;
+    }
+    one_rank_close(g);
+    verdict(same, "batch-invariance: each sequence alone in another row of a padded [%d, %d] batch = in the mixed "
+            "batch, bit for bit", B, S);
+    printf("  info each sequence alone at its own shape [1, length]: %s (max |difference| %.2e)\n",
+           same_own ? "the same bits" : "other bits", own_worst);
+#ifdef PRESIGHT_EMU
+    verdict(same_own, "in the emulator (a GEMM row does not depend on the shape) that is bit for bit too");
+#endif
+    verdict(wrong > TOL_SCORE, "negative control: another sequence's embedding rows move log-probabilities by %.2e",
+            wrong);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress as it happens, also through a pipe */
     char why[512];
@@ -691,7 +897,11 @@ int main(int argc, char **argv) {
     Trained t{}, tt{};
     ps_error err;
     if (train_decoder(t, 0, &err)) verdict(false, "%s", err.msg);
-    else run_decode(t, STRATEGY_DDP, true, "greedy decoding, ddp");
+    else {
+        run_decode(t, STRATEGY_DDP, true, "greedy decoding, ddp");
+        run_decode_embeds(t, STRATEGY_DDP, "greedy decoding with embedding rows, ddp");
+        run_score(t, STRATEGY_DDP, "scoring (score_batch), ddp");
+    }
     if (train_decoder(tt, 1, &err)) verdict(false, "%s", err.msg);
     else run_decode(tt, STRATEGY_FSDP, false, "greedy decoding, fsdp, tied head (units gathered per step)");
     for (Trained *x : {&t, &tt}) {
