@@ -72,7 +72,8 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
     out->ranks = ranks;
     out->rank = rank;
     out->group = group;
-    out->state = sharded_state_bytes(L, kind, group, cfg->parallel.reshard_after_forward, cfg->parallel.prefetch);
+    out->state = sharded_state_bytes_accum(L, kind, group, cfg->parallel.reshard_after_forward, cfg->parallel.prefetch,
+                                           cfg->train.grad_accum);
     if (!out->state) return ps_fail(err, "out of memory");
     size_t owned = 0, trained = 0;
     for (int u = 0; u < L->n_units; u++) {

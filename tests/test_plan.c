@@ -14,6 +14,7 @@
 #include "config.h"
 #include "model.h"
 #include "plan.h"
+#include "projector.h"
 #include "sharding.h"
 
 static void load_preset(const char *name, run_config *cfg, model_layout *L) {
@@ -265,3 +266,99 @@ Test(state_bytes, fsdp_no_reshard_accumulating) {
 Test(state_bytes, fsdp_tied_no_reshard) {
     check_peak(3, (char *[]){"parallel.strategy=fsdp", "model.tied_head=true", "parallel.reshard_after_forward=false"});
 }
+
+/* ------------------------- fsdp with a projector after the head (adapt) */
+
+enum { ADAPT_ALIGN, ADAPT_SFT, ADAPT_BLIND };
+
+/* Two optimizer steps of one micro-batch each, driving the sharded state
+ * the way stages/adapt.c's micro_step does: the projector's unit acquired
+ * before the forward pass, its backward after the model's. Checks that
+ * nothing stays gathered past a step (a unit gathered then is used only by
+ * the next forward: stale after the optimizer step), that every use of a
+ * unit gathers it once (want_gathers per micro-batch, counted by hand from
+ * model_backward_batch's walk), and bytes_peak = sharded_state_bytes. */
+static void check_adapt(int stage, int tied, size_t want_gathers) {
+    run_config cfg;
+    ps_error err = {{0}};
+    char *over[] = {"parallel.strategy=fsdp", "train.micro_batch=2", tied ? "model.tied_head=true" : "model.tied_head=false"};
+    cr_assert_eq(config_load(&cfg, "config/tiny.cfg", 3, over, &err), 0, "%s", err.msg);
+    enum { W = 12, V = 4 }; /* encoder width, visual rows per sample */
+    model m;
+    projector pj;
+    cr_assert_eq(model_init(&m, &cfg.model, backend_cpu(), &err), 0, "%s", err.msg);
+    cr_assert_eq(projector_add(&m.layout, W, &pj, &err), 0, "%s", err.msg);
+    model_layout *L = &m.layout;
+    int llm_trains = stage != ADAPT_ALIGN, proj_trains = stage != ADAPT_BLIND, uses_proj = proj_trains;
+    model_layout_set_trainable(L, 0, L->llm_units, llm_trains);
+    model_layout_set_trainable(L, pj.unit, pj.unit + 1, proj_trains);
+    sharded_state s;
+    cr_assert_eq(sharded_init(&s, &cfg, L, m.ops, world, &err), 0, "%s", err.msg);
+    m.hooks = sharded_hooks(&s);
+    const model_hooks *h = m.hooks;
+    int B = cfg.train.micro_batch, T = cfg.train.seq_len, n = B * T, ne = uses_proj ? B * V : 0;
+    model_activations *a = model_activations_alloc(L, B, T, 0, &err);
+    cr_assert_not_null(a, "%s", err.msg);
+    projector_acts pa;
+    cr_assert_eq(projector_acts_alloc(&pa, &pj, n, &err), 0);
+    int *tokens = malloc((size_t)n * sizeof *tokens), *targets = malloc((size_t)n * sizeof *targets);
+    real *feat = calloc((size_t)n * W, sizeof *feat), *emb = calloc((size_t)n * cfg.model.dim, sizeof *emb),
+         *demb = calloc((size_t)n * cfg.model.dim, sizeof *demb);
+    for (int i = 0; i < n; i++) {
+        tokens[i] = uses_proj && i % T >= 1 && i % T <= V ? -1 : (i * 7) % cfg.model.vocab; /* BOS, pictures, text */
+        targets[i] = i % T > V ? (i * 7 + 3) % cfg.model.vocab : -1;
+    }
+    for (int i = 0; i < n * W; i++) feat[i] = (real)((i % 13) - 6) / 8;
+    size_t before = s.gathers;
+    for (int step = 1; step <= 2; step++) {
+        sharded_begin_step(&s);
+        if (uses_proj) {
+            h->acquire(h->ctx, pj.unit, 0);
+            projector_forward(m.ops, &pj, L, &s.params, &pa, feat, ne, emb);
+        }
+        model_batch bt = {.batch = B, .seq = T, .tokens = tokens, .targets = targets, .embeds = emb, .n_embeds = ne,
+                          .embeds_grad = proj_trains ? demb : NULL};
+        cr_assert_eq(model_forward_batch(&m, &s.params, a, &bt, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(model_backward_batch(&m, &s.params, &s.grads, a, &bt, 1, &err), 0, "%s", err.msg);
+        if (proj_trains) {
+            h->acquire(h->ctx, pj.unit, 1);
+            projector_backward(m.ops, &pj, L, &s.params, &s.grads, &pa, feat, ne, demb, NULL);
+            h->grad_ready(h->ctx, pj.unit);
+        }
+        if (uses_proj) h->release(h->ctx, pj.unit, 1);
+        cr_assert(!s.hook_failed, "%s", s.hook_error.msg);
+        cr_assert_eq(sharded_reduce_gradients(&s, &err), 0, "%s", err.msg);
+        for (int u = 0; u < L->n_units; u++)
+            cr_expect_null(s.params.unit[u], "stage %d tied %d step %d: unit %d (of %d) still gathered at the optimizer step",
+                           stage, tied, step, u, L->n_units);
+        cr_assert_eq(sharded_optimizer_step(&s, &cfg.train, 1e-3, step, 1.0, &err), 0, "%s", err.msg);
+        cr_expect_eq(s.gathers - before, want_gathers, "stage %d tied %d step %d: %zu gathers, want %zu", stage, tied,
+                     step, s.gathers - before, want_gathers);
+        before = s.gathers;
+    }
+    size_t want = sharded_state_bytes_accum(L, STRATEGY_FSDP, 1, cfg.parallel.reshard_after_forward,
+                                            cfg.parallel.prefetch, cfg.train.grad_accum);
+    cr_expect_eq(s.bytes_peak, want, "stage %d tied %d: bytes_peak %zu, sharded_state_bytes %zu", stage, tied,
+                 s.bytes_peak, want);
+    free(tokens);
+    free(targets);
+    free(feat);
+    free(emb);
+    free(demb);
+    projector_acts_free(&pa);
+    model_activations_free(a);
+    sharded_free(&s);
+    model_free(&m);
+}
+
+/* Gathers per micro-batch, layers = 2 (units: embedding, 2 blocks, head, projector):
+ *   align  forward projector + 4, backward head + 2 blocks (the frozen embedding is not visited): 8
+ *   sft    forward 5, backward head, 2 blocks, embedding (the projector is still gathered): 9
+ *   blind  the projector unused: forward 4, backward 4: 8
+ *   tied   one more each: forward the embedding again with the head, backward the embedding with the head
+ *          (align too: the tied head needs it) */
+Test(state_bytes, fsdp_align_projector) { check_adapt(ADAPT_ALIGN, 0, 8); }
+Test(state_bytes, fsdp_sft_projector) { check_adapt(ADAPT_SFT, 0, 9); }
+Test(state_bytes, fsdp_blind_projector) { check_adapt(ADAPT_BLIND, 0, 8); }
+Test(state_bytes, fsdp_align_projector_tied) { check_adapt(ADAPT_ALIGN, 1, 10); }
+Test(state_bytes, fsdp_sft_projector_tied) { check_adapt(ADAPT_SFT, 1, 10); }
