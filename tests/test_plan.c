@@ -8,12 +8,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blas.h"
 #include "comm.h"
 #include "config.h"
 #include "model.h"
 #include "plan.h"
+#include "mm_model.h"
 #include "projector.h"
 #include "sharding.h"
 
@@ -362,3 +364,106 @@ Test(state_bytes, fsdp_sft_projector) { check_adapt(ADAPT_SFT, 0, 9); }
 Test(state_bytes, fsdp_blind_projector) { check_adapt(ADAPT_BLIND, 0, 8); }
 Test(state_bytes, fsdp_align_projector_tied) { check_adapt(ADAPT_ALIGN, 1, 10); }
 Test(state_bytes, fsdp_sft_projector_tied) { check_adapt(ADAPT_SFT, 1, 10); }
+
+/* ------------------------------------------------------- adapt stages */
+
+/* plan_adapt_layout is the layout presight adapt trains: the same units as
+ * mm_model_init's, and model_layout_count's trainable/frozen split per
+ * stage; the projector's width is read back from its unit. */
+Test(plan, adapt_layout_matches_the_model) {
+    run_config cfg;
+    ps_error err = {{0}};
+    cr_assert_eq(config_load_model(&cfg, "config/tiny.cfg", 0, NULL, &err), 0, "%s", err.msg);
+    enum { W = 48 };
+    mm_model mm;
+    cr_assert_eq(mm_model_init(&mm, &cfg.model, W, backend_cpu(), &err), 0, "%s", err.msg);
+    const model_layout *M = &mm.m.layout;
+    size_t D = (size_t)cfg.model.dim, proj = W * D + D + D * D + D;
+    for (plan_stage st = PLAN_ALIGN; st <= PLAN_SFT; st++) {
+        model_layout L;
+        cr_assert_eq(model_layout_init(&L, &cfg.model, &err), 0);
+        cr_assert_eq(plan_adapt_layout(&L, st, W, &err), 0, "%s", err.msg);
+        cr_assert_eq(L.n_units, M->n_units);
+        for (int u = 0; u < L.n_units; u++) cr_expect_eq(L.units[u].size, M->units[u].size, "unit %d", u);
+        cr_expect_eq(L.units[L.llm_units].size, proj);
+        cr_expect_eq(plan_projector_width(&L), W);
+        model_param_counts n;
+        model_layout_count(&L, &n);
+        size_t llm = M->n_params - proj;
+        cr_expect_eq(n.trainable, st == PLAN_ALIGN ? proj : st == PLAN_BLIND ? llm : llm + proj, "stage %d", st);
+        cr_expect_eq(n.frozen, st == PLAN_ALIGN ? llm : st == PLAN_BLIND ? proj : 0, "stage %d", st);
+        model_layout_free(&L);
+    }
+    model_layout L;
+    cr_assert_eq(model_layout_init(&L, &cfg.model, &err), 0);
+    cr_expect_eq(plan_adapt_layout(&L, PLAN_PRETRAIN, W, &err), 0);
+    cr_expect_eq(L.n_units, L.llm_units, "pretraining adds no projector");
+    cr_expect_eq(plan_projector_width(&L), 0);
+    model_layout_free(&L);
+    mm_model_free(&mm);
+}
+
+/* FLOPs by hand for the tiny model (dim 64, 2 layers, 4 heads of 16 with
+ * 2 kv heads, ffn 128, vocab 512, untied): matmul weights
+ * 2 x (64 x 128 + 64 x 64 + 3 x 64 x 128) + 512 x 64 = 106496;
+ * attention 12 x 2 x 64 x seq. Projector 48 -> 64: 6 x (48 x 64 + 64 x 64)
+ * - 2 x 48 x 64 = 36864 per visual row. */
+Test(plan, adapt_flops_by_hand) {
+    run_config cfg;
+    ps_error err = {{0}};
+    cr_assert_eq(config_load_model(&cfg, "config/tiny.cfg", 0, NULL, &err), 0, "%s", err.msg);
+    model_layout L;
+    cr_assert_eq(model_layout_init(&L, &cfg.model, &err), 0);
+    cr_assert_eq(plan_adapt_layout(&L, PLAN_ALIGN, 48, &err), 0);
+    double mw = 106496, attn = 12.0 * 2 * 64 * 64, tokens = 1000, visual = 300;
+    cr_expect_float_eq(plan_train_flops(&L, PLAN_PRETRAIN, 64, tokens, 0), tokens * (6 * mw + attn), 1e-9);
+    cr_expect_float_eq(plan_train_flops(&L, PLAN_SFT, 64, tokens, visual), tokens * (6 * mw + attn) + visual * 36864,
+                       1e-9);
+    cr_expect_float_eq(plan_train_flops(&L, PLAN_ALIGN, 64, tokens, visual), tokens * (4 * mw + attn) + visual * 36864,
+                       1e-9);
+    cr_expect_float_eq(plan_train_flops(&L, PLAN_BLIND, 64, tokens, visual), tokens * (6 * mw + attn), 1e-9);
+    model_layout_free(&L);
+}
+
+/* The data count on three lines, bytes encoding (data.kind text), align's
+ * plain template BOS caption EOS: "The flag of Monaco." is 19 bytes -> 21
+ * ids + 16 visual rows = 37; a 100-byte caption -> 102 ids + 16, cut at 64
+ * (its picture kept whole: it starts at row 1); a line that is not JSON is
+ * skipped. blind withholds the pictures: no visual rows, the chat template. */
+Test(plan, adapt_count_by_hand) {
+    char path[] = "/tmp/plan_adapt_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    const char *conv = "{\"id\":\"%s\",\"image\":\"x.png\",\"image_set\":\"captions\",\"conversations\":"
+                       "[{\"from\":\"human\",\"value\":\"<image>\"},{\"from\":\"gpt\",\"value\":\"%s\"}]}\n";
+    char longer[101];
+    memset(longer, 'x', 100);
+    longer[100] = 0;
+    fprintf(f, conv, "a", "The flag of Monaco.");
+    fprintf(f, "not json\n\n");
+    fprintf(f, conv, "b", longer);
+    fclose(f);
+    char data[64 + sizeof path];
+    snprintf(data, sizeof data, "adapt.data=%s", path);
+    char *over[] = {data, "adapt.stage=align", "adapt.visual_tokens=16", "train.seq_len=64", "adapt.batch=1"};
+    run_config cfg;
+    ps_error err = {{0}};
+    cr_assert_eq(config_load_model(&cfg, "config/tiny.cfg", 5, over, &err), 0, "%s", err.msg);
+    plan_adapt_data d;
+    cr_assert_eq(plan_adapt_count(&cfg, &d, &err), 0, "%s", err.msg);
+    cr_expect_eq(d.samples, 2);
+    cr_expect_eq(d.visual, 2);
+    cr_expect_eq(d.bad, 1);
+    cr_expect_float_eq(d.text_tokens, 21 + 102, 1e-9);
+    cr_expect_float_eq(d.rows, 37 + 64, 1e-9);
+    cr_expect_float_eq(d.visual_rows, 32, 1e-9);
+    cr_expect_eq(d.steps, 2, "two pictures at adapt.batch 1");
+    /* blind: BOS "USER: " "" "\n" "ASSISTANT: " answer EOT = 1 + 6 + 1 + 11 + answer + 1 */
+    snprintf(cfg.adapt.stage, sizeof cfg.adapt.stage, "blind");
+    cr_assert_eq(plan_adapt_count(&cfg, &d, &err), 0, "%s", err.msg);
+    cr_expect_eq(d.visual, 0);
+    cr_expect_float_eq(d.visual_rows, 0, 1e-9);
+    cr_expect_float_eq(d.rows, (20 + 19) + 64, 1e-9, "%g", d.rows);
+    unlink(path);
+}
