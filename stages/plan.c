@@ -143,6 +143,10 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
     return 0;
 }
 
+double plan_forward_flops(const model_layout *L, int seq, double n_tokens) {
+    return model_train_flops(L, seq, n_tokens) / 3.0;
+}
+
 /* An adapt stage's own buffers on one rank, as stages/adapt.c's
  * build_state allocates them for micro-batches of B x T rows: the
  * projector's activations (h, g, dg: 3 x rows x dim), the projector's input

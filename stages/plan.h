@@ -97,6 +97,25 @@ int plan_adapt_count(const run_config *cfg, plan_adapt_data *out, ps_error *err)
  * <set>.h5 of adapt.features. -1 with err when the width stays unknown. */
 int plan_adapt_resolve(run_config *cfg, char *from, size_t size, ps_error *err);
 
+/* What an eval stage reads: eval.tasks (the first eval.limit items of each),
+ * in the run's tokens (data.tokenizer, or bytes for a byte-level run): per
+ * item every (context, continuation) pair whole (multiple choice, partial,
+ * loglikelihood), the document (rolling), or the question + visual_tokens
+ * rows for a picture + eval.max_new_tokens decoded rows (VQA; chat template
+ * marks not counted). A task file or data file that cannot be read is
+ * listed in skipped, not an error (users' copies of public sets). */
+typedef struct plan_eval_data {
+    long tasks, items, skipped_tasks;
+    double tokens;
+    char skipped[1024];
+} plan_eval_data;
+
+int plan_eval_count(const run_config *cfg, int visual_tokens, plan_eval_data *out, ps_error *err);
+
+/* Model FLOPs of a forward pass over n_tokens rows (evaluation): a third of
+ * model_train_flops (2 per matmul weight and row, the attention's forward). */
+double plan_forward_flops(const model_layout *L, int seq, double n_tokens);
+
 /* ------------------------------------------------------------------ cpu */
 
 typedef struct plan_cpu {

@@ -18,6 +18,7 @@
 #include "mm_model.h"
 #include "projector.h"
 #include "sharding.h"
+#include "study.h"
 
 static void load_preset(const char *name, run_config *cfg, model_layout *L) {
     char path[128];
@@ -466,4 +467,81 @@ Test(plan, adapt_count_by_hand) {
     cr_expect_float_eq(d.visual_rows, 0, 1e-9);
     cr_expect_float_eq(d.rows, (20 + 19) + 64, 1e-9, "%g", d.rows);
     unlink(path);
+}
+
+/* ----------------------------------------------- a study's every stage */
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* study_stage_compute on a study of the tiny (byte-level) model: pretrain, then align over
+ * the three lines of adapt_count_by_hand (101 rows an epoch, 2 epochs; no features: the
+ * projector is not counted and the note says so), then eval of a rolling task of two
+ * 11-byte documents. By hand (matmul weights 106496, attention 12 x 2 x 64 x seq):
+ *   align  202 x (4 x 106496 + 12 x 2 x 64 x 64)          = 105906176 (frozen LLM)
+ *   eval   22 x (2 x 106496 + 4 x 2 x 64 x 256 (context))  = 7569408   (forward) */
+Test(plan, study_stages_by_hand) {
+    char dir[] = "/tmp/plan_study_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[4][512], text[4096], cwd[1024];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    const char *names[] = {"align.jsonl", "align.cfg", "docs.jsonl", "docs.cfg"};
+    for (int i = 0; i < 4; i++) snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
+    const char *conv = "{\"id\":\"%s\",\"image\":\"x.png\",\"image_set\":\"captions\",\"conversations\":"
+                       "[{\"from\":\"human\",\"value\":\"<image>\"},{\"from\":\"gpt\",\"value\":\"%s\"}]}\n";
+    char longer[101], a[512], b[512];
+    memset(longer, 'x', 100);
+    longer[100] = 0;
+    snprintf(a, sizeof a, conv, "a", "The flag of Monaco.");
+    snprintf(b, sizeof b, conv, "b", longer);
+    snprintf(text, sizeof text, "%snot json\n%s", a, b);
+    write_file(path[0], text);
+    snprintf(text, sizeof text, "adapt = { stage = \"align\"; data = \"%s\"; visual_tokens = 16; batch = 1; epochs = 2; };\n"
+                                "train = { seq_len = 64; micro_batch = 2; };\n", path[0]);
+    write_file(path[1], text);
+    write_file(path[2], "{\"id\": \"1\", \"text\": \"hello world\"}\n{\"id\": \"2\", \"text\": \"world hello\"}\n");
+    snprintf(text, sizeof text, "name = \"docs\"; category = \"language\"; data = \"%s\"; kind = \"rolling\"; "
+                                "scorer = \"perplexity\"; text = \"{text}\"; count = \"{text}\"; id = \"id\";\n", path[2]);
+    write_file(path[3], text);
+    char study_path[600];
+    snprintf(study_path, sizeof study_path, "%s/s.cfg", dir);
+    snprintf(text, sizeof text,
+             "name = \"s\"; base = \"%s/config/tiny.cfg\"; dir = \"%s/out\";\n"
+             "axes = ( { key = \"train.seed\"; values = [ 1 ]; } );\n"
+             "stages = ( { name = \"pretrain\"; command = \"train\"; },\n"
+             "  { name = \"align\"; command = \"adapt\"; depends_on = \"pretrain\";\n"
+             "    args = [ \"%s\", \"adapt.init={run}/pretrain\", \"run.dir={dir}\" ]; },\n"
+             "  { name = \"eval\"; command = \"eval\"; depends_on = \"align\";\n"
+             "    args = [ \"{dep}/config.cfg\", \"eval.tasks=%s\", \"eval.limit=2\" ]; } );\n",
+             cwd, dir, path[1], path[3]);
+    write_file(study_path, text);
+    study s;
+    ps_error err = {{0}};
+    cr_assert_eq(study_load(&s, study_path, NULL, &err), 0, "%s", err.msg);
+    run_config cfg;
+    cr_assert_eq(study_run_config(&s, &s.runs[0], &cfg, &err), 0, "%s", err.msg);
+    double flops, tokens;
+    char note[600];
+    cr_assert_eq(study_stage_compute(&s, &s.runs[0], &cfg, 1, &flops, &tokens, note, sizeof note, &err), 0, "%s", err.msg);
+    cr_expect_float_eq(tokens, 202, 1e-9, "align tokens %g", tokens);
+    cr_expect_float_eq(flops, 105906176.0, 1e-9, "align FLOPs %.17g", flops);
+    cr_expect(strstr(note, "projector not counted") != NULL, "note: %s", note);
+    cr_assert_eq(study_stage_compute(&s, &s.runs[0], &cfg, 2, &flops, &tokens, note, sizeof note, &err), 0, "%s", err.msg);
+    cr_expect_float_eq(tokens, 22, 1e-9, "eval tokens %g", tokens);
+    cr_expect_float_eq(flops, 7569408.0, 1e-9, "eval FLOPs %.17g", flops);
+    cr_expect_eq(note[0], 0, "note: %s", note);
+    /* the pretrain stage agrees with study_run_compute */
+    double f0, t0;
+    cr_assert_eq(study_stage_compute(&s, &s.runs[0], &cfg, 0, &flops, &tokens, note, sizeof note, &err), 0);
+    cr_assert_eq(study_run_compute(&s, &s.runs[0], &cfg, &f0, &t0, &err), 0);
+    cr_expect_eq(flops, f0);
+    cr_expect_eq(tokens, t0);
+    study_free(&s);
+    char rm[700];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    cr_expect_eq(system(rm), 0);
 }
