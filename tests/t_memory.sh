@@ -71,6 +71,7 @@ if [ ! -f $img/captions.h5 ] || [ ! -f $img/align.jsonl ]; then
   echo "adapt check skipped: data/images/small missing (make images-small)"
   exit 0
 fi
+t0=$(date +%s)
 echo 'encode = { images = "'$img'/captions.h5"; encoder = "patches"; patch_grid = 4; out_dir = "'$tmp'/feat"; };' >"$tmp/enc.cfg"
 "$bin" encode "$tmp/enc.cfg" >"$tmp/enc.log" 2>&1 || { cat "$tmp/enc.log"; fail "encode"; }
 acfg=config/adapt/quickstart-align.cfg
@@ -95,4 +96,4 @@ for np in 1 2; do
       || { tail -n 14 "$dir.$as.plan"; exit 1; }
   done
 done
-echo "align: per-rank peak RSS within $(awk -v t=$TOL 'BEGIN { print 100 * t }')% of the adapt plan at 1 and 2 ranks; the pretraining plan is not"
+echo "align: per-rank peak RSS within $(awk -v t=$TOL 'BEGIN { print 100 * t }')% of the adapt plan at 1 and 2 ranks; the pretraining plan is not ($(( $(date +%s) - t0 )) s)"

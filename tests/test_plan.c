@@ -360,11 +360,13 @@ static void check_adapt(int stage, int tied, size_t want_gathers) {
  *   blind  the projector unused: forward 4, backward 4: 8
  *   tied   one more each: forward the embedding again with the head, backward the embedding with the head
  *          (align too: the tied head needs it) */
-Test(state_bytes, fsdp_align_projector) { check_adapt(ADAPT_ALIGN, 0, 8); }
-Test(state_bytes, fsdp_sft_projector) { check_adapt(ADAPT_SFT, 0, 9); }
-Test(state_bytes, fsdp_blind_projector) { check_adapt(ADAPT_BLIND, 0, 8); }
-Test(state_bytes, fsdp_align_projector_tied) { check_adapt(ADAPT_ALIGN, 1, 10); }
-Test(state_bytes, fsdp_sft_projector_tied) { check_adapt(ADAPT_SFT, 1, 10); }
+Test(state_bytes, fsdp_projector_stages) { /* one test: one MPI start-up for the five */
+    check_adapt(ADAPT_ALIGN, 0, 8);
+    check_adapt(ADAPT_SFT, 0, 9);
+    check_adapt(ADAPT_BLIND, 0, 8);
+    check_adapt(ADAPT_ALIGN, 1, 10);
+    check_adapt(ADAPT_SFT, 1, 10);
+}
 
 /* ------------------------------------------------------- adapt stages */
 
