@@ -75,7 +75,7 @@ t0=$(date +%s)
 echo 'encode = { images = "'$img'/captions.h5"; encoder = "patches"; patch_grid = 4; out_dir = "'$tmp'/feat"; };' >"$tmp/enc.cfg"
 "$bin" encode "$tmp/enc.cfg" >"$tmp/enc.log" 2>&1 || { cat "$tmp/enc.log"; fail "encode"; }
 acfg=config/adapt/quickstart-align.cfg
-aset=(adapt.init="$tmp/np1" adapt.features="$tmp/feat/patches" adapt.max_samples=64 adapt.batch=16 adapt.epochs=1
+aset=(adapt.init="$tmp/np1" adapt.features="$tmp/feat/patches" adapt.max_samples=16 adapt.batch=8 adapt.epochs=1
       train.micro_batch=2 train.seq_len=64 checkpoint.every_steps=0 checkpoint.every_minutes=0 parallel.strategy=fsdp)
 for np in 1 2; do
   dir="$tmp/align$np"
