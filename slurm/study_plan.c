@@ -163,7 +163,10 @@ static int adapt_stage_config(const study *s, const study_run *r, int k, const r
     char own[CONFIG_STR_MAX * 2];
     snprintf(own, sizeof own, "%s/config.cfg", r->dir);
     int rc = 0;
-    if (path && !strcmp(path, own)) {
+    struct stat st_cfg;
+    if (path && strcmp(path, own) && (stat(path, &st_cfg) || !S_ISREG(st_cfg.st_mode)))
+        rc = ps_fail(err, "stage %s: %s is not a regular file", s->stages[k].name, path);
+    else if (path && !strcmp(path, own)) {
         *a = *cfg;
         for (int i = 0; i < n && !rc; i++) rc = config_override(a, over[i], err);
     } else {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "chat_template.h"
 #include "feature_file.h"
@@ -82,6 +83,9 @@ int plan_adapt_count(const run_config *cfg, plan_adapt_data *d, ps_error *err) {
     memset(d, 0, sizeof *d);
     plan_stage st = plan_stage_of(cfg);
     if (st == PLAN_PRETRAIN) return ps_fail(err, "adapt.data is empty: not an adapt config");
+    struct stat st_data;
+    if (stat(cfg->adapt.data, &st_data) || !S_ISREG(st_data.st_mode)) /* not /dev/zero, a fifo, a folder */
+        return ps_fail(err, "adapt.data %s: not a regular file", cfg->adapt.data);
     chat_template tpl;
     if (chat_template_for_run(&tpl, cfg, err)) return ps_wrap(err, "the pretrained run's text encoding");
     FILE *f = fopen(cfg->adapt.data, "r");

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "plan.h"
 #include "tasks.h"
@@ -39,12 +40,22 @@ static double item_tokens(const tokenizer *tok, task_kind kind, const task_item 
     return n;
 }
 
+static int regular(const char *path) {
+    struct stat st;
+    return path && !stat(path, &st) && S_ISREG(st.st_mode);
+}
+
 static int count_task(const char *path, const tokenizer *tok, const run_config *cfg, int visual, plan_eval_data *d,
                       ps_error *err) {
     task_def *t;
     task_item *items = NULL;
     size_t n = 0;
+    if (!regular(path)) return ps_fail(err, "%s: not a regular file", path);
     if (task_load(&t, path, 0, NULL, err)) return -1;
+    if (!regular(task_get_info(t).data)) {
+        task_free(t);
+        return ps_fail(err, "%s: its data is not a regular file", path);
+    }
     if (task_read_items(t, &items, &n, err)) {
         task_free(t);
         return -1;

@@ -469,6 +469,10 @@ Test(plan, adapt_count_by_hand) {
     cr_expect_float_eq(d.visual_rows, 0, 1e-9);
     cr_expect_float_eq(d.rows, (20 + 19) + 64, 1e-9, "%g", d.rows);
     unlink(path);
+    /* what a study names need not be a file: /dev/zero would be one endless line */
+    snprintf(cfg.adapt.data, sizeof cfg.adapt.data, "/dev/zero");
+    cr_expect_eq(plan_adapt_count(&cfg, &d, &err), -1);
+    cr_expect(strstr(err.msg, "not a regular file") != NULL, "%s", err.msg);
 }
 
 /* ----------------------------------------------- a study's every stage */
