@@ -1,5 +1,6 @@
 /* cmd_plan.c - presight plan CONFIG: what a config costs before running it. */
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,12 @@ static void plan_help(FILE *out) {
             "                       train.* and parallel.* settings on N MPI ranks, ending with a line\n"
             "                       cpu_rank_bytes=R0,R1,... (bytes, rank order)\n"
             "The token budget is train.tokens (the study's default 30B when the config sets none).\n"
-            "The GPU model's assumptions are listed in stages/plan.c.\n");
+            "An adapt config (config/adapt/*.cfg, adapt.data set) is planned as presight adapt runs it: the LLM\n"
+            "of adapt.init (or this config's model.* when adapt.init names no run), the projector appended, the\n"
+            "LLM frozen in align (weights only, still gathered under fsdp); its tokens are counted from\n"
+            "adapt.data (samples x (visual tokens + templated text), cut at train.seq_len) over adapt.epochs,\n"
+            "and the global batch is adapt.batch samples packed into train.seq_len rows (--global-batch\n"
+            "overrides it). The GPU model's assumptions are listed in stages/plan.c.\n");
 }
 
 static void print_count(const char *what, double n) {
@@ -54,6 +60,11 @@ static void print_params(const run_config *cfg, const model_layout *L) {
     print_count("embedding", embed);
     print_count("transformer blocks", blocks);
     print_count("final norm + output head", head);
+    if (L->n_units > L->llm_units) {
+        char what[64];
+        snprintf(what, sizeof what, "projector (%d -> %d, 2 layers)", plan_projector_width(L), c->dim);
+        print_count(what, (double)L->units[L->llm_units].size);
+    }
     print_count("total parameters", (double)L->n_params);
     double frozen = 0;
     int frozen_units = 0;
@@ -72,12 +83,46 @@ static void print_params(const run_config *cfg, const model_layout *L) {
            model_train_flops(L, seq, 1.0), seq);
 }
 
+/* An adapt stage: what trains, the sequence, the data. */
+static void print_adapt(const run_config *cfg, const model_layout *L, const char *from, const plan_adapt_data *d,
+                        const char *data_error) {
+    plan_stage st = plan_stage_of(cfg);
+    const adapt_config *a = &cfg->adapt;
+    printf("\nadapt stage %s (%s)\n", plan_stage_name(st), from);
+    printf("  trains: %s; frozen units keep weights only (no gradients, no AdamW moments) and are still gathered "
+           "under fsdp\n",
+           st == PLAN_ALIGN ? "the projector (the LLM is frozen)"
+           : st == PLAN_BLIND ? "the LLM (the projector is not used: pictures withheld)"
+                              : "the projector and the LLM");
+    printf("  sequence: train.seq_len %d rows; a picture is adapt.visual_tokens = %d rows of the projector's output "
+           "(%d-wide features in), spliced where <image> stands; %s\n",
+           cfg->train.seq_len, a->visual_tokens, plan_projector_width(L),
+           a->pack ? "samples packed into rows" : "one sample per row");
+    if (!d) {
+        printf("  data: not counted (%s); the GPU budget falls back to train.tokens\n", data_error);
+        return;
+    }
+    printf("  data: %s, %ld samples (%ld with a picture%s), %ld lines skipped\n", a->data, d->samples, d->visual,
+           st == PLAN_BLIND ? ": withheld" : "", d->bad);
+    printf("  tokens per epoch: %.0f = %.0f visual + %.0f templated text rows, after cutting at %d (mean %.1f a "
+           "sample)\n",
+           d->rows, d->visual_rows, d->rows - d->visual_rows, cfg->train.seq_len, d->rows / d->samples);
+    printf("  x %d epoch%s = %.0f tokens in %ld steps of adapt.batch %d samples\n", d->epochs, d->epochs > 1 ? "s" : "",
+           d->rows * d->epochs, d->steps, a->batch);
+    printf("  training FLOPs per token: %.4g (%s)\n",
+           plan_train_flops(L, st, cfg->train.seq_len, d->rows, d->visual_rows) / d->rows,
+           st == PLAN_ALIGN ? "the frozen LLM 4N: forward and the input's gradient, no weight gradient; + attention; "
+                              "+ the projector's on visual rows"
+                            : "6N + attention; + the projector's on visual rows");
+}
+
 /* ------------------------------------------------------------- options */
 
 typedef struct plan_args {
     const char *config;
     int all;
     int cpu_ranks;
+    int global_batch_given;
     plan_gpu_opts gpu;
     int n_overrides;
     char **overrides;
@@ -140,7 +185,10 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         int rc;
         if (!strcmp(name, "--nodes")) rc = parse_int(name, value, 1, 1 << 20, &a->gpu.nodes);
         else if (!strcmp(name, "--gpus-per-node")) rc = parse_int(name, value, 1, 1024, &a->gpu.gpus_per_node);
-        else if (!strcmp(name, "--global-batch")) rc = parse_int(name, value, 1, 1 << 30, &a->gpu.global_batch);
+        else if (!strcmp(name, "--global-batch")) {
+            rc = parse_int(name, value, 1, 1 << 30, &a->gpu.global_batch);
+            a->global_batch_given = 1;
+        }
         else if (!strcmp(name, "--micro-batch")) rc = parse_int(name, value, 1, 1 << 20, &a->gpu.micro_batch);
         else if (!strcmp(name, "--cpu-ranks")) rc = parse_int(name, value, 1, 1 << 20, &a->cpu_ranks);
         else if (!strcmp(name, "--mfu")) rc = parse_number(name, value, 1e-6, 1, &a->gpu.mfu);
@@ -213,7 +261,8 @@ static void yes_no_row(const char *label, const plan_gpu *g, int n, int ckpt) {
     printf("\n");
 }
 
-static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gpu_opts *base) {
+static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gpu_opts *base, const plan_adapt_data *d,
+                     int global_batch_given) {
     plan_gpu_opts o = *base;
     o.seq = cfg->train.seq_len;
     const char *why;
@@ -222,6 +271,17 @@ static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gp
     char head[COLS_MAX][32];
     int n = 0, gpus = o.nodes * o.gpus_per_node;
     ps_error err = {{0}};
+    o.stage = plan_stage_of(cfg);
+    if (d) {
+        o.tokens = d->rows * d->epochs;
+        o.visual_share = d->visual_rows / d->rows;
+        why = "adapt.data x adapt.epochs";
+        /* adapt.batch samples packed into rows of seq, a whole number per GPU. */
+        if (!global_batch_given) {
+            int rows = (int)ceil(cfg->adapt.batch * (d->rows / d->samples) / o.seq);
+            o.global_batch = (rows + gpus - 1) / gpus * gpus;
+        }
+    }
     /* FSDP over every GPU; and, with several nodes, sharded within a node and replicated across nodes. */
     o.shard_group = 0;
     if (plan_gpu_estimate(L, &o, &g[n], &err)) goto fail;
@@ -230,6 +290,12 @@ static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gp
         o.shard_group = o.gpus_per_node;
         if (plan_gpu_estimate(L, &o, &g[n], &err)) goto fail;
         snprintf(head[n++], sizeof head[0], "hybrid %dx%d", o.gpus_per_node, o.nodes);
+    }
+    /* An adapt stage's steps are its data's (each a padded global batch of rows). */
+    for (int i = 0; d && i < n; i++) {
+        g[i].steps = (double)d->steps;
+        g[i].run_seconds = g[i].steps * g[i].step_seconds;
+        g[i].gpu_hours = g[i].run_seconds * g[i].gpus / 3600.0;
     }
     char tokens[32];
     human_count(tokens, sizeof tokens, g[0].step_tokens);
@@ -259,6 +325,7 @@ static int print_gpu(const run_config *cfg, const model_layout *L, const plan_gp
     ROW("gathered units, bf16 (in use + next)", gathered);
     ROW("activations, bf16, no checkpointing", act_full);
     ROW("activations, bf16, per-block checkpointing", act_ckpt);
+    if (g[0].projector_acts > 0) ROW("projector activations + input, bf16", projector_acts);
     ROW("buffers", buffers);
     ROW("  gradient units, fp32 (+ in reduce-scatter)", grad_units);
     ROW("  logits bf16 + cross-entropy rows", logits);
@@ -300,7 +367,7 @@ fail:
     return -1;
 }
 
-static int print_cpu(const run_config *cfg, const model_layout *L, int ranks) {
+static int print_cpu(const run_config *cfg, const model_layout *L, const plan_adapt_data *d, int ranks) {
     enum { SHOWN = 8 };
     plan_cpu *p = calloc((size_t)ranks, sizeof *p);
     ps_error err = {{0}};
@@ -308,8 +375,9 @@ static int print_cpu(const run_config *cfg, const model_layout *L, int ranks) {
         fprintf(stderr, "presight plan: out of memory\n");
         return -1;
     }
+    int adapt = plan_stage_of(cfg) != PLAN_PRETRAIN;
     for (int r = 0; r < ranks; r++)
-        if (plan_cpu_rank(cfg, L, ranks, r, &p[r], &err)) {
+        if (adapt ? plan_cpu_adapt_rank(cfg, L, d, ranks, r, &p[r], &err) : plan_cpu_rank(cfg, L, ranks, r, &p[r], &err)) {
             fprintf(stderr, "presight plan: %s\n", err.msg);
             free(p);
             return -1;
@@ -337,6 +405,7 @@ static int print_cpu(const run_config *cfg, const model_layout *L, int ranks) {
         {"token buffers", offsetof(plan_cpu, tokens)},
         {"RoPE table", offsetof(plan_cpu, rope)},
         {"MPI collective temporaries", offsetof(plan_cpu, collectives)},
+        {"adapt: projector activations, buffers, samples", offsetof(plan_cpu, adapt)},
         {"process (libraries, MPI, threads; measured)", offsetof(plan_cpu, process)},
         {"total", offsetof(plan_cpu, total)},
     };
@@ -357,13 +426,24 @@ static int print_cpu(const run_config *cfg, const model_layout *L, int ranks) {
     return 0;
 }
 
-static int load(const char *path, int n_overrides, char **overrides, run_config *cfg, model_layout *L) {
+/* The config and its layout; an adapt config's model comes from adapt.init
+ * (from says where it came from) and gets the projector. */
+static int load(const char *path, int n_overrides, char **overrides, run_config *cfg, model_layout *L, char *from,
+                size_t size) {
     ps_error err = {{0}};
-    if (config_load_model(cfg, path, n_overrides, overrides, &err) || model_layout_init(L, &cfg->model, &err)) {
-        fprintf(stderr, "presight plan: %s\n", err.msg);
-        return -1;
+    plan_stage st = PLAN_PRETRAIN;
+    if (config_load_model(cfg, path, n_overrides, overrides, &err)) goto fail;
+    st = plan_stage_of(cfg);
+    if (st != PLAN_PRETRAIN && plan_adapt_resolve(cfg, from, size, &err)) goto fail;
+    if (model_layout_init(L, &cfg->model, &err)) goto fail;
+    if (plan_adapt_layout(L, st, cfg->adapt.encoder_width, &err)) {
+        model_layout_free(L);
+        goto fail;
     }
     return 0;
+fail:
+    fprintf(stderr, "presight plan: %s\n", err.msg);
+    return -1;
 }
 
 /* One line per preset at the same settings: FSDP over every GPU. */
@@ -375,7 +455,8 @@ static int print_all(const plan_args *a) {
         snprintf(path, sizeof path, "config/model/%s.cfg", presets[i]);
         run_config cfg;
         model_layout L;
-        if (load(path, a->n_overrides, a->overrides, &cfg, &L)) return -1;
+        char from[16];
+        if (load(path, a->n_overrides, a->overrides, &cfg, &L, from, sizeof from)) return -1;
         o.seq = cfg.train.seq_len;
         const char *why;
         o.tokens = budget(&cfg, &why);
@@ -423,10 +504,17 @@ int cmd_plan(int argc, char **argv) {
     if (a.all) return print_all(&a) ? 1 : 0;
     run_config cfg;
     model_layout L;
-    if (load(a.config, a.n_overrides, a.overrides, &cfg, &L)) return 2;
+    char from[CONFIG_STR_MAX + 2200];
+    if (load(a.config, a.n_overrides, a.overrides, &cfg, &L, from, sizeof from)) return 2;
     print_params(&cfg, &L);
-    int rc = print_gpu(&cfg, &L, &a.gpu);
-    if (!rc && a.cpu_ranks) rc = print_cpu(&cfg, &L, a.cpu_ranks);
+    plan_adapt_data data, *d = NULL;
+    if (plan_stage_of(&cfg) != PLAN_PRETRAIN) {
+        ps_error err = {{0}};
+        if (!plan_adapt_count(&cfg, &data, &err)) d = &data;
+        print_adapt(&cfg, &L, from, d, err.msg);
+    }
+    int rc = print_gpu(&cfg, &L, &a.gpu, d, a.global_batch_given);
+    if (!rc && a.cpu_ranks) rc = print_cpu(&cfg, &L, d, a.cpu_ranks);
     model_layout_free(&L);
     return rc ? 1 : 0;
 }

@@ -53,20 +53,38 @@ static int hook_fail(sharded_state *s) {
 
 /* ------------------------------------------------------------------ fsdp */
 
-/* The unit the model will want after u (forward 0, 1..L, L+1; backward the reverse), or -1. */
-static int next_unit(const sharded_state *s, int u, int backward) {
-    int n = s->layout->n_units;
-    if (backward) return u > 0 ? u - 1 : -1;
+/* The unit the model's hooks will acquire after u, or -1 (nothing to
+ * prefetch). head_gathered: whether the head's unit is gathered now. Only
+ * the decoder's units are walked by the model (forward 0, 1..L, head;
+ * backward head, L..1, then 0 when the embedding trains and is untied: a
+ * frozen one is not visited, a tied one was acquired with the head). Units
+ * past the decoder's (a projector) are gathered by their caller around its
+ * own use (adapt: before the forward pass and after the backward one), so
+ * none is prefetched, and none prefetches: prefetching the head from the
+ * projector's backward gathered it once more after its last use, to be
+ * used only by the next forward, stale across an optimizer step. */
+static int prefetch_after(const model_layout *L, int u, int backward, int head_gathered) {
+    int head = L->llm_units - 1;
+    if (u > head) return -1;
+    if (backward) {
+        if (u > 1) return u - 1;
+        return u == 1 && !L->cfg.tied_head && L->units[0].trainable ? 0 : -1;
+    }
     /* A tied head takes the embedding again at the very end of the forward
      * pass (the head is gathered then): nothing follows it. */
-    if (u == 0 && s->params.unit[n - 1]) return -1;
-    return u + 1 < n ? u + 1 : -1;
+    if (u == 0 && head_gathered) return -1;
+    return u < head ? u + 1 : -1;
+}
+
+static int next_unit(const sharded_state *s, int u, int backward) {
+    return prefetch_after(s->layout, u, backward, s->params.unit[s->layout->llm_units - 1] != NULL);
 }
 
 static int start_gather(sharded_state *s, int u) {
     if (s->params.unit[u]) return 0;
     if (!(s->params.unit[u] = alloc_zeroed(s, s->padded[u])))
         return ps_fail(&s->hook_error, "out of memory gathering unit %d", u);
+    s->gathers++;
     return comm_iall_gather(s->group, s->owned[u], s->params.unit[u], s->slices.shard_len[u], &s->gather_pending[u],
                             &s->hook_error);
 }
@@ -395,11 +413,7 @@ static void replay_gather(mem_replay *r, int u) {
 static void replay_acquire(mem_replay *r, int u, int backward) {
     replay_gather(r, u);
     r->gathering[u] = 0;
-    int next = -1;
-    if (r->prefetch) {
-        if (backward) next = u > 0 ? u - 1 : -1;
-        else if (!(u == 0 && r->params[r->n - 1])) next = u + 1 < r->n ? u + 1 : -1;
-    }
+    int next = r->prefetch ? prefetch_after(r->L, u, backward, r->params[r->L->llm_units - 1]) : -1;
     if (next >= 0) replay_gather(r, next);
     if (backward && !r->grads[u] && r->L->units[u].trainable) {
         r->grads[u] = 1;
@@ -430,9 +444,28 @@ static void replay_grad_ready(mem_replay *r, int u) {
     replay_add(r, r->len[u]);
 }
 
-/* One micro-batch: model_forward then model_backward. */
+static int replay_trains(const mem_replay *r, int u) { return r->L->units[u].trainable; }
+
+/* model_backward_batch's test for visiting block l and below: some unit
+ * below trains, or the embedding rows' gradient flows (an extra unit, the
+ * projector, trains: every micro-batch is taken to hold a picture). */
+static int replay_grad_below(const mem_replay *r, int l) {
+    for (int u = r->L->llm_units; u < r->n; u++)
+        if (replay_trains(r, u)) return 1;
+    for (int u = 0; u <= l; u++)
+        if (replay_trains(r, u)) return 1;
+    return 0;
+}
+
+/* One micro-batch as adapt drives it, which is model_forward then
+ * model_backward when the layout has no extra unit: each extra unit (the
+ * projector) is acquired before the forward pass and released after the
+ * backward one (with its gradient when it trains); a frozen extra unit is
+ * not used at all (the blind stage's projector). */
 static void replay_micro_batch(mem_replay *r) {
-    int head = r->n - 1, tied = r->L->cfg.tied_head;
+    int head = r->L->llm_units - 1, tied = r->L->cfg.tied_head;
+    for (int u = head + 1; u < r->n; u++)
+        if (replay_trains(r, u)) replay_acquire(r, u, 0);
     replay_acquire(r, 0, 0);
     replay_release(r, 0, 0);
     for (int u = 1; u < head; u++) {
@@ -444,22 +477,41 @@ static void replay_micro_batch(mem_replay *r) {
     if (tied) replay_release(r, 0, 0);
     replay_release(r, head, 0);
 
-    replay_acquire(r, head, 1);
-    if (tied) replay_acquire(r, 0, 1);
-    replay_grad_ready(r, head);
-    replay_release(r, head, 1);
-    for (int u = head - 1; u >= 1; u--) {
+    int head_trains = tied ? replay_trains(r, 0) : replay_trains(r, head);
+    if (head_trains || replay_trains(r, head) || replay_grad_below(r, head - 1)) {
+        replay_acquire(r, head, 1);
+        if (tied) replay_acquire(r, 0, 1);
+        replay_grad_ready(r, head);
+        replay_release(r, head, 1);
+        int u = head - 1;
+        for (; u >= 1 && (replay_trains(r, u) || replay_grad_below(r, u - 1)); u--) {
+            replay_acquire(r, u, 1);
+            replay_grad_ready(r, u);
+            replay_release(r, u, 1);
+        }
+        if (u < 1 && replay_trains(r, 0)) {
+            if (!tied) replay_acquire(r, 0, 1);
+            replay_grad_ready(r, 0);
+            replay_release(r, 0, 1);
+        } else if (tied) {
+            replay_release(r, 0, 1);
+        }
+    }
+    for (int u = head + 1; u < r->n; u++) {
+        if (!replay_trains(r, u)) continue;
         replay_acquire(r, u, 1);
         replay_grad_ready(r, u);
         replay_release(r, u, 1);
     }
-    if (!tied) replay_acquire(r, 0, 1);
-    replay_grad_ready(r, 0);
-    replay_release(r, 0, 1);
 }
 
 size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
                            int prefetch) {
+    return sharded_state_bytes_accum(L, kind, group_size, reshard_after_forward, prefetch, 2);
+}
+
+size_t sharded_state_bytes_accum(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
+                                 int prefetch, int grad_accum) {
     int n = L->n_units, g = kind == STRATEGY_DDP || group_size < 1 ? 1 : group_size;
     size_t *len = calloc((size_t)n, sizeof *len), *padded = calloc((size_t)n, sizeof *padded);
     char *flags = calloc((size_t)n, 4);
@@ -480,8 +532,10 @@ size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_
     }
     if (kind == STRATEGY_FSDP) {
         /* Two micro-batches: with accumulation the last reduce-scatter of one
-         * is still in flight during the next one's forward pass. */
+         * is still in flight during the next one's forward pass; without, the
+         * step's sharded_reduce_gradients finishes it first. */
         replay_micro_batch(&r);
+        if (grad_accum < 2) replay_finish_scatters(&r);
         replay_micro_batch(&r);
         replay_finish_scatters(&r);
     }

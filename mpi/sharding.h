@@ -55,8 +55,10 @@ typedef struct sharded_state {
     /* Only the owned slices and moments, on the host (sharded_init_host). */
     int host_only;
 
-    /* Memory, for the planner check: bytes this state holds now and at most. */
+    /* Memory, for the planner check: bytes this state holds now and at most;
+     * fsdp's all-gathers started (prefetches included), for the tests. */
     size_t bytes_now, bytes_peak;
+    size_t gathers;
 } sharded_state;
 
 int strategy_parse(const char *name, strategy_kind *out, ps_error *err);
@@ -103,5 +105,12 @@ shard_view sharded_view(sharded_state *s);
  * Returns 0 when it cannot allocate its bookkeeping. */
 size_t sharded_state_bytes(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
                            int prefetch);
+/* The same for a given train.grad_accum (sharded_state_bytes is its worst
+ * case, grad_accum >= 2). It matters when the step's peak falls in a forward
+ * pass, as when every decoder unit is frozen (adapt's align stage): one unit's
+ * gradient and receive slice more with accumulation. Layouts with extra units
+ * are replayed as stages/adapt.c drives them (see replay_micro_batch). */
+size_t sharded_state_bytes_accum(const model_layout *L, strategy_kind kind, int group_size, int reshard_after_forward,
+                                 int prefetch, int grad_accum);
 
 #endif

@@ -153,6 +153,20 @@ int study_run_config_lenient(const study *s, const study_run *r, run_config *cfg
 int study_run_compute(const study *s, const study_run *r, const run_config *cfg, double *flops, double *tokens,
                       ps_error *err);
 
+/* One stage's compute for run r (cfg: its resolved config), whatever the command:
+ *   train  as study_run_compute;
+ *   adapt  the stage's adapt config (its first argument, the rest its overrides, with
+ *          the placeholders filled in) on the run's model.* and data.*: tokens counted
+ *          from adapt.data over adapt.epochs (plan_adapt_count), FLOPs by stage
+ *          (plan_train_flops: a frozen LLM 4N in align; the projector on visual rows,
+ *          when the features files give its width);
+ *   eval   the items of its eval.tasks (plan_eval_count), forward FLOPs (2N);
+ *   other  (encode) 0.
+ * Data that cannot be read (not fetched yet) leaves the stage at 0 with the reason in
+ * note (cap bytes); only an unusable study is an error. */
+int study_stage_compute(const study *s, const study_run *r, const run_config *cfg, int k, double *flops,
+                        double *tokens, char *note, size_t cap, ps_error *err);
+
 /* `plan`: validates every run, writes STUDY/runs.tsv and STUDY/runs/<id>/config.cfg
  * (refusing to change the config of a run that has started), and prints the
  * numbered list with compute estimates and a total line to out (may be NULL).

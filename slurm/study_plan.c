@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "plan.h"
 #include "study_internal.h"
 
 int study_mkdirs(const char *path, ps_error *err) {
@@ -90,18 +91,178 @@ int study_run_config_lenient(const study *s, const study_run *r, run_config *cfg
 int study_run_compute(const study *s, const study_run *r, const run_config *cfg, double *flops, double *tokens,
                       ps_error *err) {
     *flops = *tokens = 0;
+    for (int k = 0; k < s->n_stages; k++) {
+        if (strcmp(s->stages[k].command, "train") != 0) continue;
+        double f, t;
+        char note[8];
+        if (study_stage_compute(s, r, cfg, k, &f, &t, note, sizeof note, err)) return -1;
+        *flops += f;
+        *tokens += t;
+    }
+    return 0;
+}
+
+/* arg with the placeholders of stage k of run r filled in (as the batch scripts do). */
+static void fill_placeholders(const study *s, const study_run *r, int k, const char *arg, char *out, size_t cap) {
+    const study_stage *st = &s->stages[k];
+    size_t at = 0;
+    out[0] = 0;
+    while (*arg && at + 1 < cap) {
+        char val[CONFIG_STR_MAX * 2] = "";
+        const char *end = *arg == '{' ? strchr(arg, '}') : NULL;
+        size_t n = end ? (size_t)(end - arg + 1) : 0;
+        if (n == 8 && !strncmp(arg, "{config}", n)) snprintf(val, sizeof val, "%s/config.cfg", r->dir);
+        else if (n == 5 && !strncmp(arg, "{dir}", n)) snprintf(val, sizeof val, "%s/%s", r->dir, st->name);
+        else if (n == 5 && !strncmp(arg, "{run}", n)) snprintf(val, sizeof val, "%s", r->dir);
+        else if (n == 5 && !strncmp(arg, "{dep}", n) && st->dep >= 0)
+            snprintf(val, sizeof val, "%s/%s", r->dir, s->stages[st->dep].name);
+        else if (n == 4 && !strncmp(arg, "{id}", n)) snprintf(val, sizeof val, "%s", r->id);
+        else if (n == 7 && !strncmp(arg, "{index}", n)) snprintf(val, sizeof val, "%d", r->index);
+        else n = 0;
+        if (n) {
+            at += (size_t)snprintf(out + at, cap - at, "%s", val);
+            arg += n;
+        } else {
+            out[at++] = *arg++;
+            out[at] = 0;
+        }
+        if (at >= cap) at = cap - 1;
+    }
+}
+
+/* Stage k's arguments filled in; key=value ones into overrides (n), the first other one (a
+ * config path) into path. Returns a malloc'd block holding both (free it). */
+static char *stage_args(const study *s, const study_run *r, int k, char ***overrides, int *n, const char **path) {
+    const study_stage *st = &s->stages[k];
+    size_t each = CONFIG_STR_MAX * 2;
+    char *block = malloc((size_t)(st->n_args ? st->n_args : 1) * (each + sizeof(char *)));
+    if (!block) return NULL;
+    char **v = (char **)block, *text = block + (size_t)(st->n_args ? st->n_args : 1) * sizeof(char *);
+    *n = 0;
+    *path = NULL;
+    for (int i = 0; i < st->n_args; i++) {
+        char *a = text + (size_t)i * each;
+        fill_placeholders(s, r, k, st->args[i], a, each);
+        if (strchr(a, '=')) v[(*n)++] = a;
+        else if (!*path) *path = a;
+    }
+    *overrides = v;
+    return block;
+}
+
+/* The adapt config of stage k on run r's model and data (cfg); *width 0 when the features
+ * (not encoded yet) do not give the projector's width. */
+static int adapt_stage_config(const study *s, const study_run *r, int k, const run_config *cfg, run_config *a,
+                              ps_error *err) {
+    char **over;
+    int n;
+    const char *path;
+    char *block = stage_args(s, r, k, &over, &n, &path);
+    if (!block) return ps_fail(err, "out of memory");
+    /* {config} is the run's own config (written after planning): cfg itself */
+    char own[CONFIG_STR_MAX * 2];
+    snprintf(own, sizeof own, "%s/config.cfg", r->dir);
+    int rc = 0;
+    struct stat st_cfg;
+    if (path && strcmp(path, own) && (stat(path, &st_cfg) || !S_ISREG(st_cfg.st_mode)))
+        rc = ps_fail(err, "stage %s: %s is not a regular file", s->stages[k].name, path);
+    else if (path && !strcmp(path, own)) {
+        *a = *cfg;
+        for (int i = 0; i < n && !rc; i++) rc = config_override(a, over[i], err);
+    } else {
+        rc = path ? config_load_model(a, path, n, over, err)
+                  : ps_fail(err, "stage %s: no adapt config among its args", s->stages[k].name);
+    }
+    free(block);
+    if (rc) return -1;
+    a->model = cfg->model;
+    a->data = cfg->data;
+    return 0;
+}
+
+static int adapt_compute(const study *s, const study_run *r, const run_config *cfg, int k, double *flops,
+                         double *tokens, char *note, size_t cap, ps_error *err) {
+    run_config a;
+    ps_error why = {{0}};
+    if (adapt_stage_config(s, r, k, cfg, &a, &why)) { /* e.g. a config an earlier stage writes */
+        snprintf(note, cap, "%s: not counted: %s", s->stages[k].name, why.msg);
+        return 0;
+    }
+    char from[CONFIG_STR_MAX + 2200];
+    int width = plan_adapt_resolve(&a, from, sizeof from, &why) ? 0 : a.adapt.encoder_width;
+    /* model.* and data.*: adapt.init's when it names a run already there, else the run's own */
+    plan_adapt_data d;
+    if (plan_adapt_count(&a, &d, &why)) {
+        snprintf(note, cap, "%s: not counted: %s", s->stages[k].name, why.msg);
+        return 0;
+    }
+    model_layout L;
+    if (model_layout_init(&L, &a.model, err)) return -1;
+    plan_stage st = plan_stage_of(&a);
+    if (width && plan_adapt_layout(&L, st, width, err)) {
+        model_layout_free(&L);
+        return -1;
+    }
+    if (!width) snprintf(note, cap, "%s: the projector not counted (no features yet to give its width)", s->stages[k].name);
+    *tokens = d.rows * d.epochs;
+    *flops = plan_train_flops(&L, st, a.train.seq_len, *tokens, d.visual_rows * d.epochs);
+    model_layout_free(&L);
+    return 0;
+}
+
+static int eval_compute(const study *s, const study_run *r, const run_config *cfg, int k, double *flops,
+                        double *tokens, char *note, size_t cap, ps_error *err) {
+    run_config e = *cfg;
+    char **over;
+    int n;
+    const char *path;
+    char *block = stage_args(s, r, k, &over, &n, &path);
+    if (!block) return ps_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        ps_error ignored;
+        if (!strncmp(over[i], "eval.", 5)) config_override(&e, over[i], &ignored);
+    }
+    free(block);
+    /* pictures: the visual tokens of the last adapt stage before it */
+    int visual = 0;
+    for (int j = 0; j < k; j++) {
+        run_config a;
+        ps_error ignored;
+        if (!strcmp(s->stages[j].command, "adapt") && !adapt_stage_config(s, r, j, cfg, &a, &ignored))
+            visual = a.adapt.visual_tokens;
+    }
+    plan_eval_data d;
+    ps_error why = {{0}};
+    if (plan_eval_count(&e, visual, &d, &why)) {
+        snprintf(note, cap, "%s: not counted: %s", s->stages[k].name, why.msg);
+        return 0;
+    }
+    if (d.skipped_tasks) snprintf(note, cap, "%s: %ld task%s not counted (data not fetched?): %.300s", s->stages[k].name,
+                                  d.skipped_tasks, d.skipped_tasks > 1 ? "s" : "", d.skipped);
+    model_layout L;
+    if (model_layout_init(&L, &cfg->model, err)) return -1;
+    *tokens = d.tokens;
+    *flops = plan_forward_flops(&L, cfg->model.context, d.tokens);
+    model_layout_free(&L);
+    return 0;
+}
+
+int study_stage_compute(const study *s, const study_run *r, const run_config *cfg, int k, double *flops,
+                        double *tokens, char *note, size_t cap, ps_error *err) {
+    *flops = *tokens = 0;
+    note[0] = 0;
+    const char *cmd = s->stages[k].command;
+    if (!strcmp(cmd, "adapt")) return adapt_compute(s, r, cfg, k, flops, tokens, note, cap, err);
+    if (!strcmp(cmd, "eval")) return eval_compute(s, r, cfg, k, flops, tokens, note, cap, err);
+    if (strcmp(cmd, "train")) return 0;
     model_layout L;
     if (model_layout_init(&L, &cfg->model, err)) return -1;
     const train_config *t = &cfg->train;
     int seq = t->seq_len <= cfg->model.context ? t->seq_len : cfg->model.context;
-    for (int k = 0; k < s->n_stages; k++) {
-        if (strcmp(s->stages[k].command, "train") != 0) continue;
-        double world = (double)r->res[k].nodes * r->res[k].ranks_per_node;
-        double per_step = (double)t->micro_batch * seq * t->grad_accum * world;
-        double n = t->steps > 0 ? (double)t->steps * per_step : ceil((double)t->tokens / per_step) * per_step;
-        *tokens += n;
-        *flops += model_train_flops(&L, seq, n);
-    }
+    double world = (double)r->res[k].nodes * r->res[k].ranks_per_node;
+    double per_step = (double)t->micro_batch * seq * t->grad_accum * world;
+    *tokens = t->steps > 0 ? (double)t->steps * per_step : ceil((double)t->tokens / per_step) * per_step;
+    *flops = model_train_flops(&L, seq, *tokens);
     model_layout_free(&L);
     return 0;
 }
@@ -277,6 +438,10 @@ int study_plan(study *s, int validate, FILE *out, ps_error *err) {
     }
     double peak = s->mfu * s->peak_tflops * 1e12;
     double total_h = 0, total_tokens = 0;
+    /* every stage's compute, summed over the runs; the first note of each */
+    double *st_tokens = calloc((size_t)s->n_stages, sizeof *st_tokens), *st_hours = calloc((size_t)s->n_stages, sizeof *st_hours);
+    char (*st_note)[600] = calloc((size_t)s->n_stages, sizeof *st_note);
+    if (!st_tokens || !st_hours || !st_note) rc = ps_fail(err, "out of memory");
     int global_batch_seqs = -1, mixed_batch = 0;
     for (int i = 0; i < s->n_runs && !rc; i++) {
         const study_run *r = &s->runs[i];
@@ -293,6 +458,18 @@ int study_plan(study *s, int validate, FILE *out, ps_error *err) {
             rc = ps_wrap(err, "run %d (id %s: %s)", r->index, r->id, label);
             break;
         }
+        for (int k = 0; k < s->n_stages && !rc; k++) {
+            double f, t;
+            char note[600];
+            if (study_stage_compute(s, r, &cfg, k, &f, &t, note, sizeof note, err)) {
+                rc = ps_wrap(err, "run %d (id %s), stage %s", r->index, r->id, s->stages[k].name);
+                break;
+            }
+            st_tokens[k] += t;
+            st_hours[k] += f / peak / 3600.0;
+            if (note[0] && !st_note[k][0]) snprintf(st_note[k], sizeof st_note[k], "%s", note);
+        }
+        if (rc) break;
         hours[i] = flops / peak / 3600.0;
         toks[i] = tokens;
         total_h += hours[i];
@@ -357,6 +534,19 @@ int study_plan(study *s, int validate, FILE *out, ps_error *err) {
                 "total: %d runs, %s training tokens, %s GPU-hours (model FLOPs, 6N + attention, at %.0f%% MFU of "
                 "%.0f TFLOP/s, %s; train stages only)\n",
                 s->n_runs, t, h, s->mfu * 100, s->peak_tflops, s->peak_name);
+        fprintf(out, "per stage, summed over the runs (model FLOPs at the same MFU; pretrain and adapt 6N per "
+                     "trained weight, align's frozen LLM 4N, eval forward 2N; see stages/plan.h):\n");
+        double all_h = 0;
+        for (int k = 0; k < s->n_stages; k++) {
+            char t[32], h[32];
+            human_tokens(t, sizeof t, st_tokens[k]);
+            gpu_hours(h, sizeof h, st_hours[k]);
+            all_h += st_hours[k];
+            fprintf(out, "  %-16s %-7s %8s tokens  %10s GPU-hours%s%s\n", s->stages[k].name, s->stages[k].command, t, h,
+                    st_note[k][0] ? "  note: " : "", st_note[k]);
+        }
+        gpu_hours(h, sizeof h, all_h);
+        fprintf(out, "  all stages: %s GPU-hours\n", h);
         if (mixed_batch)
             fprintf(out, "note: the global batch (micro_batch x grad_accum x ranks) differs between runs\n");
         else if (global_batch_seqs > 0 && s->n_runs)
@@ -374,5 +564,8 @@ int study_plan(study *s, int validate, FILE *out, ps_error *err) {
     }
     free(hours);
     free(toks);
+    free(st_tokens);
+    free(st_hours);
+    free(st_note);
     return rc;
 }

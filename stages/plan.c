@@ -4,14 +4,59 @@
 #include <math.h>
 #include <string.h>
 
+#include "mm_model.h"
+#include "projector.h"
 #include "sharding.h"
+
+/* ---------------------------------------------------------------- stages */
+
+plan_stage plan_stage_of(const run_config *cfg) {
+    if (!cfg->adapt.data[0]) return PLAN_PRETRAIN;
+    if (!strcmp(cfg->adapt.stage, "blind")) return PLAN_BLIND;
+    if (!strcmp(cfg->adapt.stage, "sft")) return PLAN_SFT;
+    return PLAN_ALIGN;
+}
+
+const char *plan_stage_name(plan_stage st) {
+    static const char *const names[] = {"pretrain", "align", "blind", "sft"};
+    return names[st];
+}
+
+int plan_adapt_layout(model_layout *L, plan_stage st, int encoder_width, ps_error *err) {
+    if (st == PLAN_PRETRAIN) return 0;
+    projector pj;
+    if (projector_add(L, encoder_width, &pj, err)) return -1;
+    model_layout_set_trainable(L, 0, L->llm_units, st != PLAN_ALIGN);
+    model_layout_set_trainable(L, pj.unit, pj.unit + 1, st != PLAN_BLIND);
+    return 0;
+}
+
+/* The projector's unit holds W x D + D + D x D + D (projector.h). */
+int plan_projector_width(const model_layout *L) {
+    if (L->n_units <= L->llm_units) return 0;
+    double D = L->cfg.dim, size = (double)L->units[L->llm_units].size;
+    return (int)((size - D * D - 2 * D) / D);
+}
+
+double plan_train_flops(const model_layout *L, plan_stage st, int seq, double n_tokens, double n_visual) {
+    const model_config *c = &L->cfg;
+    double attention = 12.0 * c->layers * (double)c->dim * seq;
+    double matmul_weights = (model_train_flops(L, seq, 1.0) - attention) / 6.0;
+    double flops = model_train_flops(L, seq, n_tokens);
+    if (st == PLAN_ALIGN) flops -= 2.0 * matmul_weights * n_tokens; /* no weight gradient in the frozen LLM */
+    double W = plan_projector_width(L), D = c->dim;
+    if (W > 0 && st != PLAN_BLIND && st != PLAN_PRETRAIN) flops += n_visual * (6.0 * (W * D + D * D) - 2.0 * W * D);
+    return flops;
+}
 
 /* ------------------------------------------------------------------ cpu */
 
-/* Largest unit, padded to whole slices of a group of g ranks, in bytes. */
+/* Largest unit that trains (the collectives reduce gradients: frozen units
+ * have none), padded to whole slices of a group of g ranks, in bytes. */
 static size_t largest_padded(const model_layout *L, int g) {
     size_t most = 0;
     for (int u = 0; u < L->n_units; u++) {
+        if (!L->units[u].trainable) continue;
         size_t padded = (L->units[u].size + (size_t)g - 1) / (size_t)g * (size_t)g;
         if (padded > most) most = padded;
     }
@@ -72,7 +117,8 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
     out->ranks = ranks;
     out->rank = rank;
     out->group = group;
-    out->state = sharded_state_bytes(L, kind, group, cfg->parallel.reshard_after_forward, cfg->parallel.prefetch);
+    out->state = sharded_state_bytes_accum(L, kind, group, cfg->parallel.reshard_after_forward, cfg->parallel.prefetch,
+                                           cfg->train.grad_accum);
     if (!out->state) return ps_fail(err, "out of memory");
     size_t owned = 0, trained = 0;
     for (int u = 0; u < L->n_units; u++) {
@@ -97,6 +143,41 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
     return 0;
 }
 
+double plan_forward_flops(const model_layout *L, int seq, double n_tokens) {
+    return model_train_flops(L, seq, n_tokens) / 3.0;
+}
+
+/* An adapt stage's own buffers on one rank, as stages/adapt.c's
+ * build_state allocates them for micro-batches of B x T rows: the
+ * projector's activations (h, g, dg: 3 x rows x dim), the projector's input
+ * and output and the output's gradient (pin rows x W, emb and demb rows x
+ * dim), one picture's features (float, V x W), the batch (mm_batch: tokens,
+ * targets, positions, sample ids, image blocks, placements), the step's row
+ * plan; and, when data is given, every sample's templated ids and train
+ * flags (adapt_data keeps them all). */
+static size_t adapt_bytes(const run_config *cfg, const model_layout *L, const plan_adapt_data *data) {
+    size_t rows = (size_t)cfg->train.micro_batch * (size_t)cfg->train.seq_len, D = (size_t)cfg->model.dim;
+    size_t W = (size_t)plan_projector_width(L), V = (size_t)cfg->adapt.visual_tokens;
+    size_t bytes = (3 * rows * D + rows * W + 2 * rows * D) * sizeof(real) + V * W * sizeof(float);
+    bytes += rows * (6 * sizeof(int) + sizeof(mm_placement)) + rows * sizeof(int); /* mm_batch, mb_sample */
+    bytes += 4 * (size_t)cfg->adapt.batch * sizeof(int);                           /* row_first, row_count */
+    if (data) bytes += (size_t)(data->text_tokens * (sizeof(int) + 1)) + (size_t)(data->samples + data->bad) * 64;
+    return bytes;
+}
+
+int plan_cpu_adapt_rank(const run_config *cfg, const model_layout *L, const plan_adapt_data *data, int ranks, int rank,
+                        plan_cpu *out, ps_error *err) {
+    run_config c = *cfg;
+    /* Micro-batches per step on a rank: more than one when the step's
+     * samples do not fit one micro-batch per rank (packing aside). */
+    c.train.grad_accum = cfg->adapt.batch > cfg->train.micro_batch * ranks ? 2 : 1;
+    if (plan_cpu_rank(&c, L, ranks, rank, out, err)) return -1;
+    out->tokens = 0; /* the batch is counted in adapt_bytes */
+    out->adapt = adapt_bytes(cfg, L, data);
+    out->total = out->state + out->activations + out->rope + out->collectives + out->process + out->adapt;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ gpu
  *
  * The GPU engine's layout (cuda/engine.cu), counted as it allocates; the
@@ -113,7 +194,12 @@ int plan_cpu_rank(const run_config *cfg, const model_layout *L, int ranks, int r
  *  - Gradients: the unit in backward is written into a fp32 full-unit
  *    buffer and reduce-scattered into the gradient slice while the next unit
  *    computes (with gradient accumulation into a slice of its own, then
- *    added): two full-unit fp32 buffers (+ one slice).
+ *    added): two full-unit fp32 buffers (+ one slice), at the largest unit
+ *    that trains (frozen units have no gradient).
+ *  - Adapt stages (a projected GPU engine: today's adapt runs on the CPU):
+ *    the projector's GELU input, output and backward scratch and its input
+ *    features, bf16, for every row of the micro-batch (an upper bound: only
+ *    the pictures' rows go through it); blind does not use it.
  *  - Activations in bf16 for the micro-batch, with a fused (flash) attention
  *    that keeps no seq x seq probabilities, only a fp32 log-sum-exp per head
  *    and token. Per layer and token a block saves its input x, the normed
@@ -196,12 +282,13 @@ static double gpu_attention_scratch(const model_layout *L, int micro_batch, int 
 /* Memory at micro-batch m; fills the memory fields of g. */
 static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, plan_gpu *g) {
     int S = g->shard_group;
-    double owned = 0, trained = 0, largest = 0;
+    double owned = 0, trained = 0, largest = 0, largest_trained = 0;
     for (int u = 0; u < L->n_units; u++) {
         double len = (double)((L->units[u].size + (size_t)S - 1) / (size_t)S);
         owned += len;
         trained += L->units[u].trainable ? len : 0; /* frozen units: weights only */
         if (len * S > largest) largest = len * S;
+        if (L->units[u].trainable && len * S > largest_trained) largest_trained = len * S;
     }
     g->master = 4.0 * owned;
     g->grads = g->adam_m = g->adam_v = 4.0 * trained;
@@ -210,8 +297,10 @@ static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, pla
     g->gathered = 2 * 2.0 * largest;
     g->act_full = plan_gpu_activation_bytes(L, m, o->seq, 0);
     g->act_ckpt = plan_gpu_activation_bytes(L, m, o->seq, 1);
+    double W = plan_projector_width(L);
+    g->projector_acts = W > 0 && o->stage != PLAN_BLIND ? 2.0 * m * o->seq * (3.0 * L->cfg.dim + W) : 0;
     /* With accumulation the reduce-scatter lands in a slice of its own, then is added. */
-    g->grad_units = 2 * 4.0 * largest + (g->per_gpu_batch / m > 1 ? 4.0 * largest / S : 0);
+    g->grad_units = 2 * 4.0 * largest_trained + (g->per_gpu_batch / m > 1 ? 4.0 * largest_trained / S : 0);
     double n = (double)m * o->seq;
     g->logits = 2.0 * n * L->cfg.vocab + 8.0 * n;
     g->attention = gpu_attention_scratch(L, m, o->seq);
@@ -219,8 +308,8 @@ static void gpu_memory(const model_layout *L, const plan_gpu_opts *o, int m, pla
     g->nccl = GPU_NCCL_PER_COMM * (g->replicas > 1 ? 2 : 1);
     g->context = GPU_CUDA_CONTEXT;
     g->buffers = g->grad_units + g->logits + g->attention + g->workspace + g->nccl + g->context;
-    g->total_full = g->owned + g->gathered + g->act_full + g->buffers;
-    g->total_ckpt = g->owned + g->gathered + g->act_ckpt + g->buffers;
+    g->total_full = g->owned + g->gathered + g->act_full + g->projector_acts + g->buffers;
+    g->total_ckpt = g->owned + g->gathered + g->act_ckpt + g->projector_acts + g->buffers;
     g->fits_full = g->total_full <= o->gpu_mem;
     g->fits_ckpt = g->total_ckpt <= o->gpu_mem;
     g->micro_batch = m;
@@ -268,7 +357,7 @@ int plan_gpu_estimate(const model_layout *L, const plan_gpu_opts *o, plan_gpu *g
     }
     const model_config *c = &L->cfg;
     g->step_tokens = (double)o->global_batch * o->seq;
-    g->step_flops = model_train_flops(L, o->seq, g->step_tokens);
+    g->step_flops = plan_train_flops(L, o->stage, o->seq, g->step_tokens, g->step_tokens * o->visual_share);
     /* Recompute = the blocks' forward pass: 2 FLOPs per block matmul weight
      * per token, plus the forward third of the attention term. */
     double block_weights = (double)c->dim * L->qkv_dim + (double)c->heads * L->head_dim * c->dim + 3.0 * c->dim * c->ffn_dim;

@@ -20,10 +20,10 @@
 #include <json-c/json.h>
 
 static const char *const names[RM_COUNT] = {
-    "ppl", "lang_acc", "vqa_general", "vqa_knowledge", "vqa_ocr_chart", "vqa_vision_centric", "vqa_overall",
+    "ppl", "byte_ppl", "lang_acc", "vqa_general", "vqa_knowledge", "vqa_ocr_chart", "vqa_vision_centric", "vqa_overall",
     "exist_small", "exist_medium", "exist_large", "exist_overall", "alignment"};
 static const char *const titles[RM_COUNT] = {
-    "perplexity", "language acc", "General", "Knowledge", "OCR & Chart", "Vision-Centric", "overall VQA",
+    "word perplexity", "byte perplexity", "language acc", "General", "Knowledge", "OCR & Chart", "Vision-Centric", "overall VQA",
     "small", "medium", "large", "overall", "alignment (mutual kNN)"};
 
 const char *report_measure_name(int m) { return names[m]; }
@@ -241,7 +241,8 @@ static int run_items(report_run *run, const char *path, const char *results_path
 static int run_results(report_run *run, const char *path, ps_error *err) {
     if (eval_results_read(path, &run->res, &run->n_res, err)) return -1;
     const eval_result *first_ckpt = NULL;
-    double ppl_word = NAN, ppl_any = NAN;
+    double ppl_word = NAN, ppl_any = NAN, ppl_byte = NAN;
+    const char *ppl_task = NULL;
     for (size_t i = 0; i < run->n_res; i++) {
         const eval_result *r = &run->res[i];
         /* A subset with no items (n = 0: an existence size that eval.limit left out) has no
@@ -256,13 +257,19 @@ static int run_results(report_run *run, const char *path, ps_error *err) {
                                first_ckpt->prov.checkpoint_sha256);
         }
         if (r->subset[0]) continue;
-        if (!strcmp(r->metric, "word_perplexity") && isnan(ppl_word)) ppl_word = r->value;
+        if (!strcmp(r->metric, "word_perplexity") && isnan(ppl_word)) ppl_word = r->value, ppl_task = r->task;
         if (!strcmp(r->metric, "perplexity") && isnan(ppl_any)) ppl_any = r->value;
         if (!strcmp(r->task, "mean") && !strcmp(r->category, "language") && !strcmp(r->metric, "acc"))
             run->measure[RM_LANG_ACC] = r->value;
         if (!strncmp(r->metric, "mknn", 4) && isnan(run->measure[RM_ALIGN])) run->measure[RM_ALIGN] = r->value;
     }
     run->measure[RM_PPL] = isnan(ppl_word) ? ppl_any : ppl_word;
+    /* the byte perplexity of the task whose word perplexity is shown */
+    for (size_t i = 0; ppl_task && i < run->n_res && isnan(ppl_byte); i++) {
+        const eval_result *r = &run->res[i];
+        if (!r->subset[0] && !strcmp(r->task, ppl_task) && !strcmp(r->metric, "byte_perplexity")) ppl_byte = r->value;
+    }
+    run->measure[RM_BYTE_PPL] = ppl_byte;
     return 0;
 }
 

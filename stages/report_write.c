@@ -24,8 +24,16 @@ typedef struct writer {
     ps_error *err;
 } writer;
 
-static double pct(int m, double x) {
-    return m == RM_PPL || m == RM_ALIGN ? x : 100 * x;
+static int is_ratio(int m) { return m == RM_PPL || m == RM_BYTE_PPL || m == RM_ALIGN; }
+
+static double pct(int m, double x) { return is_ratio(m) ? x : 100 * x; }
+
+/* A value as report.md shows it: percentages with 1 decimal, ratios with 4 significant
+ * digits (a word perplexity of 5.585e+07 after a few steps stays readable). */
+static void md_num(FILE *md, int m, double x) {
+    if (!is_ratio(m)) fprintf(md, "%.1f", pct(m, x));
+    else if (fabs(x) >= 1e5) fprintf(md, "%.4g", x);
+    else fprintf(md, "%.*f", fabs(x) >= 100 ? 1 : 3, x);
 }
 
 /* A group's cell: value [interval over items] (seeds lo..hi: the interval over seeds). */
@@ -35,10 +43,15 @@ static void md_group_value(FILE *md, const report_group *G, int m) {
         fputs(" - |", md);
         return;
     }
-    int d = m == RM_PPL || m == RM_ALIGN ? 3 : 1;
-    fprintf(md, " %.*f", d, pct(m, v));
-    if (!isnan(G->item_lo[m])) fprintf(md, " [%.*f, %.*f]", d, pct(m, G->item_lo[m]), d, pct(m, G->item_hi[m]));
-    if (!isnan(G->seed_lo[m])) fprintf(md, " (seeds %.*f..%.*f)", d, pct(m, G->seed_lo[m]), d, pct(m, G->seed_hi[m]));
+    fputc(' ', md);
+    md_num(md, m, v);
+    if (!isnan(G->item_lo[m])) {
+        fputs(" [", md), md_num(md, m, G->item_lo[m]), fputs(", ", md), md_num(md, m, G->item_hi[m]), fputc(']', md);
+    }
+    if (!isnan(G->seed_lo[m])) {
+        fputs(" (seeds ", md), md_num(md, m, G->seed_lo[m]), fputs("..", md), md_num(md, m, G->seed_hi[m]);
+        fputc(')', md);
+    }
     fputs(" |", md);
 }
 
@@ -114,6 +127,23 @@ static int write_groups_csv(writer *W) {
 /* NAME.csv: group_index, measure_index, group, measure, value, lo, hi (percent) for the
  * measures ms[0..n_ms) of the groups order[0..n_g); NAME.gp: grouped bars with the
  * intervals as error bars; then NAME.png. */
+/* The top of a plot's y axis: a little above the highest value or interval of measures ms
+ * over the groups; at least 10, so that values of 0 (every item wrong) sit on a readable
+ * axis rather than gnuplot's 0..1.2 for an all-zero plot; percentages stop at 100. */
+static double axis_top(const report *R, const int *groups, int n_g, const int *ms, int n_ms) {
+    double top = 0;
+    for (int i = 0; i < n_g; i++)
+        for (int k = 0; k < n_ms; k++) {
+            const report_group *G = &R->groups[groups[i]];
+            double lo, hi, v = pct(ms[k], G->value[ms[k]]);
+            shown_interval(G, ms[k], &lo, &hi);
+            if (v > top) top = v;
+            if (!isnan(hi) && pct(ms[k], hi) > top) top = pct(ms[k], hi);
+        }
+    top = top * 1.1 > 10 ? top * 1.1 : 10;
+    return !is_ratio(ms[0]) && top > 100 ? 100 : top;
+}
+
 static int bars(writer *W, const char *name, const char *title, const char *ylabel, const int *ms, int n_ms,
                 const int *order, int n_g, const char *const *xlabels) {
     const report *R = W->R;
@@ -138,6 +168,7 @@ static int bars(writer *W, const char *name, const char *title, const char *ylab
         }
     }
     if (report_file_close(&f, 1, W->err)) return -1;
+    double top = axis_top(R, order, n_g, ms, n_ms);
     if (report_file_open(&f, W->out, gp, W->err)) return -1;
     report_gp_head(f.f, name, 900, 500, title);
     const char **labels = malloc(sizeof *labels * (size_t)(n_g ? n_g : 1));
@@ -147,14 +178,19 @@ static int bars(writer *W, const char *name, const char *title, const char *ylab
     free(labels);
     fprintf(f.f,
             "set ylabel \"%s\"\n"
-            "set yrange [0:*]\nset xrange [-0.6:%d-0.4]\n"
+            "set yrange [%g:%g]\nset xrange [-0.6:%d-0.4]\nset offsets 0, 0, 0, 0\n"
+            "set arrow from graph 0, first 0 to graph 1, first 0 nohead lc rgb \"gray40\"\n"
             "set style fill solid 0.85 border -1\nset boxwidth 1 absolute\n"
             "G = %d; w = 0.8 / G\n"
             "x(g) = $2 - 0.4 + w * (g + 0.5)\n"
-            "plot for [g=0:G-1] \"%s\" every ::1 using (x(g)):($1 == g ? $5 : 1/0):(w) with boxes title L[g+1], \\\n"
+            "# each bar's value also as a marker (in the bar's colour, after the error bars, whose point\n"
+            "# would cover it), and a 0 written above a bar of 0: a group whose every item was wrong shows\n"
+            "plot for [g=0:G-1] \"%s\" every ::1 using (x(g)):($1 == g ? $5 : 1/0):(w) with boxes lc g+1 title L[g+1], \\\n"
             "     for [g=0:G-1] \"%s\" every ::1 using (x(g)):($1 == g ? $5 : 1/0):6:7 with yerrorbars lc rgb \"black\" pt 0 notitle, \\\n"
+            "     for [g=0:G-1] \"%s\" every ::1 using (x(g)):($1 == g ? $5 : 1/0) with points pt 7 ps 1.3 lc g+1 notitle, \\\n"
+            "     for [g=0:G-1] \"%s\" every ::1 using (x(g)):($1 == g && $5 == 0 ? 0 : 1/0):(\"0\") with labels offset 0,1 notitle, \\\n"
             "     \"%s\" every ::1 using 2:(1/0):xtic(4) notitle\n",
-            ylabel, n_ms, n_g, csv, csv, csv);
+            ylabel, -0.03 * top, top, n_ms, n_g, csv, csv, csv, csv, csv);
     if (report_file_close(&f, 1, W->err)) return -1;
     return W->plot ? report_gnuplot(W->out, name, W->err) : 0;
 }
@@ -374,9 +410,13 @@ static int section_study(writer *W) {
             const char *cats[5];
             for (int m = RM_VQA_GENERAL; m <= RM_VQA_OVERALL; m++) cats[m - RM_VQA_GENERAL] = report_measure_title(m);
             report_gp_array(f.f, "C", cats, 5);
+            int cats_m[] = {RM_VQA_GENERAL, RM_VQA_KNOWLEDGE, RM_VQA_OCR, RM_VQA_VISION, RM_VQA_OVERALL};
+            fprintf(f.f, "set yrange [0:%g]\nset offsets 0, 0, 0, 0\n", axis_top(R, order, n_mix, cats_m, 5));
             fputs("set xlabel \"mix index (0 language-favourable .. 10)\"\nset ylabel \"accuracy (%)\"\nset xtics 1\n"
-                  "set xrange [-0.5:10.5]\nset yrange [0:*]\n"
-                  "plot for [c=0:4] \"mix.csv\" every ::1 using 1:($2 == c ? $4 : 1/0):5:6 with yerrorlines lw 2 pt 7 title C[c+1]\n",
+                  "set xrange [-0.5:10.5]\n"
+                  "# each category a little to the side of the mix index, so the intervals do not cover each other\n"
+                  "dx(c) = (c - 2) * 0.12\n"
+                  "plot for [c=0:4] \"mix.csv\" every ::1 using ($1 + dx(c)):($2 == c ? $4 : 1/0):5:6 with yerrorlines lw 2 pt 7 title C[c+1]\n",
                   f.f);
             rc = report_file_close(&f, 1, W->err);
         }
@@ -580,7 +620,7 @@ int report_write(const report *R, const char *out, int plot, ps_error *err) {
             R->n_runs, R->n_runs == 1 ? "" : "s", R->n_groups, R->n_groups == 1 ? "" : "s", 100 * R->o.level,
             R->o.iters, (unsigned long long)R->o.seed,
             interval_note(R) ? "[over items] of the per-item means over a group's seeds, and (seeds lo..hi) over the seeds' values" : "[over items]");
-    int lang[] = {RM_PPL, RM_LANG_ACC, RM_ALIGN};
+    int lang[] = {RM_PPL, RM_BYTE_PPL, RM_LANG_ACC, RM_ALIGN};
     int vqa[] = {RM_VQA_GENERAL, RM_VQA_KNOWLEDGE, RM_VQA_OCR, RM_VQA_VISION, RM_VQA_OVERALL};
     int ex[] = {RM_EXIST_SMALL, RM_EXIST_MEDIUM, RM_EXIST_LARGE, RM_EXIST_OVERALL};
     int *order = malloc(sizeof *order * (size_t)(R->n_groups ? R->n_groups : 1));
@@ -591,9 +631,11 @@ int report_write(const report *R, const char *out, int plot, ps_error *err) {
         fprintf(md.f, "\n**Not in this report** (no results or metrics yet): %d run%s: %s.\n", R->n_missing,
                 R->n_missing == 1 ? "" : "s", R->missing);
     if (!rc) {
-        md_table(&W, "Language and alignment", lang, 3);
-        fputs("\nPerplexity: WikiText word perplexity (else the first perplexity); language acc: the mean of the "
-              "language tasks' accuracies (percent); alignment: the mutual-kNN score.\n",
+        md_table(&W, "Language and alignment", lang, 4);
+        fputs("\nWord perplexity: the first rolling task's (WikiText in the paper's task list; lm-eval's "
+              "word_perplexity, exp of the loss per word: the paper's measure, huge for a model that has seen little text); byte perplexity: "
+              "exp of the loss per UTF-8 byte of the first rolling task, comparable across tokenizers; language "
+              "acc: the mean of the language tasks' accuracies (percent); alignment: the mutual-kNN score.\n",
               md.f);
     }
     if (!rc && any_value(R, RM_VQA_OVERALL)) {

@@ -56,6 +56,44 @@ for np in 1 2 4; do
       fail "the largest rank's peak did not fall from $prev_max MiB to $max MiB at $np ranks"
   fi
   prev_max=$max
-  rm -rf "$dir" # its checkpoint holds 0.75 GB
+  rm -rf "$dir/checkpoints" # 0.75 GB
+  [ "$np" = 1 ] || rm -rf "$dir" # np1 is the adapt check's init
 done
 echo "per-rank peak RSS within $(awk -v t=$TOL 'BEGIN { print 100 * t }')% of the plan at 1, 2 and 4 ranks, falling with the ranks"
+
+# --- An adapt stage (align) from that 63M model: the LLM frozen (weights
+# only), the projector appended, 16 visual rows per caption. Planned as an
+# adapt config, every rank within TOL; planned as pretraining (the same
+# settings without adapt.data: gradients and moments for every unit, no
+# projector), beyond it: the negative control.
+img=data/images/small
+if [ ! -f $img/captions.h5 ] || [ ! -f $img/align.jsonl ]; then
+  echo "adapt check skipped: data/images/small missing (make images-small)"
+  exit 0
+fi
+t0=$(date +%s)
+echo 'encode = { images = "'$img'/captions.h5"; encoder = "patches"; patch_grid = 4; out_dir = "'$tmp'/feat"; };' >"$tmp/enc.cfg"
+"$bin" encode "$tmp/enc.cfg" >"$tmp/enc.log" 2>&1 || { cat "$tmp/enc.log"; fail "encode"; }
+acfg=config/adapt/quickstart-align.cfg
+aset=(adapt.init="$tmp/np1" adapt.features="$tmp/feat/patches" adapt.max_samples=16 adapt.batch=8 adapt.epochs=1
+      train.micro_batch=2 train.seq_len=64 checkpoint.every_steps=0 checkpoint.every_minutes=0 parallel.strategy=fsdp)
+for np in 1 2; do
+  dir="$tmp/align$np"
+  mpirun -np "$np" "$bin" adapt $acfg "${aset[@]}" run.dir="$dir" >"$dir.log" 2>&1 ||
+    { tail -20 "$dir.log"; fail "align at $np ranks"; }
+  measured=$(sed -n 's/.*"peak_rss_mb":\[\([^]]*\)\].*/\1/p' "$dir/final.json")
+  for as in adapt pretraining; do
+    extra=(); [ $as = pretraining ] && extra=(adapt.data= "${model[@]}")
+    "$bin" plan $acfg "${aset[@]}" "${extra[@]}" --cpu-ranks "$np" >"$dir.$as.plan" 2>&1 || { cat "$dir.$as.plan"; fail "plan"; }
+    planned=$(sed -n 's/^cpu_rank_bytes=//p' "$dir.$as.plan")
+    paste -d' ' <(tr ',' '\n' <<<"$planned") <(tr ',' '\n' <<<"$measured") | awk -v np="$np" -v tol=$TOL -v as=$as '
+      { plan = $1 / 1048576; got = $2; d = (got - plan) / plan; n++
+        printf "align  %-6d %-5d %12.1f %12.1f %+7.1f%%  (planned as %s)\n", np, NR - 1, plan, got, 100 * d, as
+        if (d > tol || d < -tol) bad++ }
+      END { if (n != np) { printf "FAIL: %d ranks reported, %d expected\n", n, np; exit 1 }
+            if (as == "adapt" && bad) { printf "FAIL: align beyond %.0f%% of the plan at %d ranks\n", 100 * tol, np; exit 1 }
+            if (as != "adapt" && bad < n) { printf "FAIL: the pretraining plan (negative control) is within %.0f%% at %d ranks\n", 100 * tol, np; exit 1 } }' \
+      || { tail -n 14 "$dir.$as.plan"; exit 1; }
+  done
+done
+echo "align: per-rank peak RSS within $(awk -v t=$TOL 'BEGIN { print 100 * t }')% of the adapt plan at 1 and 2 ranks; the pretraining plan is not ($(( $(date +%s) - t0 )) s)"

@@ -62,6 +62,7 @@ def run_values(rid):
     for name in ("small", "medium", "large"):
         close(f"{rid} acc_{name} vs results.jsonl", v[name], res[("images-existence", "", "acc_" + name)], 1e-12)
     v["ppl"] = res[("wikitext", "", "word_perplexity")]
+    v["byte_ppl"] = res[("wikitext", "", "byte_perplexity")]  # the same task's, beside it
     v["lang"] = [r["value"] for r in load(rid, "results") if r["task"] == "mean" and r["category"] == "language"][0]
     return v, items
 
@@ -75,7 +76,7 @@ for g, ids in groups.items():
 rows = {r["group"]: r for r in csv.DictReader(open(f"{out}/groups.csv"))}
 col = {"General": "vqa_general", "Knowledge": "vqa_knowledge", "OCR & Chart": "vqa_ocr_chart",
        "Vision-Centric": "vqa_vision_centric", "overall": "vqa_overall", "small": "exist_small",
-       "medium": "exist_medium", "large": "exist_large", "exist": "exist_overall", "ppl": "ppl", "lang": "lang_acc"}
+       "medium": "exist_medium", "large": "exist_large", "exist": "exist_overall", "ppl": "ppl", "byte_ppl": "byte_ppl", "lang": "lang_acc"}
 rng = np.random.default_rng(0)
 def boot(x, iters=4000):
     x = np.asarray(x)
@@ -289,6 +290,45 @@ echo '{"step":1,"loss":99.5}' > "${run%/eval}/align/metrics.jsonl"
 "$bin" report "$tmp/s" --out "$tmp/align" --no-plots > /dev/null
 ! grep -q ",99.5$" "$tmp/align/loss.csv" || { echo "FAIL: loss.csv took align/metrics.jsonl"; exit 1; }
 test "$(grep -c "^0," "$tmp/align/loss.csv")" = 60
+
+# Display: report.md labels both perplexities; in mix.png no two categories' intervals share
+# an x at a mix (gnuplot's own table of what it plots: with the offsets removed from mix.gp
+# they do, the negative control); a study whose every existence answer is wrong gets a
+# readable 0..10 axis with the zeros drawn (markers in the bars' colours), not 0..1.2.
+grep -q "| word perplexity | byte perplexity |" "$tmp/out/report.md" || { echo "FAIL: perplexity columns"; exit 1; }
+xs_shared() { # gp file: prints how many (mix, x) positions two categories share
+  sed -e 's/^set terminal.*/set table "pts.txt"/' -e '/^set output/d' "$1" >"$tmp/out/table.gp"
+  (cd "$tmp/out" && rm -f pts.txt && gnuplot table.gp 2>/dev/null)
+  awk '/^#/ || NF < 3 || $3 != "i" { next } { x[sprintf("%.4f", $1)]++ }
+       END { s = 0; for (k in x) if (x[k] > 1) s++; print s }' "$tmp/out/pts.txt"
+}
+shared=$(xs_shared "$tmp/out/mix.gp")
+[ "$shared" = 0 ] || { echo "FAIL: mix.png: $shared x positions shared by categories"; exit 1; }
+sed 's/(\$1 + dx(c))/1/' "$tmp/out/mix.gp" >"$tmp/out/mix_stacked.gp"
+[ "$(xs_shared "$tmp/out/mix_stacked.gp")" -gt 0 ] || { echo "FAIL: negative control: stacked intervals not seen"; exit 1; }
+fresh
+for p in "$tmp"/s/collected/*/eval/predictions.jsonl; do
+  $py - "$p" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for r in rows:
+    if r["task"] == "images-existence": r["correct"] = 0.0
+open(sys.argv[1], "w").write("".join(json.dumps(r) + "\n" for r in rows))
+PY
+done
+"$bin" report "$tmp/s" --out "$tmp/zero" > /dev/null
+grep -q '^set yrange \[-0.3:10\]' "$tmp/zero/existence.gp" || { echo "FAIL: all-zero existence axis:"; grep yrange "$tmp/zero/existence.gp"; exit 1; }
+$py - "$tmp/zero/existence.png" "$tmp/out/existence.png" <<'PY' || exit 1
+import sys
+import numpy as np
+from PIL import Image
+def bar_colour_pixels(path):  # pixels of the first two groups' colours (gnuplot's lc 1, lc 2)
+    a = np.asarray(Image.open(path).convert("RGB")).astype(int)[:, :760]  # left of the key
+    return sum(int((np.abs(a - c).sum(axis=2) < 60).sum()) for c in ((148, 0, 211), (0, 158, 115)))
+n = bar_colour_pixels(sys.argv[1])
+if n < 100: sys.exit(f"FAIL: all-zero existence.png shows {n} pixels of the groups' colours")
+print(f"ok: all-zero existence.png draws its zeros ({n} pixels in the groups' colours)")
+PY
 
 # run dirs instead of a study: each dir is a run of its own
 "$bin" report "$fixture/collected/$first" --out "$tmp/one" --no-plots > /dev/null
