@@ -4,7 +4,8 @@
 # PRESIGHT_CUDA_ENGINE; its NCCL is MPI), against the CPU backend:
 #  - align on 2 fsdp ranks (the LLM frozen, the projector on the device) follows
 #    the CPU run's losses and gradient norms, and so does its held-out loss
-#    (eval.every, adapt.heldout: captions with their pictures); every LLM tensor
+#    (eval.every, adapt.heldout: captions with their pictures), which equals the first loss
+#    of a run over those samples alone from the same weights; every LLM tensor
 #    of the engine's model.h5 is bit-identical to the init (h5py), and the same
 #    check flags sft's model, where every tensor trains (the negative control);
 #  - sft on 2 ddp ranks (projector + LLM, visual and language-only samples) and
@@ -108,6 +109,16 @@ grep -q "checked: every LLM tensor is bit-identical" "$tmp/al_gpu.log" || fail "
 read -r n total < <(changed "$tmp/pre/model.h5" "$tmp/al_gpu/model.h5")
 [ "$n" -eq 0 ] || fail "align on the engine changed $n of $total LLM tensors"
 echo "  every one of the $total LLM tensors bit-identical to the init"
+
+# What the held-out loss is: a one-step run over adapt.heldout's samples alone from the align
+# run's final weights logs, before its update, the held-out loss of align's last step (the
+# rows are packed in another order: the same per-sample losses). Align's step-1 held-out loss
+# (other weights) must not match (negative control).
+adapt hx 1 cpu adapt.init="$tmp/al_cpu" adapt.data="$tmp/held.jsonl" adapt.batch=12 checkpoint.every_steps=0
+paste <(field "$tmp/al_cpu" heldout_loss | tail -1) <(field "$tmp/hx" loss | head -1) <(field "$tmp/al_cpu" heldout_loss | head -1) |
+  awk '{ d = $1 - $2; if (d < 0) d = -d; e = $3 - $2; if (e < 0) e = -e
+         printf "  held-out loss %.6f = the held-out samples'"'"' own loss %.6f (rel %.1e); step 1'"'"'s %.6f differs by %.1e\n", $1, $2, d / $2, $3, e / $2
+         exit !(d / $2 < 1e-6 && e / $2 > 1e-5) }' || fail "the held-out loss is not the held-out samples' loss (or the control matched)"
 
 echo "sft from the align run, 2 ddp ranks (projector + LLM):"
 sft=(adapt.stage=sft adapt.init="$tmp/al_cpu" adapt.data=$img/instruct.jsonl adapt.max_samples=16 train.seq_len=128
