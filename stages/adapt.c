@@ -787,6 +787,10 @@ static void print_headline(const adapter *a) {
            cfg->adapt.data, a->data.n, a->data.visual, cfg->adapt.visual_tokens, a->data.n_bad,
            (long long)a->total_steps, cfg->adapt.batch);
     if (a->data.n_sets) printf("encoder: %s (%d-wide tokens)\n", cfg->adapt.encoder, cfg->adapt.encoder_width);
+    if (cfg->eval.every > 0)
+        printf("held-out: %s: %d samples (%d with a picture), %d left out, %.0f trained tokens; every %lld steps\n",
+               cfg->adapt.heldout, a->held_data.n, a->held_data.visual, a->held_data.n_bad, a->held_counted,
+               (long long)cfg->eval.every);
     if (a->engine)
         printf("GPU engine: %d micro-batches of %d x %d per rank and step (the most of any step; shorter steps run "
                "fewer)\n", a->accum, cfg->train.micro_batch, cfg->train.seq_len);
