@@ -15,7 +15,8 @@
 #  - resume: the engine's run resumed from its step-1 checkpoint is bit-identical
 #    to the uninterrupted one; that checkpoint has the CPU path's layout (the same
 #    datasets, shapes, types) and resumes on the CPU backend;
-#  - without a GPU run.backend = cuda stops with the reason, before any run directory;
+#  - without a GPU run.backend = cuda stops with the reason, before any run directory, and
+#    so does eval.every without adapt.heldout;
 #  - pretraining with eval.every on the engine: the held-out loss follows the CPU
 #    backend's, while a held-out loss of another step does not (negative control).
 # Tolerances: bf16 weights and activations against fp32, as tests/t_gpu_train.sh:
@@ -96,6 +97,10 @@ out=$(EMU_NO_GPU=1 $bin adapt "$tmp/align.cfg" run.backend=cuda run.dir="$tmp/no
 echo "$out" | grep -q 'run.backend = "cuda": no usable GPU' || fail "unclear message without a GPU: $out"
 [ ! -e "$tmp/nogpu" ] || fail "a refused adapt left a run directory"
 echo "no GPU: $(echo "$out" | tail -1 | cut -c1-100)"
+# eval.every while adapting needs its held-out samples.
+out=$($bin adapt "$tmp/align.cfg" eval.every=1 run.dir="$tmp/noheld" 2>&1) && fail "eval.every without adapt.heldout ran: $out"
+echo "$out" | grep -q "eval.every = 1 needs adapt.heldout" || fail "unclear message without adapt.heldout: $out"
+[ ! -e "$tmp/noheld" ] || fail "a refused adapt left a run directory"
 
 echo "align, 2 fsdp ranks, with the held-out loss (eval.every = 1):"
 al=(parallel.strategy=fsdp eval.every=1 adapt.heldout="$tmp/held.jsonl")
