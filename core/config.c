@@ -147,7 +147,7 @@ static const key_spec schema[] = {
     KI64("eval.limit", eval.limit, 0, INT64_MAX, 0, "presight eval: the first N items of each task; 0 = all"),
     KINT("eval.max_new_tokens", eval.max_new_tokens, 1, 1 << 20, 16, "presight eval: greedy decoding length"),
     KI64("eval.every", eval.every, 0, INT64_MAX, 0,
-         "pretraining: held-out loss every N steps (metrics.jsonl, progress line); 0 = off"),
+         "pretraining and adapt: held-out loss every N steps (metrics.jsonl, progress line); 0 = off"),
     KSTR("eval.align", eval.align, 0, "",
          "presight eval: features files (data/features/<encoder>/<set>.h5) to align the LLM with, comma-separated"),
     KSTR("eval.align_captions", eval.align_captions, 0, "data/images/captions.jsonl",
@@ -176,6 +176,8 @@ static const key_spec schema[] = {
     KBOOL("adapt.pack", adapt.pack, 1, "pack samples into sequences (each keeps its own positions and attention)"),
     KFLT("adapt.max_bad", adapt.max_bad, 0.0, 1.0, 0, 0.01,
          "share of samples whose template fails or whose answer is truncated away before the stage fails"),
+    KSTR("adapt.heldout", adapt.heldout, 0, "",
+         "held-out samples (JSONL as adapt.data) for eval.every: their answer-token loss while adapting"),
 
     KSTR("run.dir", run_dir, 1, "runs/default", "where config, metrics and weights go"),
     KENUM("run.backend", backend, backends, "cpu", "compute backend"),

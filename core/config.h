@@ -113,6 +113,7 @@ typedef struct adapt_config {
     double warmup_ratio;              /* adapt.warmup_ratio   share of the steps warming up (train.warmup_steps derived) */
     int pack;                         /* adapt.pack           pack samples into sequences (else one per sequence) */
     double max_bad;                   /* adapt.max_bad        share of samples that may be broken or cut away before the stage fails */
+    char heldout[CONFIG_STR_MAX];     /* adapt.heldout        held-out samples (JSONL as adapt.data) for eval.every */
 } adapt_config;
 
 typedef struct run_config {

@@ -19,7 +19,16 @@
  * (loss_divisor). train.steps = adapt.epochs x megabatches and
  * train.warmup_steps = ceil(adapt.warmup_ratio x steps) are derived.
  * run.dir/model.h5 is the complete model: LLM + projector at full shapes.
- * CPU only for now (run.backend = cuda is refused). */
+ * On the GPU engine (run.backend = cuda, gpu_engine.h) the projector and
+ * the LLM run on the device; the engine takes a fixed number of
+ * micro-batches per step, the most of any step of the run (planned at the
+ * start), and a shorter step empties the loss slots an earlier one left
+ * (all-padding micro-batches). Checkpoints are the CPU path's.
+ *
+ * eval.every > 0: every N steps and at the last, the mean loss over the
+ * trained (caption or answer) tokens of adapt.heldout's samples, with their
+ * pictures, templated as the stage trains, forward only; the same set for
+ * any number of ranks ("heldout_loss" in metrics.jsonl). */
 #ifndef PRESIGHT_ADAPT_H
 #define PRESIGHT_ADAPT_H
 

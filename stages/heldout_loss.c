@@ -76,8 +76,29 @@ void heldout_set_free(heldout_set *h) {
     memset(h, 0, sizeof *h);
 }
 
-int heldout_set_loss(const heldout_set *h, model *m, const model_params *params, model_activations *acts, comm *c,
-                     double *loss, ps_error *err) {
+/* One held-out micro-batch's summed loss: on the CPU backend, or on the GPU engine. */
+typedef struct heldout_forward {
+    model *m;
+    const model_params *params;
+    model_activations *acts;
+    const gpu_engine_api *gpu;
+    gpu_engine *engine;
+} heldout_forward;
+
+static int forward_sum(const heldout_forward *f, const heldout_set *h, const int *in, const int *tg, long counted,
+                       double *sum, ps_error *err) {
+    if (f->engine) {
+        model_batch b = {.batch = h->rows, .seq = h->seq, .tokens = in, .targets = tg};
+        model_result r;
+        if (f->gpu->forward_batch(f->engine, &b, &r, err)) return -1;
+        *sum = r.loss_sum;
+    } else {
+        *sum = model_forward(f->m, f->params, f->acts, in, tg, h->rows, h->seq) * (double)counted;
+    }
+    return 0;
+}
+
+static int set_loss(const heldout_set *h, const heldout_forward *f, comm *c, double *loss, ps_error *err) {
     double sum = 0;
     size_t cells = (size_t)h->rows * h->seq;
     for (int b = 0; b < h->batches; b++) {
@@ -85,11 +106,24 @@ int heldout_set_loss(const heldout_set *h, model *m, const model_params *params,
         long counted = 0;
         for (size_t i = 0; i < cells; i++) counted += tg[i] >= 0;
         /* a batch with nothing to count still runs: FSDP's gathers need every rank */
-        double mean = model_forward(m, params, acts, h->inputs + b * cells, tg, h->rows, h->seq);
-        if (counted && !isfinite(mean)) return ps_fail(err, "held-out micro-batch %d: the loss is %f", b, mean);
-        if (counted) sum += mean * (double)counted;
+        double part = 0;
+        if (forward_sum(f, h, h->inputs + b * cells, tg, counted, &part, err)) return -1;
+        if (counted && !isfinite(part)) return ps_fail(err, "held-out micro-batch %d: the loss is %f", b, part);
+        if (counted) sum += part;
     }
     if (comm_all_reduce_sum_double(c, &sum, 1, err)) return -1;
     *loss = h->counted ? sum / (double)h->counted : NAN;
     return 0;
+}
+
+int heldout_set_loss(const heldout_set *h, model *m, const model_params *params, model_activations *acts, comm *c,
+                     double *loss, ps_error *err) {
+    heldout_forward f = {.m = m, .params = params, .acts = acts};
+    return set_loss(h, &f, c, loss, err);
+}
+
+int heldout_set_loss_gpu(const heldout_set *h, const gpu_engine_api *gpu, gpu_engine *e, comm *c, double *loss,
+                         ps_error *err) {
+    heldout_forward f = {.gpu = gpu, .engine = e};
+    return set_loss(h, &f, c, loss, err);
 }

@@ -15,6 +15,7 @@
 #include "comm.h"
 #include "config.h"
 #include "error.h"
+#include "gpu_engine.h"
 #include "model.h"
 
 typedef struct heldout_set {
@@ -31,5 +32,8 @@ void heldout_set_free(heldout_set *h);
  * seq_len]); the same on every rank. */
 int heldout_set_loss(const heldout_set *h, model *m, const model_params *params, model_activations *acts, comm *c,
                      double *loss, ps_error *err);
+/* The same on the GPU engine (its forward_batch: bf16 weights and activations, fp32 logits' loss). */
+int heldout_set_loss_gpu(const heldout_set *h, const gpu_engine_api *gpu, gpu_engine *e, comm *c, double *loss,
+                         ps_error *err);
 
 #endif

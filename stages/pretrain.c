@@ -12,6 +12,7 @@
 #include "backend_select.h"
 #include "blas.h"
 #include "checkpoint.h"
+#include "engine_start.h"
 #include "mixture.h"
 #include "optim.h"
 #include "runner.h"
@@ -25,68 +26,13 @@ static int64_t derive_total_steps(const run_config *cfg, int world) {
 
 /* ------------------------------------------------------------- one step */
 
-/* An NCCL id for the ranks of c: its rank 0 makes it, MPI carries it (with a
- * byte saying whether it exists). 1: id holds one; 0: NCCL is missing. */
-static int share_nccl_id(trainer *t, comm *c, unsigned char *id, char *why, size_t size, ps_error *err) {
-    unsigned char msg[GPU_ENGINE_ID_BYTES + 1];
-    memset(msg, 0, sizeof msg);
-    ps_error failed;
-    if (comm_rank(c) == 0) {
-        msg[GPU_ENGINE_ID_BYTES] = t->gpu->unique_id(msg, &failed) == 0;
-        if (!msg[GPU_ENGINE_ID_BYTES]) snprintf(why, size, "%s", failed.msg);
-    }
-    if (comm_broadcast(c, msg, sizeof msg, 0, err)) return -1;
-    memcpy(id, msg, GPU_ENGINE_ID_BYTES);
-    return msg[GPU_ENGINE_ID_BYTES];
-}
-
-/* Creates the engine on this rank's GPU and hands it the initial slices. Its
- * collectives run over the shard group (every rank under ddp), and with
- * hybrid sharding also over the replicas, each with its own NCCL id. */
-static int start_gpu_engine(trainer *t, ps_error *err) {
-    const run_config *cfg = &t->cfg;
-    sharded_state *sh = &t->shards;
-    comm *main = sh->kind == STRATEGY_DDP ? t->comm : sh->group;
-    unsigned char id[GPU_ENGINE_ID_BYTES], replica_id[GPU_ENGINE_ID_BYTES];
-    char why[2048] = "";
-    int have_id = share_nccl_id(t, main, id, why, sizeof why, err), have_replica_id = 0;
-    if (have_id < 0) return -1;
-    if (comm_size(main) > 1 && !have_id)
-        return ps_fail(err, "%d GPU ranks need NCCL%s%s", comm_size(main), comm_rank(main) == 0 ? ": " : " (see rank 0)",
-                       why);
-    if (sh->replicas && (have_replica_id = share_nccl_id(t, sh->replicas, replica_id, why, sizeof why, err)) < 0)
-        return -1;
-    gpu_engine_setup setup = {
-        .layout = &t->model.layout,
-        .slices = &sh->slices,
-        .strategy = sh->kind,
-        .micro_batch = cfg->train.micro_batch,
-        .seq_len = cfg->train.seq_len,
-        .grad_accum = cfg->train.grad_accum,
-        .recompute_blocks = cfg->parallel.recompute_blocks,
-        .reshard_after_forward = cfg->parallel.reshard_after_forward,
-        .prefetch = cfg->parallel.prefetch,
-        .rank = comm_rank(main),
-        .world = comm_size(main),
-        .nccl_id = have_id ? id : NULL,
-        .replica_rank = sh->replicas ? comm_rank(sh->replicas) : 0,
-        .replicas = sh->replicas ? comm_size(sh->replicas) : 1,
-        .replica_nccl_id = have_replica_id ? replica_id : NULL,
-        .local_rank = -1,
-        .beta1 = (float)cfg->train.beta1,
-        .beta2 = (float)cfg->train.beta2,
-        .adam_eps = (float)cfg->train.adam_eps,
-        .weight_decay = (float)cfg->train.weight_decay,
-    };
-    if (!(t->engine = t->gpu->create(&setup, err))) return -1;
-    return t->gpu->upload(t->engine, sh->owned, sh->adam_m, sh->adam_v, err);
-}
-
 /* The model and its training state: on the GPU engine, or on the CPU backend. */
 static int build_state(trainer *t, ps_error *err) {
     const run_config *cfg = &t->cfg;
     if (model_init(&t->model, &cfg->model, backend_cpu(), err)) return -1;
-    if (t->gpu) return sharded_init_host(&t->shards, cfg, &t->model.layout, t->comm, err) || start_gpu_engine(t, err);
+    if (t->gpu)
+        return sharded_init_host(&t->shards, cfg, &t->model.layout, t->comm, err) ||
+               engine_start(t->gpu, cfg, &t->model.layout, &t->shards, t->comm, cfg->train.grad_accum, &t->engine, err);
     if (sharded_init(&t->shards, cfg, &t->model.layout, t->model.ops, t->comm, err) ||
         !(t->acts = model_activations_alloc(&t->model.layout, cfg->train.micro_batch, cfg->train.seq_len,
                                             cfg->parallel.recompute_blocks, err)))
@@ -127,8 +73,7 @@ static int trainer_init_on(trainer *t, const run_config *cfg, comm *c, const gpu
         return ps_fail(err, "out of memory for token buffers");
     }
     t->total_steps = derive_total_steps(cfg, comm_size(c));
-    if (cfg->eval.every > 0 && (gpu ? ps_fail(err, "eval.every: the held-out loss runs on the CPU backend for now")
-                                    : heldout_set_open(&t->heldout, cfg, comm_rank(c), comm_size(c), cfg->run_dir, err))) {
+    if (cfg->eval.every > 0 && heldout_set_open(&t->heldout, cfg, comm_rank(c), comm_size(c), cfg->run_dir, err)) {
         trainer_free(t);
         return -1;
     }
@@ -269,11 +214,7 @@ static int gpu_gradients(trainer *t, double global, double *loss, double *norm, 
         if (t->gpu->train_batch(t->engine, k, &mb, scale, err)) return -1;
     }
     double sumsq = 0;
-    if (t->gpu->finish_backward(t->engine, loss, &sumsq, err)) return -1;
-    /* Slices of the shard group partition the model (ddp: a group of one). */
-    if (t->shards.slices.world > 1 && comm_all_reduce_sum_double(t->shards.group, &sumsq, 1, err)) return -1;
-    *norm = sqrt(sumsq);
-    return 0;
+    return t->gpu->finish_backward(t->engine, loss, &sumsq, err) || engine_grad_norm(&t->shards, sumsq, norm, err);
 }
 
 int trainer_step(trainer *t, train_step_stats *stats, ps_error *err) {
@@ -313,11 +254,11 @@ static int heldout_step(trainer *t, job_step_report *out, ps_error *err) {
     int64_t every = t->cfg.eval.every;
     if (every <= 0 || (t->step % every && t->step != t->total_steps)) return 0;
     double loss;
-    if (heldout_set_loss(&t->heldout, &t->model, &t->shards.params, t->acts, t->comm, &loss, err)) return -1;
+    if (t->engine ? heldout_set_loss_gpu(&t->heldout, t->gpu, t->engine, t->comm, &loss, err)
+                  : heldout_set_loss(&t->heldout, &t->model, &t->shards.params, t->acts, t->comm, &loss, err))
+        return -1;
     if (t->shards.hook_failed) return ps_fail(err, "%s", t->shards.hook_error.msg);
-    size_t f = strlen(out->fields), g = strlen(out->progress);
-    snprintf(out->fields + f, sizeof out->fields - f, ",\"heldout_loss\":%.17g", loss);
-    snprintf(out->progress + g, sizeof out->progress - g, " | held-out %.4f", loss);
+    job_report_heldout(out, loss);
     return 0;
 }
 

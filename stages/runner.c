@@ -173,6 +173,12 @@ static int truncate_metrics(const char *dir, int64_t step, ps_error *err) {
     return 0;
 }
 
+void job_report_heldout(job_step_report *out, double loss) {
+    size_t f = strlen(out->fields), g = strlen(out->progress);
+    snprintf(out->fields + f, sizeof out->fields - f, ",\"heldout_loss\":%.17g", loss);
+    snprintf(out->progress + g, sizeof out->progress - g, " | held-out %.4f", loss);
+}
+
 double job_logged_number(const job *j, int64_t step, const char *key) {
     char path[CONFIG_STR_MAX + 64], line[4096], pattern[96];
     snprintf(path, sizeof path, "%s/metrics.jsonl", j->cfg.run_dir);

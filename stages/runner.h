@@ -99,6 +99,9 @@ const char *job_checkpoint_dir(const job *j);
 const char *job_config_text(const job *j);
 /* A number metrics.jsonl holds for step under key ("loss"), or 0 (rank 0 only). */
 double job_logged_number(const job *j, int64_t step, const char *key);
+/* Appends the held-out loss (eval.every) to a step's report: "heldout_loss"
+ * in metrics.jsonl, "held-out L" on the progress line. */
+void job_report_heldout(job_step_report *out, double loss);
 /* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
 double job_now(void);
 
