@@ -70,6 +70,7 @@ $(BUILD)/emu-pic/core/error.o: core/error.c core/error.h
 	$(CC) -std=c11 -O2 -fPIC -Icore -c $< -o $@
 
 $(GPU_EMU_SO): $(GPU_EMU_SO_OBJ)
+	@mkdir -p $(dir $@)
 	$(CXX) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -ldl -lm $(shell pkg-config --libs ompi-c)
 
 tests-build: $(GPU_EMU_SO)
