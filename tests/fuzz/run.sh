@@ -3,12 +3,17 @@
 # its seed corpus (tests/fuzz/seeds.sh) plus what earlier campaigns kept in
 # build/fuzz/corpus/<target>; a crash, leak, timeout or failed check is saved
 # under build/fuzz/findings/<target>/ and makes the run fail. Prints one line per
-# target: executions, coverage, corpus size, result.
+# target: executions, coverage, corpus size, result. FUZZ_SEEDS_READY=1: the seeds are
+# already written (tests/fuzz/campaign.sh writes them once for all its targets);
+# FUZZ_TIMEOUT: seconds of wall time one input may take before it counts as a hang (10).
 set -u
 cd "$(dirname "$0")/../.."
 seconds=$1; shift
 root=build/fuzz
-bash tests/fuzz/seeds.sh "$root/seeds" || exit 1
+[ "${FUZZ_SEEDS_READY:-0}" = 1 ] || bash tests/fuzz/seeds.sh "$root/seeds" || exit 1
+# One thread: a target needs none, and an OpenMP team with a starved thread (a busy
+# machine, SCHED_IDLE) waits in sched_yield past -timeout on an input that takes 0.4 s of CPU.
+export OMP_NUM_THREADS=1 PRESIGHT_THREADS=1
 failed=0
 printf '%-24s %10s %8s %8s  %s\n' target executions coverage corpus result
 for bin in "$@"; do
@@ -18,7 +23,7 @@ for bin in "$@"; do
   # -timeout: one input that takes longer is a hang; -rss_limit_mb: a reader that balloons is a
   # finding, and so is one allocation of 256 MB for one input (a few bytes declaring a huge size).
   LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
-  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 -print_final_stats=1 \
+  "$bin" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -malloc_limit_mb=256 -print_final_stats=1 \
     -artifact_prefix="$findings/" "$corpus" "$root/seeds/$name" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
