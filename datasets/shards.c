@@ -57,15 +57,16 @@ static hid_t create_extendible(hid_t file, const char *name, hid_t type, hsize_t
 }
 
 /* HDF5's own bytes in a shard beyond the chunks (superblock, headers, attributes, heaps: a
- * few KB in 2 KB blocks; the chunk index is counted per chunk below), with room to spare
- * for what a close writes. */
+ * few KB in 2 KB blocks; the chunk index, a v1 B-tree of about 40 bytes a chunk, is counted
+ * as 128 below), with room to spare for what a close writes: the data/shards files take
+ * 95-99% of this figure, the rest being the spare. */
 #define SHARD_METADATA_BYTES (32.0 * 1024)
 
 /* The bytes the shard takes at most once `tokens` tokens and `offsets` offsets are in it:
  * whole chunks of each set, and the metadata. */
 static double shard_bytes(const shard_writer *w, uint64_t tokens, uint64_t offsets) {
     double tc = ceil((double)tokens / (double)w->chunk), oc = ceil((double)offsets / OFFSETS_CHUNK);
-    return tc * (double)w->chunk * 4 + oc * OFFSETS_CHUNK * 8 + 64 * (tc + oc) + SHARD_METADATA_BYTES;
+    return tc * (double)w->chunk * 4 + oc * OFFSETS_CHUNK * 8 + 128 * (tc + oc) + SHARD_METADATA_BYTES;
 }
 
 int shard_writer_create(shard_writer **out, const char *path, const shard_meta *meta, size_t chunk_tokens,
