@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A disk that fills under a features file (`presight encode`), an evaluation's predictions
-# and results (`presight eval`), a report (`presight report`), token shards (`presight data
-# ingest`), segment labels (`presight data label`) or an image set (`presight data images
-# import`) loses nothing: each command
-# first writes its output completely on a disk with room, then runs again on the same disk
+# and results (`presight eval`), a report (`presight report`), a vocabulary (`presight data
+# tokenizer`), token shards (`presight data ingest`), segment labels (`presight data label`)
+# or an image set (`presight data images import`) loses nothing: each command first writes
+# its output completely on a disk with room, then runs again on the same disk
 # filled to the last few KB. The second run must exit with an error (not a crash) that
 # names the file and says the disk is full, and leave every earlier complete output byte
 # for byte as it was, with no .tmp left behind. The full disk is a real one: a small tmpfs
@@ -106,6 +106,18 @@ check_case rescore "re-scored results and predictions" "$disk/(results|rescored)
 case_script report 2M "$bin" report tests/fixtures/report/study --out "$disk/report" --no-plots >"$tmp/report.sh"
 unshare -m bash "$tmp/report.sh"
 check_case report "a report" "$disk/report/[^ ]+\.tmp: [^\"]*No space left on device"
+
+# A vocabulary trained again over a complete one (`presight data tokenizer --out`): the disk
+# full under the training text it copies beside the output, then with room for that text
+# (in 4 KB pages) but not for the vocabulary.
+tokenizer="$bin data tokenizer --vocab-size 300 --out $disk/v.tiktoken $PWD/tests/fixtures/tokenizer/train.txt"
+case_script tokenizer 1M "$tokenizer" >"$tmp/tokenizer.sh"
+unshare -m bash "$tmp/tokenizer.sh"
+check_case tokenizer "a vocabulary's training text" "$disk/v\.tiktoken\.text\.tmp: [^\"]*No space left on device"
+text_kb=$(( ($(wc -c <tests/fixtures/tokenizer/train.txt) + 4095) / 4096 * 4 ))
+leave=$((text_kb + 2)) case_script tokenizer-vocab 1M "$tokenizer" >"$tmp/tokenizer-vocab.sh"
+unshare -m bash "$tmp/tokenizer-vocab.sh"
+check_case tokenizer-vocab "a vocabulary" "$disk/v\.tiktoken\.tmp: [^\"]*No space left on device"
 
 # Token shards: a second source ingested beside a complete one, the disk full at the shard's
 # creation, then with room to create it (32 KB of HDF5 metadata reserved) but not for its
