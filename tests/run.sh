@@ -5,7 +5,9 @@
 #   bash tests/run.sh                 every test (make test)
 #   bash tests/run.sh --fast          the fast tier (make check): every unit
 #                                     test and the scripted tests marked
-#                                     "# tier: fast" (under a minute, built)
+#                                     "# tier: fast" (under a minute, built),
+#                                     with PRESIGHT_TEST_TIER=fast: a unit test
+#                                     may run a smaller case (tests/test_util.h)
 #   bash tests/run.sh NAME...         only these (test_plan, t_train_cli, ...)
 #
 # Each test runs under a time limit, PRESIGHT_TEST_TIMEOUT seconds (default
@@ -30,7 +32,7 @@ fast=0 names=()
 for arg in "$@"; do
   case $arg in
     --fast) fast=1; export PRESIGHT_TEST_TIER=fast ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) names+=("$arg") ;;
   esac
 done
