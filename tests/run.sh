@@ -32,7 +32,7 @@ fast=0 names=()
 for arg in "$@"; do
   case $arg in
     --fast) fast=1; export PRESIGHT_TEST_TIER=fast ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) names+=("$arg") ;;
   esac
 done
