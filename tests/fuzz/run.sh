@@ -5,7 +5,8 @@
 # under build/fuzz/findings/<target>/ and makes the run fail. Prints one line per
 # target: executions, coverage, corpus size, result. FUZZ_SEEDS_READY=1: the seeds are
 # already written (tests/fuzz/campaign.sh writes them once for all its targets);
-# FUZZ_TIMEOUT: seconds of wall time one input may take before it counts as a hang (10).
+# FUZZ_TIMEOUT: seconds of wall time one input may take before it counts as a hang (10);
+# FUZZ_JOBS: targets run at once (1).
 set -u
 cd "$(dirname "$0")/../.."
 seconds=$1; shift
@@ -14,9 +15,10 @@ root=build/fuzz
 # One thread: a target needs none, and an OpenMP team with a starved thread (a busy
 # machine, SCHED_IDLE) waits in sched_yield past -timeout on an input that takes 0.4 s of CPU.
 export OMP_NUM_THREADS=1 PRESIGHT_THREADS=1
-failed=0
-printf '%-24s %10s %8s %8s  %s\n' target executions coverage corpus result
-for bin in "$@"; do
+# One target: its row (target, executions, coverage, corpus, result) into $root/logs/NAME.result,
+# and what it found under it; exit 1 when it found something.
+run_target() { # binary
+  local bin=$1 name corpus findings log rc execs cov units result
   name=$(basename "$bin")
   corpus="$root/corpus/$name" findings="$root/findings/$name" log="$root/logs/$name.log"
   mkdir -p "$corpus" "$findings" "$root/logs"
@@ -29,8 +31,22 @@ for bin in "$@"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
   units=$(find "$corpus" -type f | wc -l)
-  if [ $rc -eq 0 ]; then result=ok; else result="FOUND (see $log)"; failed=1; fi
-  printf '%-24s %10s %8s %8s  %s\n' "$name" "${execs:-?}" "${cov:-?}" "$units" "$result"
-  [ $rc -eq 0 ] || grep -m 3 -E 'ERROR|fuzz check failed|SUMMARY' "$log" | sed 's/^/    /'
+  if [ $rc -eq 0 ]; then result=ok; else result="FOUND (see $log)"; fi
+  { printf '%-24s %10s %8s %8s  %s\n' "$name" "${execs:-?}" "${cov:-?}" "$units" "$result"
+    [ $rc -eq 0 ] || grep -m 3 -E 'ERROR|fuzz check failed|SUMMARY' "$log" | sed 's/^/    /'; } >"$root/logs/$name.result"
+  [ $rc -eq 0 ]
+}
+
+# FUZZ_JOBS targets at a time (1): each is one thread, so on N cores N of them take the time
+# of one (t_fuzz runs them two at a time on 2 cores).
+jobs=${FUZZ_JOBS:-1}
+failed=0 running=0
+for bin in "$@"; do
+  if [ "$running" -ge "$jobs" ]; then wait -n || failed=1; running=$((running - 1)); fi
+  run_target "$bin" &
+  running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+printf '%-24s %10s %8s %8s  %s\n' target executions coverage corpus result
+for bin in "$@"; do cat "$root/logs/$(basename "$bin").result"; done
 exit $failed
