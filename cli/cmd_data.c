@@ -191,8 +191,8 @@ static void tokenizer_help(FILE *out) {
 
 /* Writes up to budget bytes of the documents of one input into out, one
  * document after another with a newline between. */
-static int extract_input(const char *input, const char *field, uint64_t budget, FILE *out, uint64_t *written,
-                         ps_error *err) {
+static int extract_input(const char *input, const char *field, uint64_t budget, FILE *out, const char *out_path,
+                         uint64_t *written, ps_error *err) {
     char **files = NULL;
     uint64_t *sizes = NULL;
     int n = ingest_list_files(&input, 1, &files, &sizes, err);
@@ -209,10 +209,12 @@ static int extract_input(const char *input, const char *field, uint64_t budget, 
         ingest_doc d;
         while (used < budget && doc_reader_next(r, &d)) {
             size_t take = d.len < budget - used ? d.len : (size_t)(budget - used);
+            errno = 0;
             if (fwrite(d.text, 1, take, out) != take || fputc('\n', out) == EOF) {
+                int why = errno ? errno : EIO;
                 doc_reader_close(r);
                 ingest_free_files(files, sizes, n);
-                return ps_fail(err, "writing the training text failed (disk full?)");
+                return ps_fail(err, "%s: writing the training text failed: %s", out_path, strerror(why));
             }
             used += take + 1;
         }
@@ -258,8 +260,10 @@ static int data_tokenizer(int argc, char **argv) {
     ps_error err = {{0}};
     uint64_t per_input = max_bytes ? max_bytes / (uint64_t)n_inputs : UINT64_MAX, written = 0;
     int rc = text ? 0 : ps_fail(&err, "%s: cannot create: %s", text_path, strerror(errno));
-    for (int i = 0; rc == 0 && i < n_inputs; i++) rc = extract_input(inputs[i], field, per_input, text, &written, &err);
-    if (text && fclose(text) != 0 && rc == 0) rc = ps_fail(&err, "%s: write failed", text_path);
+    for (int i = 0; rc == 0 && i < n_inputs; i++)
+        rc = extract_input(inputs[i], field, per_input, text, text_path, &written, &err);
+    errno = 0;
+    if (text && fclose(text) != 0 && rc == 0) rc = ps_fail(&err, "%s: write failed: %s", text_path, strerror(errno));
     bpe_train_stats st = {0};
     const char *files[1] = {text_path};
     if (rc == 0) rc = bpe_train(files, 1, (size_t)vocab, 0, out, &st, &err);

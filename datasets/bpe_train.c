@@ -442,6 +442,7 @@ static int write_vocab(const trainer *t, const char *path, ps_error *err) {
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return ps_fail(err, "%s: cannot write: %s", tmp, strerror(errno));
+    errno = 0; /* a write below that fails says why (a full disk) */
     for (uint32_t id = 0; id < t->n_tokens; id++) {
         size_t n;
         const unsigned char *p = token(t, id, &n);
@@ -453,9 +454,11 @@ static int write_vocab(const trainer *t, const char *path, ps_error *err) {
         }
         fprintf(f, " %u\n", id);
     }
-    if (ferror(f) | fclose(f)) {
+    int bad = ferror(f), why = errno;
+    if (fclose(f) != 0) bad = 1, why = errno;
+    if (bad) {
         unlink(tmp);
-        return ps_fail(err, "%s: write error", tmp);
+        return ps_fail(err, "%s: write error: %s", tmp, strerror(why ? why : EIO));
     }
     if (rename(tmp, path) != 0) {
         unlink(tmp);

@@ -2,29 +2,18 @@
 #include "feature_file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cnn.h"
 #include "h5_attr.h"
 #include "image_set.h"
-
-/* Why an HDF5 write failed, when the system said (HDF5's own messages are off): a full
- * disk or a quota must read as such ("...: No space left on device"); "" otherwise. */
-static const char *write_cause(void) {
-    int e = errno;
-    if (e == ENOSPC || e == EDQUOT || e == EFBIG || e == EIO || e == EROFS) return strerror(e);
-    return "";
-}
-#define CAUSE_SEP (write_cause()[0] ? ": " : "")
+#include "out_file.h"
 
 /* IEEE half precision as an HDF5 type; the library converts float32 to it. */
 static hid_t half_type(void) {
@@ -54,7 +43,7 @@ static void put_int(hid_t obj, const char *name, long long v) {
 /* ---- writer ------------------------------------------------------------- */
 
 struct features_writer {
-    char path[1024], tmp[1040];
+    out_file out; /* NAME.tmp, its room reserved before HDF5 writes */
     hid_t file, feats, valid, *pooled;
     features_meta m;
     int n;
@@ -102,59 +91,26 @@ static double features_bytes(const features_meta *m, char **ids, int n) {
     return (double)n * (row + 64) + names + 65536;
 }
 
-/* A full disk or a quota is found before the first row, not at H5Fclose: HDF5 1.10 keeps a
- * file whose close failed open in a broken state and crashes when it closes it again at
- * exit (t_disk_full_outputs found it; checkpoints reserve their blocks for the same reason).
- * The free space is checked first, then the file's blocks are reserved (quotas). */
-static int room_for(const char *tmp, double bytes, ps_error *err) {
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s", tmp);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    struct statvfs fs;
-    double avail = statvfs(slash ? (dir[0] ? dir : "/") : ".", &fs) == 0 ? (double)fs.f_bavail * fs.f_frsize : -1;
-    if (avail >= 0 && avail < bytes)
-        return ps_fail(err, "%s: needs up to %.2f MB, the disk has %.2f MB free: %s", tmp, bytes / 1e6, avail / 1e6,
-                       strerror(ENOSPC));
-    return 0;
-}
-
-static int reserve(const char *tmp, double bytes, ps_error *err) {
-    int fd = open(tmp, O_WRONLY);
-    int why = fd < 0 ? errno : fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) ? errno : 0;
-    if (fd >= 0) close(fd);
-    if (!why || why == EOPNOTSUPP || why == ENOSYS) return 0;
-    (void)truncate(tmp, 0); /* give back what was reserved before HDF5 writes its metadata */
-    return ps_fail(err, "%s: cannot reserve %.2f MB: %s", tmp, bytes / 1e6, strerror(why));
-}
-
-/* Gives back the reserved blocks past the end of the file (truncating to the same size
- * would leave them on some file systems, tmpfs among them). */
-static void release_reserve(const char *tmp) {
-    struct stat st;
-    if (stat(tmp, &st) == 0 && truncate(tmp, st.st_size + 1) == 0) (void)truncate(tmp, st.st_size);
-}
-
+/* A full disk or a quota is found before the first row, not at H5Fclose (out_file.h says
+ * why): the free space first, then the file's blocks reserved. */
 int features_create(features_writer **out, const char *path, const features_meta *m, char **ids, int n, ps_error *err) {
     features_writer *w = calloc(1, sizeof *w);
     if (!w) return ps_fail(err, "%s: out of memory", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     w->m = *m, w->n = n;
-    snprintf(w->path, sizeof w->path, "%s", path);
-    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
     double bytes = features_bytes(m, ids, n);
-    if (room_for(w->tmp, bytes, err)) {
+    if (out_file_begin(&w->out, path, bytes, err)) {
         free(w);
         return -1;
     }
     errno = 0;
-    if ((w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
-        ps_fail(err, "%s: cannot create%s%s", w->tmp, CAUSE_SEP, write_cause());
-        unlink(w->tmp);
+    if ((w->file = H5Fcreate(w->out.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        ps_fail(err, "%s: cannot create%s%s", w->out.tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
+        out_file_discard(&w->out);
         free(w);
         return -1;
     }
-    if (reserve(w->tmp, bytes, err)) {
+    if (out_file_reserve(&w->out, bytes, err)) {
         features_close(w, 0, 0, NULL);
         return -1;
     }
@@ -174,7 +130,7 @@ int features_create(features_writer **out, const char *path, const features_meta
     H5Gclose(g);
     write_attrs(w->file, m);
     if (w->feats < 0 || w->valid < 0 || write_ids(w->file, ids, n)) {
-        ps_fail(err, "%s: creating datasets failed%s%s", w->tmp, CAUSE_SEP, write_cause());
+        ps_fail(err, "%s: creating datasets failed%s%s", w->out.tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
         features_close(w, 0, 0, NULL);
         return -1;
     }
@@ -198,9 +154,9 @@ int features_write_row(features_writer *w, int i, const float *grid, const float
     for (int b = 0; b < m->n_blocks; b++)
         if ((size_t)m->block_widths[b] > most) most = m->block_widths[b];
     float *nan = NULL;
-    errno = 0; /* what write_cause reads if a write below fails */
+    errno = 0; /* what out_file_cause reads if a write below fails */
     if (!grid) { /* a failed picture: NaN everywhere, so that nothing uses it by mistake */
-        if (!(nan = malloc(sizeof(float) * most))) return ps_fail(err, "%s: out of memory", w->tmp);
+        if (!(nan = malloc(sizeof(float) * most))) return ps_fail(err, "%s: out of memory", w->out.tmp);
         for (size_t k = 0; k < most; k++) nan[k] = NAN;
     }
     uint8_t ok = grid != NULL;
@@ -213,7 +169,7 @@ int features_write_row(features_writer *w, int i, const float *grid, const float
         off += m->block_widths[b];
     }
     free(nan);
-    return rc ? ps_fail(err, "%s: writing row %d failed%s%s", w->tmp, i, CAUSE_SEP, write_cause()) : 0;
+    return rc ? ps_fail(err, "%s: writing row %d failed%s%s", w->out.tmp, i, OUT_FILE_CAUSE_SEP, out_file_cause()) : 0;
 }
 
 int features_close(features_writer *w, int commit, int n_failed, ps_error *err) {
@@ -224,10 +180,9 @@ int features_close(features_writer *w, int commit, int n_failed, ps_error *err) 
     if (w->feats >= 0) H5Dclose(w->feats);
     if (w->valid >= 0) H5Dclose(w->valid);
     errno = 0;
-    if (H5Fclose(w->file) < 0) rc = ps_fail(err, "%s: close failed%s%s", w->tmp, CAUSE_SEP, write_cause());
-    if (commit && !rc) release_reserve(w->tmp);
-    if (commit && !rc && rename(w->tmp, w->path)) rc = ps_fail(err, "%s: rename to %s failed", w->tmp, w->path);
-    if (!commit || rc) unlink(w->tmp);
+    if (H5Fclose(w->file) < 0) rc = ps_fail(err, "%s: close failed%s%s", w->out.tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
+    if (commit && !rc) rc = out_file_commit(&w->out, err);
+    else out_file_discard(&w->out);
     free(w->pooled), free(w);
     return rc;
 }

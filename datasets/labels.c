@@ -669,8 +669,19 @@ int label_rates_write(const char *path, const label_rates *r, int n, ps_error *e
                 (unsigned long long)r[i].segments, label_rate(&r[i], LABEL_CODE), label_rate(&r[i], LABEL_MATH),
                 label_rate(&r[i], LABEL_SCIENCE), label_rate_reasoning(&r[i]), label_rate(&r[i], LABEL_CONCEPT),
                 label_rate(&r[i], LABEL_ATTRIBUTE), label_rate(&r[i], LABEL_RELATIONSHIP), label_rate_visual(&r[i]));
-    if (fclose(f) != 0) return ps_fail(err, "%s: write failed", tmp);
-    if (rename(tmp, path) != 0) return ps_fail(err, "%s: rename failed: %s", tmp, strerror(errno));
+    int bad = ferror(f);
+    errno = 0;
+    if (fflush(f) != 0 || bad || fsync(fileno(f)) != 0) bad = errno ? errno : EIO;
+    if (fclose(f) != 0 && !bad) bad = errno ? errno : EIO;
+    if (bad) {
+        unlink(tmp);
+        return ps_fail(err, "%s: write failed: %s", tmp, strerror(bad));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ps_fail(err, "%s: rename to %s failed: %s", tmp, path, strerror(e));
+    }
     return 0;
 }
 

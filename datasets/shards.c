@@ -11,11 +11,14 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "out_file.h"
 
 #define DEFAULT_CHUNK_TOKENS 65536
 #define OFFSETS_CHUNK 16384
@@ -29,7 +32,9 @@ static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 struct shard_writer {
     hid_t file, tokens, offsets;
-    char path[SHARD_PATH_MAX], tmp[SHARD_PATH_MAX + 8];
+    out_file out;        /* NAME.tmp, its room reserved ahead of each write */
+    const char *tmp;     /* out.tmp, for messages */
+    hsize_t chunk;       /* tokens a chunk of /tokens */
     shard_meta meta;
     uint32_t *tbuf; /* tokens not yet in the file */
     size_t tn;
@@ -51,29 +56,53 @@ static hid_t create_extendible(hid_t file, const char *name, hid_t type, hsize_t
     return set;
 }
 
+/* HDF5's own bytes in a shard beyond the chunks (superblock, headers, attributes, heaps: a
+ * few KB in 2 KB blocks; the chunk index, a v1 B-tree of about 40 bytes a chunk, is counted
+ * as 128 below), with room to spare for what a close writes: the data/shards files take
+ * 95-99% of this figure, the rest being the spare. */
+#define SHARD_METADATA_BYTES (32.0 * 1024)
+
+/* The bytes the shard takes at most once `tokens` tokens and `offsets` offsets are in it:
+ * whole chunks of each set, and the metadata. */
+static double shard_bytes(const shard_writer *w, uint64_t tokens, uint64_t offsets) {
+    double tc = ceil((double)tokens / (double)w->chunk), oc = ceil((double)offsets / OFFSETS_CHUNK);
+    return tc * (double)w->chunk * 4 + oc * OFFSETS_CHUNK * 8 + 128 * (tc + oc) + SHARD_METADATA_BYTES;
+}
+
 int shard_writer_create(shard_writer **out, const char *path, const shard_meta *meta, size_t chunk_tokens,
                         ps_error *err) {
     quiet_hdf5();
     *out = NULL;
     shard_writer *w = calloc(1, sizeof *w);
     if (!w) return ps_fail(err, "%s: out of memory", path);
-    snprintf(w->path, sizeof w->path, "%s", path);
-    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+    w->chunk = chunk_tokens ? chunk_tokens : DEFAULT_CHUNK_TOKENS;
+    w->tmp = w->out.tmp;
+    if (out_file_begin(&w->out, path, shard_bytes(w, 0, 0), err)) {
+        free(w);
+        return -1;
+    }
     w->meta = *meta;
     w->tbuf = malloc(WRITE_BUFFER_TOKENS * sizeof *w->tbuf);
     w->ocap = 4096;
     w->obuf = malloc(w->ocap * sizeof *w->obuf);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0);
+    errno = 0;
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     H5Pclose(fcpl);
-    if (w->file >= 0) {
-        hsize_t chunk = chunk_tokens ? chunk_tokens : DEFAULT_CHUNK_TOKENS;
-        w->tokens = create_extendible(w->file, "tokens", H5T_STD_U32LE, chunk);
-        w->offsets = create_extendible(w->file, "doc_offsets", H5T_STD_U64LE, OFFSETS_CHUNK);
+    if (w->file < 0) {
+        ps_fail(err, "%s: cannot create the shard%s%s", w->tmp, errno ? ": " : "", errno ? strerror(errno) : "");
+        shard_writer_abort(w);
+        return -1;
     }
-    if (!w->tbuf || !w->obuf || w->file < 0 || w->tokens < 0 || w->offsets < 0) {
-        ps_fail(err, "%s: cannot create the shard (disk full, no permission?)", w->tmp);
+    if (out_file_reserve(&w->out, shard_bytes(w, 0, 0), err)) {
+        shard_writer_abort(w);
+        return -1;
+    }
+    w->tokens = create_extendible(w->file, "tokens", H5T_STD_U32LE, w->chunk);
+    w->offsets = create_extendible(w->file, "doc_offsets", H5T_STD_U64LE, OFFSETS_CHUNK);
+    if (!w->tbuf || !w->obuf || w->tokens < 0 || w->offsets < 0) {
+        ps_fail(err, "%s: cannot create the shard's data sets%s%s", w->tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
         shard_writer_abort(w);
         return -1;
     }
@@ -99,10 +128,13 @@ static int extend_write(hid_t set, hid_t mem_type, uint64_t *written, const void
     return rc;
 }
 
+/* The room for the buffers is reserved before HDF5 writes them (out_file.h says why). */
 static int flush_buffers(shard_writer *w, ps_error *err) {
+    if (out_file_reserve(&w->out, shard_bytes(w, w->t_written + w->tn, w->o_written + w->on), err)) return -1;
+    errno = 0;
     if (extend_write(w->tokens, H5T_NATIVE_UINT32, &w->t_written, w->tbuf, w->tn) < 0 ||
         extend_write(w->offsets, H5T_NATIVE_UINT64, &w->o_written, w->obuf, w->on) < 0)
-        return ps_fail(err, "%s: writing tokens failed (disk full?)", w->tmp);
+        return ps_fail(err, "%s: writing tokens failed%s%s", w->tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
     w->tn = w->on = 0;
     return 0;
 }
@@ -174,11 +206,13 @@ static int write_attributes(shard_writer *w) {
            attr_write_u64(f, "text_tokens", w->n_tokens - w->n_docs) | attr_write_u64(f, "bytes", w->bytes);
 }
 
-static void close_handles(shard_writer *w) {
+static int close_handles(shard_writer *w) {
+    int rc = 0;
     if (w->tokens > 0) H5Dclose(w->tokens);
     if (w->offsets > 0) H5Dclose(w->offsets);
-    if (w->file > 0) H5Fclose(w->file);
+    if (w->file > 0 && H5Fclose(w->file) < 0) rc = -1;
     w->tokens = w->offsets = w->file = 0;
+    return rc;
 }
 
 static void writer_free(shard_writer *w) {
@@ -187,37 +221,20 @@ static void writer_free(shard_writer *w) {
     free(w);
 }
 
-/* fsync of the finished file, then of its folder after the rename: a crash
+/* The file and then its folder are synced around the rename (out_file_commit): a crash
  * right after commit cannot lose a shard the manifest already counts. */
-static void sync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static void sync_parent(const char *path) {
-    char dir[SHARD_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    sync_path(slash ? dir : ".");
-}
-
 int shard_writer_commit(shard_writer *w, ps_error *err) {
     int rc = flush_buffers(w, err);
-    if (rc == 0 && write_attributes(w)) rc = ps_fail(err, "%s: writing attributes failed", w->tmp);
-    if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) rc = ps_fail(err, "%s: flush failed", w->tmp);
-    close_handles(w);
-    if (rc == 0) {
-        sync_path(w->tmp);
-        if (rename(w->tmp, w->path) != 0)
-            rc = ps_fail(err, "%s: rename to %s failed: %s", w->tmp, w->path, strerror(errno));
-        else
-            sync_parent(w->path);
-    }
-    if (rc) unlink(w->tmp);
+    errno = 0;
+    if (rc == 0 && write_attributes(w))
+        rc = ps_fail(err, "%s: writing attributes failed%s%s", w->tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
+    if (rc == 0 && H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
+        rc = ps_fail(err, "%s: flush failed%s%s", w->tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
+    errno = 0;
+    if (close_handles(w) && rc == 0)
+        rc = ps_fail(err, "%s: close failed%s%s", w->tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
+    if (rc == 0) rc = out_file_commit(&w->out, err);
+    else out_file_discard(&w->out);
     writer_free(w);
     return rc;
 }
@@ -225,7 +242,7 @@ int shard_writer_commit(shard_writer *w, ps_error *err) {
 void shard_writer_abort(shard_writer *w) {
     if (!w) return;
     close_handles(w);
-    unlink(w->tmp);
+    out_file_discard(&w->out);
     writer_free(w);
 }
 
@@ -528,16 +545,37 @@ int shard_source_read(shard_source *s, uint64_t pos, uint64_t n, uint32_t *out, 
     return 0;
 }
 
+/* A labels file at most: its masks (one byte a segment), and per shard a data set's header
+ * and its link (a few hundred bytes), plus the file's own structures. */
+static double labels_bytes(const shard_source *s, const uint64_t *n_segments) {
+    double bytes = 64 * 1024;
+    for (int i = 0; i < s->n_shards; i++) bytes += (double)n_segments[i] + 1024;
+    return bytes;
+}
+
 int shard_labels_write(const char *path, const shard_source *s, uint8_t *const *masks, const uint64_t *n_segments,
                        int segment, const char *label_names, const char *tagger, ps_error *err) {
     quiet_hdf5();
-    char tmp[SHARD_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    out_file out;
+    double bytes = labels_bytes(s, n_segments);
+    if (out_file_begin(&out, path, bytes, err)) return -1;
+    const char *tmp = out.tmp;
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0);
+    errno = 0;
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     H5Pclose(fcpl);
-    if (file < 0) return ps_fail(err, "%s: cannot create", tmp);
+    if (file < 0) {
+        ps_fail(err, "%s: cannot create%s%s", tmp, errno ? ": " : "", errno ? strerror(errno) : "");
+        out_file_discard(&out);
+        return -1;
+    }
+    if (out_file_reserve(&out, bytes, err)) {
+        H5Fclose(file);
+        out_file_discard(&out);
+        return -1;
+    }
+    errno = 0;
     int rc = attr_write(file, "segment", H5T_NATIVE_INT, &segment) | attr_write_string(file, "labels", label_names) |
              attr_write_string(file, "tagger", tagger) | attr_write_string(file, "source", s->name) |
              attr_write_string(file, "tokenizer_sha256", s->meta.tokenizer_sha256);
@@ -554,12 +592,11 @@ int shard_labels_write(const char *path, const shard_source *s, uint8_t *const *
     }
     if (H5Fclose(file) < 0) rc = -1;
     if (rc) {
-        unlink(tmp);
-        return ps_fail(err, "%s: writing the labels failed", tmp);
+        ps_fail(err, "%s: writing the labels failed%s%s", tmp, OUT_FILE_CAUSE_SEP, out_file_cause());
+        out_file_discard(&out);
+        return -1;
     }
-    sync_path(tmp);
-    if (rename(tmp, path) != 0) return ps_fail(err, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-    return 0;
+    return out_file_commit(&out, err);
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }

@@ -4,6 +4,8 @@
 #   make fuzz                     each target for FUZZ_SECONDS (60) on its seed corpus
 #   make fuzz FUZZ_SECONDS=3600   a campaign; findings land in build/fuzz/findings/
 #   make fuzz-build               the binaries only (tests/t_fuzz.sh runs each briefly)
+#   make fuzz-campaign FUZZ_SECONDS=3600   every target at once on idle cycles only
+#                                 (tests/fuzz/campaign.sh: SCHED_IDLE, one thread each)
 #
 # The library is compiled a second time with clang (coverage + sanitizers), into
 # build/fuzz/obj: every folder below cli/, found by glob like the main build.
@@ -25,8 +27,12 @@ FUZZ_LIB     := $(FUZZ_DIR)/libpresight-fuzz.a
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 
-.PHONY: fuzz fuzz-build
+.PHONY: fuzz fuzz-build fuzz-campaign
 fuzz-build: $(FUZZ_BIN)
+
+fuzz-campaign: deps
+	@$(MAKE) --no-print-directory fuzz-build test-data
+	@bash tests/fuzz/campaign.sh $(FUZZ_SECONDS)
 
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build test-data

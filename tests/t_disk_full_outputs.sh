@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A disk that fills under a features file (`presight encode`), an evaluation's predictions
-# and results (`presight eval`) or a report (`presight report`) loses nothing: each command
-# first writes its output completely on a disk with room, then runs again on the same disk
+# and results (`presight eval`), a report (`presight report`), a vocabulary (`presight data
+# tokenizer`), token shards (`presight data ingest`), segment labels (`presight data label`)
+# or an image set (`presight data images import`) loses nothing: each command first writes
+# its output completely on a disk with room, then runs again on the same disk
 # filled to the last few KB. The second run must exit with an error (not a crash) that
 # names the file and says the disk is full, and leave every earlier complete output byte
 # for byte as it was, with no .tmp left behind. The full disk is a real one: a small tmpfs
@@ -104,3 +106,62 @@ check_case rescore "re-scored results and predictions" "$disk/(results|rescored)
 case_script report 2M "$bin" report tests/fixtures/report/study --out "$disk/report" --no-plots >"$tmp/report.sh"
 unshare -m bash "$tmp/report.sh"
 check_case report "a report" "$disk/report/[^ ]+\.tmp: [^\"]*No space left on device"
+
+# A vocabulary trained again over a complete one (`presight data tokenizer --out`): the disk
+# full under the training text it copies beside the output, then with room for that text
+# (in 4 KB pages) but not for the vocabulary.
+tokenizer="$bin data tokenizer --vocab-size 300 --out $disk/v.tiktoken $PWD/tests/fixtures/tokenizer/train.txt"
+case_script tokenizer 1M "$tokenizer" >"$tmp/tokenizer.sh"
+unshare -m bash "$tmp/tokenizer.sh"
+check_case tokenizer "a vocabulary's training text" "$disk/v\.tiktoken\.text\.tmp: [^\"]*No space left on device"
+text_kb=$(( ($(wc -c <tests/fixtures/tokenizer/train.txt) + 4095) / 4096 * 4 ))
+leave=$((text_kb + 2)) case_script tokenizer-vocab 1M "$tokenizer" >"$tmp/tokenizer-vocab.sh"
+unshare -m bash "$tmp/tokenizer-vocab.sh"
+check_case tokenizer-vocab "a vocabulary" "$disk/v\.tiktoken\.tmp: [^\"]*No space left on device"
+
+# Token shards: a second source ingested beside a complete one, the disk full at the shard's
+# creation, then with room to create it (32 KB of HDF5 metadata reserved) but not for its
+# tokens (about 0.4 MB, reserved before HDF5 writes them, at the commit's flush here).
+$bin data tokenizer --vocab-size 300 --out "$tmp/v.tiktoken" tests/fixtures/tokenizer/train.txt >"$tmp/tok.log" 2>&1 ||
+  { cat "$tmp/tok.log"; fail "training a tokenizer"; }
+$py - "$tmp/corpus" <<'PY'
+import os, random, sys
+rng = random.Random(3)
+words = open("tests/fixtures/text/tiny.txt").read().split()
+os.makedirs(sys.argv[1])
+for i in range(4):
+    with open(f"{sys.argv[1]}/doc{i}.txt", "w") as f:
+        f.write(" ".join(rng.choice(words) for _ in range(8000)) + "\n")
+PY
+ingest() { echo "$bin data ingest --source $1 --input $tmp/corpus --out $disk/s --tokenizer $tmp/v.tiktoken --tokenizer-kind plain --chunk-tokens 1024"; }
+again=$(ingest b) case_script ingest 3M $(ingest a) >"$tmp/ingest.sh"
+unshare -m bash "$tmp/ingest.sh"
+check_case ingest "a shard's creation" "$disk/s/b/[^ ]*shard-[0-9]+\.h5\.tmp: [^\"]*No space left on device"
+again=$(ingest b) leave=200 case_script ingest-grow 3M $(ingest a) >"$tmp/ingest-grow.sh"
+unshare -m bash "$tmp/ingest-grow.sh"
+check_case ingest-grow "a shard's tokens" "$disk/s/b/[^ ]*shard-[0-9]+\.h5\.tmp: (needs [0-9.]+ MB more|cannot reserve)[^\"]*No space left on device"
+
+# Segment labels: labelled once with room, then again (with an import of the same labels) on
+# the full disk; the earlier labels.h5 and label_rates.tsv stay as they were.
+label="$bin data label --shards $disk/s --segment 256"
+again="$label" case_script label 3M "$(ingest a) >/dev/null && $label" >"$tmp/label.sh"
+unshare -m bash "$tmp/label.sh"
+check_case label "segment labels" "$disk/s/a/labels\.h5\.tmp: [^\"]*No space left on device"
+
+# An image set imported beside a complete one (the pixels, the HDF5 file, its task lines).
+$py - "$tmp" <<'PY'
+import json, sys
+from PIL import Image
+for i in range(3):
+    Image.new("RGB", (64, 48 + 8 * i), (80 * i, 40, 200 - 60 * i)).save(f"{sys.argv[1]}/img{i}.png")
+with open(f"{sys.argv[1]}/llava.json", "w") as f:
+    json.dump([{"id": f"q{i}", "image": f"img{i}.png", "conversations": [{"from": "human", "value": "<image>\nWhat colour?"},
+               {"from": "gpt", "value": "blue"}]} for i in range(3)], f)
+PY
+import_set() { echo "$bin data images import --format llava --input $tmp/llava.json --images $tmp --out $disk/images --set $1"; }
+again=$(import_set b) case_script images 2M $(import_set a) >"$tmp/images.sh"
+unshare -m bash "$tmp/images.sh"
+check_case images "an image set" "$disk/images/b\.h5[^ ]*\.tmp: [^\"]*No space left on device"
+again=$(import_set b) leave=40 case_script images-h5 2M $(import_set a) >"$tmp/images-h5.sh"
+unshare -m bash "$tmp/images-h5.sh"
+check_case images-h5 "an image set's HDF5 file" "$disk/images/b\.h5[^ ]*\.tmp: [^\"]*No space left on device"

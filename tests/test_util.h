@@ -3,6 +3,7 @@
 #define PRESIGHT_TEST_UTIL_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +24,14 @@ static inline void test_chdir_to_repo_root(const char *probe) {
         snprintf(path, sizeof path, "%s/%s", dir, probe);
         if (access(path, R_OK) == 0 && chdir(dir) == 0) return;
     }
+}
+
+/* make check's fast tier and the sanitizer runs (PRESIGHT_TEST_TIER=fast, set by
+ * tests/run.sh --fast and tests/t_sanitizers.sh): a test may run a smaller case of the same
+ * code there (fewer pictures, a shorter sequence); make test runs every test whole. */
+static inline int test_fast_tier(void) {
+    const char *t = getenv("PRESIGHT_TEST_TIER");
+    return t && !strcmp(t, "fast");
 }
 
 #endif

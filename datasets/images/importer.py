@@ -177,8 +177,20 @@ def run(a):
         w._raw.close()
         os.unlink(w._raw_path)
         return 1
-    w.path = h5  # committed only now: a failed import leaves an older set in place
-    w.close()
-    store.write_jsonl(os.path.join(a.out, a.set + ".jsonl"), items)
-    store.write_json(os.path.join(a.out, a.set + ".card.json"), dict(summary, set=a.set))
+    # Committed only now, the task lines and the card first as .tmp, then the pixels, then
+    # the renames: a failed import (a full disk) leaves an older set and its lines in place.
+    w.path = h5
+    done = []
+    try:
+        done.append(store.write_jsonl(os.path.join(a.out, a.set + ".jsonl"), items, commit=False))
+        done.append(store.write_json(os.path.join(a.out, a.set + ".card.json"), dict(summary, set=a.set), commit=False))
+        w.close()
+    except store.Error:
+        for tmp in done:
+            os.unlink(tmp)
+        if not w._raw.closed:
+            w.abandon()
+        raise
+    for tmp in done:
+        os.replace(tmp, tmp[:-len(".tmp")])
     return 0

@@ -10,6 +10,7 @@ Layout (shared with the encoders' C reader, see datasets/README.md):
 Both files are written as NAME.tmp and renamed when complete, so a killed
 build never leaves a half-written set that looks whole.
 """
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,21 @@ CHUNK = 1 << 20  # bytes per /pixels chunk (gzip is transparent to readers)
 
 class Error(Exception):
     pass
+
+
+def _failed(path, e):
+    """An OSError while writing `path`, as that file's error ("X.tmp: No space left on device")."""
+    return Error("%s: %s" % (path, e.strerror or e))
+
+
+def _room(tmp, need):
+    """A full disk or a quota is found before HDF5 writes, and named (datasets/out_file.h: a
+    write that fails inside HDF5 leaves a broken file behind it)."""
+    st = os.statvfs(os.path.dirname(os.path.abspath(tmp)))
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise Error("%s: needs up to %.2f MB, the disk has %.2f MB free: %s" % (
+            tmp, need / 1e6, free / 1e6, os.strerror(errno.ENOSPC)))
 
 
 def pixel_hash(rgb):
@@ -41,8 +57,17 @@ class SetWriter:
         self.ids, self.sources, self.shapes, self.offsets = [], [], [], []
         self.seen = set()
         self._raw_path = path + ".pixels.tmp"
-        self._raw = open(self._raw_path, "wb")
+        try:
+            self._raw = open(self._raw_path, "wb")
+        except OSError as e:
+            raise _failed(self._raw_path, e)
         self._size = 0
+
+    def abandon(self):
+        """Removes what was written (a failed build or import)."""
+        self._raw.close()
+        if os.path.exists(self._raw_path):
+            os.unlink(self._raw_path)
 
     def add(self, image_id, rgb, source):
         rgb = np.asarray(rgb)
@@ -56,40 +81,57 @@ class SetWriter:
         self.shapes.append(rgb.shape)
         self.ids.append(image_id)
         self.sources.append(source)
-        self._raw.write(data)
+        try:
+            self._raw.write(data)
+        except OSError as e:
+            self.abandon()
+            raise _failed(self._raw_path, e)
         self._size += len(data)
 
     def close(self):
         import h5py
-        self._raw.close()
+        try:
+            self._raw.close()
+        except OSError as e:
+            self.abandon()
+            raise _failed(self._raw_path, e)
         tmp = self.path + ".tmp"
         try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-                f.attrs["set"] = self.name
-                f.attrs["seed"] = np.int64(self.seed)
-                n = max(self._size, 1)
-                px = f.create_dataset("pixels", shape=(self._size,), dtype=np.uint8,
-                                      chunks=(min(CHUNK, n),) if self._size else None,
-                                      compression="gzip" if self._size else None,
-                                      compression_opts=4 if self._size else None)
-                raw = np.memmap(self._raw_path, dtype=np.uint8, mode="r") if self._size else None
-                for lo in range(0, self._size, 64 * CHUNK):
-                    hi = min(self._size, lo + 64 * CHUNK)
-                    px[lo:hi] = raw[lo:hi]
-                del raw
-                f.create_dataset("offsets", data=np.array(self.offsets, dtype=np.uint64).reshape(-1))
-                f.create_dataset("shapes", data=np.array(self.shapes, dtype=np.int32).reshape(-1, 3))
-                st = h5py.string_dtype("utf-8")
-                f.create_dataset("ids", data=np.array(self.ids, dtype=object), dtype=st)
-                f.create_dataset("source", data=np.array(self.sources, dtype=object), dtype=st)
+            # gzip never grows pixels by more than a few per mille; ids, sources and HDF5's
+            # own structures are the rest
+            names = sum(len(x.encode()) + len(y.encode()) + 64 for x, y in zip(self.ids, self.sources))
+            _room(tmp, self._size * 1.01 + 20 * len(self.ids) + names + (256 << 10))
+            self._write(h5py, tmp)
             os.replace(tmp, self.path)
+        except OSError as e:
+            raise _failed(tmp, e)
         finally:
             os.unlink(self._raw_path)
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return len(self.ids), self._size
+
+    def _write(self, h5py, tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.attrs["set"] = self.name
+            f.attrs["seed"] = np.int64(self.seed)
+            n = max(self._size, 1)
+            px = f.create_dataset("pixels", shape=(self._size,), dtype=np.uint8,
+                                  chunks=(min(CHUNK, n),) if self._size else None,
+                                  compression="gzip" if self._size else None,
+                                  compression_opts=4 if self._size else None)
+            raw = np.memmap(self._raw_path, dtype=np.uint8, mode="r") if self._size else None
+            for lo in range(0, self._size, 64 * CHUNK):
+                hi = min(self._size, lo + 64 * CHUNK)
+                px[lo:hi] = raw[lo:hi]
+            del raw
+            f.create_dataset("offsets", data=np.array(self.offsets, dtype=np.uint64).reshape(-1))
+            f.create_dataset("shapes", data=np.array(self.shapes, dtype=np.int32).reshape(-1, 3))
+            st = h5py.string_dtype("utf-8")
+            f.create_dataset("ids", data=np.array(self.ids, dtype=object), dtype=st)
+            f.create_dataset("source", data=np.array(self.sources, dtype=object), dtype=st)
 
 
 class SetReader:
@@ -145,13 +187,29 @@ class SetReader:
         self.f.close()
 
 
-def write_jsonl(path, items):
+def _write_text(path, write, commit):
+    """path.tmp written by write(f), then renamed (commit) or returned for the caller to
+    rename with others; a failed write leaves no .tmp and names the file."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+        if commit:
+            os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise _failed(tmp, e)
+    return tmp
+
+
+def write_jsonl(path, items, commit=True):
+    """Writes items as JSON lines; commit=False returns path.tmp unrenamed."""
+    def lines(f):
         for it in items:
             f.write(json.dumps(it, ensure_ascii=False, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return len(items)
+    tmp = _write_text(path, lines, commit)
+    return len(items) if commit else tmp
 
 
 def read_jsonl(path):
@@ -159,9 +217,9 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+def write_json(path, obj, commit=True):
+    """Writes obj as indented JSON; commit=False returns path.tmp unrenamed."""
+    def dump(f):
         json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
-    os.replace(tmp, path)
+    return _write_text(path, dump, commit)

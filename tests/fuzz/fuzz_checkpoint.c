@@ -66,6 +66,10 @@ static void finish(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    /* Open MPI's own handlers for SIGABRT, SIGSEGV, SIGBUS and SIGFPE would replace libFuzzer's,
+     * which then saves no input for a failed check or a crash (the campaign of this stop lost
+     * one that way). */
+    setenv("OMPI_MCA_opal_signal", "", 1);
     ps_error err = {0};
     /* A small model (a few KB of weights): one block, so that the recipe reaches every tensor. */
     char *over[] = {"model.vocab=32", "model.dim=8", "model.layers=1", "model.heads=2", "model.kv_heads=1",
